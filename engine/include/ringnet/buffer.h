@@ -1,0 +1,141 @@
+// Byte buffers and the per-loop pool they draw from.
+//
+// Buffer is one contiguous region with a read and a write index (muduo's layout):
+//
+//   +-------------------+------------------+------------------+
+//   | consumed (free    |  readable bytes  |  writable bytes  |
+//   | to prepend into)  |    (content)     |                  |
+//   +-------------------+------------------+------------------+
+//   0      <=       read_index   <=   write_index    <=    capacity
+//
+// An empty Buffer owns no memory; storage comes from a BufferPool when the first byte is
+// written and goes back when the buffer is drained (release_if_empty) or destroyed, so an
+// idle connection holds no buffer at all.
+//
+// Thread-safety: none. A BufferPool belongs to one event loop; its buffers are touched only
+// on that loop's thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace ringnet {
+
+// Power-of-two size classes from 4 KiB to 4 MiB, each with a bounded free list; larger
+// requests go straight to malloc. The C++ analogue of Go's sync.Pool, minus the sharing.
+class BufferPool {
+ public:
+  static constexpr size_t kMinClassShift = 12;  // 4 KiB
+  static constexpr size_t kMaxClassShift = 22;  // 4 MiB
+  static constexpr size_t kClasses = kMaxClassShift - kMinClassShift + 1;
+
+  // cached_bytes_limit bounds the memory parked on free lists (not memory in use).
+  explicit BufferPool(size_t cached_bytes_limit = 32u << 20);
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // Returns storage of at least `size` bytes; *capacity receives the real size.
+  char* acquire(size_t size, size_t* capacity);
+  void release(char* data, size_t capacity);
+
+  size_t cached_bytes() const { return cached_bytes_; }
+  size_t outstanding_blocks() const { return outstanding_; }
+
+  // Rounds up to the size class that acquire() would hand out.
+  static size_t class_size(size_t size);
+
+ private:
+  std::vector<char*> free_[kClasses];
+  size_t cached_bytes_ = 0;
+  size_t cached_limit_;
+  size_t outstanding_ = 0;
+};
+
+class Buffer {
+ public:
+  // pool may be null: storage then comes from malloc directly.
+  explicit Buffer(BufferPool* pool = nullptr) : pool_(pool) {}
+  ~Buffer() { free_storage(); }
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  size_t readable_bytes() const { return write_ - read_; }
+  size_t writable_bytes() const { return capacity_ - write_; }
+  size_t capacity() const { return capacity_; }
+  bool empty() const { return read_ == write_; }
+  const char* read_ptr() const { return data_ + read_; }
+  std::string_view view() const { return {data_ + read_, write_ - read_}; }
+
+  // Drops up to n readable bytes from the front; returns how many were dropped.
+  size_t consume(size_t n);
+  void clear() { read_ = write_ = 0; }
+
+  // Makes room for n more bytes at the end, compacting or growing (through the pool).
+  // Existing bytes may move: views taken earlier are invalidated.
+  void ensure_writable(size_t n);
+  char* write_ptr() { return data_ + write_; }
+  // Marks n bytes (written at write_ptr) as readable. n <= writable_bytes().
+  void commit(size_t n) { write_ += n; }
+
+  void append(std::string_view bytes);
+  // Appends as much of `bytes` as fits without moving or growing; returns bytes taken.
+  size_t append_in_place(std::string_view bytes);
+
+  // Returns the storage to the pool when no readable bytes are left.
+  void release_if_empty();
+
+ private:
+  void free_storage();
+  BufferPool* pool_;
+  char* data_ = nullptr;
+  size_t capacity_ = 0;
+  size_t read_ = 0;
+  size_t write_ = 0;
+};
+
+// Outbound bytes of one connection: a queue of fixed blocks. Appending never moves bytes
+// already queued, so a completion-based backend may send from them while more is appended.
+class OutboundQueue {
+ public:
+  static constexpr size_t kBlockSize = 16 * 1024;
+
+  explicit OutboundQueue(BufferPool* pool) : pool_(pool) {}
+  OutboundQueue(OutboundQueue&&) noexcept = default;
+  OutboundQueue& operator=(OutboundQueue&&) noexcept = default;
+
+  void append(std::string_view bytes);
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // Fills up to max_iov iovec-like (pointer, length) pairs with queued bytes, in order.
+  // Returns the number filled.
+  template <typename IoVec>
+  size_t gather(IoVec* iov, size_t max_iov) const {
+    size_t n = 0;
+    for (size_t i = head_; i < blocks_.size() && n < max_iov; ++i) {
+      std::string_view v = blocks_[i].view();
+      if (v.empty()) continue;
+      iov[n].iov_base = const_cast<char*>(v.data());
+      iov[n].iov_len = v.size();
+      ++n;
+    }
+    return n;
+  }
+
+  // Drops n bytes from the front (they were sent); drained blocks go back to the pool.
+  void consume(size_t n);
+  void clear();
+
+ private:
+  BufferPool* pool_;
+  std::vector<Buffer> blocks_;  // blocks_[head_..] hold data; earlier ones are spent
+  size_t head_ = 0;
+  size_t size_ = 0;
+};
+
+}  // namespace ringnet

@@ -1,0 +1,154 @@
+// Conn: one connection, owned by one event loop for its whole life.
+//
+// States (settled in one place, EventLoop::close_conn):
+//
+//        accept            close() / Action::kClose        outbound drained
+//   ----------> kOpen ------------------------------> kClosing ----------> kClosed
+//                 |      (stop reading; keep flushing)                         ^
+//                 |  EOF with output pending -> kClosing as well               |
+//                 +-- reset / error / shutdown / EOF with nothing pending -----+
+//
+// Reading: inside on_traffic, peek/next/discard give views of the inbound bytes without
+// copying. Views stay valid until on_traffic returns (or until the next read call that
+// says otherwise); unread bytes are kept for the next on_traffic.
+//
+// Writing: write/writev append to the outbound queue; the loop flushes every connection
+// written to in one iteration once, at the end of that iteration (write coalescing), and
+// flushes leftovers when the socket becomes writable again.
+//
+// Thread-safety: every method is loop-thread only, except handle(), which returns a
+// ConnHandle usable from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "ringnet/address.h"
+#include "ringnet/buffer.h"
+#include "ringnet/handler.h"
+#include "ringnet/status.h"
+
+namespace ringnet {
+
+class EventLoop;
+
+// Identifies a connection across threads: slot index and a generation that changes every
+// time the slot is reused, so a stale id never reaches a newer connection.
+struct ConnId {
+  uint32_t index = 0;
+  uint32_t generation = 0;
+  uint64_t pack() const { return (uint64_t{generation} << 32) | index; }
+  static ConnId unpack(uint64_t v) {
+    return {static_cast<uint32_t>(v), static_cast<uint32_t>(v >> 32)};
+  }
+  bool operator==(const ConnId&) const = default;
+};
+static_assert(sizeof(ConnId) == 8);
+
+// Completion of an async write: ok when the bytes were queued on the connection (and a
+// flush started), or an error when the connection had closed.
+using WriteCallback = std::function<void(Status)>;
+
+// A copyable, thread-safe reference to a connection. Operations on a connection that has
+// closed fail softly (the callback gets an error; wake() is ignored).
+class ConnHandle {
+ public:
+  ConnHandle() = default;
+  ConnHandle(EventLoop* loop, ConnId id) : loop_(loop), id_(id) {}
+
+  // Any thread. Copies `bytes`, queues them on the connection's loop, calls `done` there.
+  void async_write(std::string_view bytes, WriteCallback done = {}) const;
+  // Any thread. Schedules on_traffic for the connection even without new bytes.
+  void wake() const;
+  // Any thread. Asks the loop to close the connection (flushing first).
+  void close() const;
+
+  bool valid() const { return loop_ != nullptr; }
+  ConnId id() const { return id_; }
+
+ private:
+  EventLoop* loop_ = nullptr;
+  ConnId id_;
+};
+
+class Conn {
+ public:
+  enum class State : uint8_t { kFree, kOpen, kClosing, kClosed };
+
+  // ---- inbound (loop thread only) ----
+  // Number of inbound bytes not yet consumed.
+  size_t inbound_buffered() const { return in_view_.size(); }
+  // Up to n bytes from the front without consuming them (all bytes if n is npos).
+  std::string_view peek(size_t n = std::string_view::npos) const {
+    return in_view_.substr(0, n);
+  }
+  // Up to n bytes from the front, consumed.
+  std::string_view next(size_t n = std::string_view::npos) {
+    std::string_view v = in_view_.substr(0, n);
+    in_view_.remove_prefix(v.size());
+    return v;
+  }
+  // Drops up to n bytes from the front; returns how many were dropped.
+  size_t discard(size_t n = std::string_view::npos) { return next(n).size(); }
+
+  // ---- outbound (loop thread only) ----
+  // Queues bytes; they are sent at the end of this loop iteration.
+  Status write(std::string_view bytes);
+  Status writev(std::span<const std::string_view> parts);
+  // Sends queued bytes now rather than at the end of the iteration.
+  Status flush();
+  // Bytes queued and not yet accepted by the kernel.
+  size_t outbound_buffered() const { return out_.size(); }
+  // Convenience for the loop thread; from other threads use handle().async_write.
+  void async_write(std::string_view bytes, WriteCallback done = {}) {
+    handle().async_write(bytes, std::move(done));
+  }
+  void wake() { handle().wake(); }
+
+  // Flushes what is queued, then closes. on_close follows with kLocalClose.
+  void close();
+
+  // ---- identity ----
+  ConnHandle handle() const;
+  ConnId id() const { return id_; }
+  int fd() const { return fd_; }
+  int loop_index() const;
+  const SockAddr& local_addr() const { return local_; }
+  const SockAddr& remote_addr() const { return remote_; }
+  State state() const { return state_; }
+
+  // A slot for the application; the engine never reads it. Clear it in on_close.
+  void* context() const { return context_; }
+  void set_context(void* ctx) { context_ = ctx; }
+
+  // Engine-internal construction; applications receive Conn& from callbacks only.
+  explicit Conn(EventLoop* loop, BufferPool* pool) : loop_(loop), in_(pool), out_(pool) {}
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+ private:
+  friend class EventLoop;
+  friend class EpollPoller;
+
+  EventLoop* loop_;
+  ConnId id_;
+  int fd_ = -1;
+  State state_ = State::kFree;
+  bool dirty_ = false;          // on the loop's flush list this iteration
+  bool want_traffic_ = false;   // wake() pending
+  bool readable_ = false;       // on the loop's still-readable list (read budget hit)
+  bool eof_ = false;            // peer sent FIN
+  CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
+  void* context_ = nullptr;
+  std::string_view in_view_;    // unread inbound bytes shown to the handler
+  Buffer in_;                   // holds unread bytes between arrivals
+  OutboundQueue out_;
+  SockAddr local_;
+  SockAddr remote_;
+};
+
+}  // namespace ringnet

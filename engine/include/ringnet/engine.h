@@ -1,0 +1,87 @@
+// Engine: N event loops, each on its own thread, plus the listeners that feed them.
+//
+//   ringnet::Engine engine(handler, options);
+//   if (ringnet::Status s = engine.listen("tcp://0.0.0.0:9000"); !s) { ...s.message()... }
+//   engine.run();   // blocks until stop() or Action::kShutdown
+//
+// Without reuse_port, listeners live on an acceptor loop (its own thread) that hands each
+// accepted socket to a loop chosen by the balancer. With reuse_port, every loop owns one
+// SO_REUSEPORT listener per address and accepts for itself.
+//
+// Thread-safety: listen/start/run/wait are for the owning thread; stop(), stats(),
+// listen_addrs() and loop_count() may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "ringnet/address.h"
+#include "ringnet/conn.h"
+#include "ringnet/handler.h"
+#include "ringnet/options.h"
+#include "ringnet/status.h"
+
+namespace ringnet {
+
+// Counters merged over every loop (and the acceptor). Gauges are noted as such.
+struct EngineStats {
+  uint64_t accepted = 0;         // connections accepted
+  uint64_t open = 0;             // gauge: connections open now
+  uint64_t closed = 0;           // connections closed, any reason
+  uint64_t closed_by_reason[5] = {};  // indexed by CloseReason
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t read_calls = 0;       // read/readv syscalls
+  uint64_t write_calls = 0;      // writev syscalls (flushes)
+  uint64_t accept_errors = 0;    // accept failures other than EAGAIN
+  uint64_t fd_exhausted = 0;     // EMFILE/ENFILE on accept
+  uint64_t budget_yields = 0;    // reads cut short by the fairness budget
+  uint64_t tasks_run = 0;        // cross-thread tasks executed
+  uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
+};
+
+struct LoopStats {
+  uint64_t open = 0;      // gauge
+  uint64_t accepted = 0;  // connections this loop has adopted
+};
+
+class Acceptor;
+
+class Engine {
+ public:
+  Engine(EventHandler& handler, Options options = {});
+  ~Engine();  // stops and joins if still running
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Adds a listen address ("tcp://127.0.0.1:0", "[::1]:9000", "unix:/tmp/s"). Binds now,
+  // so errors (address in use...) come back here. Before start() only.
+  Status listen(std::string_view address);
+  // Starts the loops; returns once they run. on_boot has been called.
+  Status start();
+  // Blocks until the engine has stopped: connections closed, on_shutdown run, joined.
+  void wait();
+  // start() then wait().
+  Status run();
+  // Any thread, any number of times: close listeners, flush what is queued, close every
+  // connection (on_close with kShutdown), call on_shutdown, let wait()/run() return.
+  void stop();
+
+  bool running() const;
+  int loop_count() const;
+  // Bound addresses, in listen() order (ports resolved when 0 was asked for).
+  std::vector<SockAddr> listen_addrs() const;
+  EngineStats stats() const;
+  LoopStats loop_stats(int loop) const;
+  const Options& options() const;
+
+  // Engine-internal state; opaque to applications.
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ringnet

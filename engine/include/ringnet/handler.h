@@ -1,0 +1,64 @@
+// EventHandler: the callbacks an application gives the engine.
+//
+// Thread-safety: one handler serves every loop, so its callbacks run concurrently on
+// different loop threads. A callback for one connection always runs on that connection's
+// loop thread (Conn::loop_index() tells which), never concurrently with another callback
+// for the same connection. Callbacks must not block: hand blocking work to another thread
+// and come back through ConnHandle::async_write or wake().
+#pragma once
+
+#include <chrono>
+
+namespace ringnet {
+
+class Conn;
+class Engine;
+
+// What the engine should do after a callback returns.
+enum class Action {
+  kNone,      // carry on
+  kClose,     // close this connection (pending output is flushed first)
+  kShutdown,  // stop the whole engine (as Engine::stop())
+};
+
+// Why a connection closed. `error` in CloseInfo carries the errno where there is one.
+enum class CloseReason {
+  kPeerClosed,  // orderly EOF from the peer (after its data was delivered)
+  kReset,       // ECONNRESET / EPIPE: the peer went away abruptly
+  kError,       // another socket error (see CloseInfo::error)
+  kLocalClose,  // the application asked: Conn::close() or Action::kClose
+  kShutdown,    // the engine is stopping
+};
+
+const char* close_reason_name(CloseReason reason);
+
+struct CloseInfo {
+  CloseReason reason;
+  int error = 0;  // errno for kReset/kError, else 0
+};
+
+struct TickResult {
+  std::chrono::nanoseconds next_delay;  // when to call on_tick again
+  Action action = Action::kNone;        // kShutdown stops the engine; kClose is ignored
+};
+
+class EventHandler {
+ public:
+  virtual ~EventHandler() = default;
+
+  // Once, on the thread that called Engine::start(), before any loop runs.
+  virtual Action on_boot(Engine&) { return Action::kNone; }
+  // A connection was accepted; runs on its loop. Writing here is allowed.
+  virtual Action on_open(Conn&) { return Action::kNone; }
+  // Inbound bytes are buffered (peek/next/discard them), or wake() was called.
+  // Bytes left unread stay buffered and are shown again with the next arrival.
+  virtual Action on_traffic(Conn&) = 0;
+  // The connection is closed; the Conn reference is valid only until this returns.
+  virtual void on_close(Conn&, CloseInfo) {}
+  // Periodic tick (Options::ticker), on loop 0's thread. First call right after start.
+  virtual TickResult on_tick() { return {std::chrono::seconds(1), Action::kNone}; }
+  // Once, after every loop has stopped and every connection is closed.
+  virtual void on_shutdown(Engine&) {}
+};
+
+}  // namespace ringnet

@@ -1,0 +1,52 @@
+// Options: how an Engine runs. Every field has a usable default.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+namespace ringnet {
+
+// How accepted connections are spread over loops (ignored with reuse_port: the kernel
+// spreads them over the per-loop listeners).
+enum class Balancer {
+  kRoundRobin,        // loop i, i+1, ... in turn
+  kLeastConnections,  // the loop with the fewest open connections
+  kSourceHash,        // hash of the source IP: one source always lands on one loop
+};
+
+enum class Backend {
+  kAuto,     // io_uring where the kernel allows it, else epoll
+  kEpoll,
+  kIoUring,  // fail at start if io_uring is unavailable
+};
+
+const char* balancer_name(Balancer b);
+const char* backend_name(Backend b);
+
+struct Options {
+  int loops = 0;               // event loops; 0 = number of online cores
+  bool pin_loops = false;      // pin loop i to online core i % cores
+  Backend backend = Backend::kEpoll;
+  Balancer balancer = Balancer::kRoundRobin;
+  bool reuse_port = false;     // one SO_REUSEPORT listener per loop, no acceptor thread
+  bool reuse_addr = true;      // SO_REUSEADDR on listeners
+  int backlog = 4096;
+
+  // Per accepted TCP socket.
+  bool tcp_nodelay = true;
+  std::chrono::seconds tcp_keepalive{0};  // 0 = off; else idle time and probe interval
+  int recv_buffer = 0;                    // SO_RCVBUF; 0 = kernel default
+  int send_buffer = 0;                    // SO_SNDBUF; 0 = kernel default
+
+  bool ticker = false;                    // call EventHandler::on_tick
+
+  // Fairness: bytes read from one connection per wake-up before the loop moves on; the
+  // connection is served again before the loop blocks.
+  size_t read_budget = 256 * 1024;
+  // Cross-thread tasks run per loop iteration before I/O is looked at again.
+  size_t task_budget = 1024;
+  // Bytes parked on each loop's buffer pool free lists.
+  size_t pool_cache_bytes = 16u << 20;
+};
+
+}  // namespace ringnet

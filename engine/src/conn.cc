@@ -1,0 +1,71 @@
+#include "ringnet/conn.h"
+
+#include <string>
+
+#include "event_loop.h"
+
+namespace ringnet {
+
+// ---------------------------------------------------------------- Conn (loop thread)
+
+Status Conn::write(std::string_view bytes) {
+  RINGNET_ASSERT_IN_LOOP(loop_);
+  if (state_ != State::kOpen) return Status::invalid("write on a closing or closed connection");
+  if (bytes.empty()) return Status::ok();
+  out_.append(bytes);
+  loop_->mark_dirty(*this);
+  return Status::ok();
+}
+
+Status Conn::writev(std::span<const std::string_view> parts) {
+  RINGNET_ASSERT_IN_LOOP(loop_);
+  if (state_ != State::kOpen) return Status::invalid("write on a closing or closed connection");
+  for (std::string_view part : parts) out_.append(part);
+  if (!out_.empty()) loop_->mark_dirty(*this);
+  return Status::ok();
+}
+
+Status Conn::flush() {
+  RINGNET_ASSERT_IN_LOOP(loop_);
+  return loop_->flush_now(*this);
+}
+
+void Conn::close() {
+  RINGNET_ASSERT_IN_LOOP(loop_);
+  loop_->begin_close(*this, CloseReason::kLocalClose);
+}
+
+ConnHandle Conn::handle() const { return ConnHandle(loop_, id_); }
+
+int Conn::loop_index() const { return loop_->index(); }
+
+// ---------------------------------------------------------------- ConnHandle (any thread)
+
+void ConnHandle::async_write(std::string_view bytes, WriteCallback done) const {
+  if (loop_ == nullptr) {
+    if (done) done(Status::invalid("empty connection handle"));
+    return;
+  }
+  EventLoop* loop = loop_;
+  ConnId id = id_;
+  loop->post([loop, id, data = std::string(bytes), done = std::move(done)] {
+    Conn* c = loop->lookup(id);
+    Status s = c != nullptr ? c->write(data) : Status::invalid("connection closed");
+    if (done) done(std::move(s));
+  });
+}
+
+void ConnHandle::wake() const {
+  if (loop_ != nullptr) loop_->wake_conn(id_);
+}
+
+void ConnHandle::close() const {
+  if (loop_ == nullptr) return;
+  EventLoop* loop = loop_;
+  ConnId id = id_;
+  loop->post([loop, id] {
+    if (Conn* c = loop->lookup(id)) loop->begin_close(*c, CloseReason::kLocalClose);
+  });
+}
+
+}  // namespace ringnet

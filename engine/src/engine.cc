@@ -1,0 +1,264 @@
+#include "ringnet/engine.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine_impl.h"
+#include "ringnet/log.h"
+#include "socket_ops.h"
+
+namespace ringnet {
+namespace {
+
+int online_cores() {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+void name_and_pin(std::thread& t, int index, bool pin) {
+  std::string name = index < 0 ? "ringnet-accept" : "ringnet-loop-" + std::to_string(index);
+  pthread_setname_np(t.native_handle(), name.substr(0, 15).c_str());
+  if (!pin || index < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(index % online_cores(), &set);
+  if (int rc = pthread_setaffinity_np(t.native_handle(), sizeof(set), &set); rc != 0) {
+    log(LogLevel::kWarn, "cannot pin loop {}: {}", index, std::strerror(rc));
+  }
+}
+
+void schedule_tick(Engine::Impl& impl, EventLoop& loop, Clock::time_point when) {
+  loop.timers().add(when, [&impl, &loop] {
+    TickResult r = impl.handler.on_tick();
+    if (r.action == Action::kShutdown) {
+      impl.request_stop();
+      return;
+    }
+    auto delay = std::max(r.next_delay, std::chrono::nanoseconds(0));
+    schedule_tick(impl, loop, Clock::now() + std::chrono::duration_cast<Clock::duration>(delay));
+  });
+}
+
+void unlink_unix_path(const SockAddr& addr) {
+  if (addr.family() != AF_UNIX) return;
+  const auto* sun = reinterpret_cast<const sockaddr_un*>(addr.raw());
+  if (sun->sun_path[0] != '\0') ::unlink(sun->sun_path);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Impl
+
+EventLoop& Engine::Impl::pick_loop(const SockAddr& peer) {
+  size_t n = loops.size();
+  if (n == 1) return *loops[0];
+  switch (opts.balancer) {
+    case Balancer::kLeastConnections: {
+      size_t best = 0;
+      for (size_t i = 1; i < n; ++i) {
+        if (loops[i]->load().load(std::memory_order_relaxed) <
+            loops[best]->load().load(std::memory_order_relaxed)) {
+          best = i;
+        }
+      }
+      return *loops[best];
+    }
+    case Balancer::kSourceHash:
+      if (peer.is_ip()) return *loops[peer.ip_hash() % n];
+      break;  // Unix peers have no source address: spread them round-robin
+    case Balancer::kRoundRobin:
+      break;
+  }
+  return *loops[rr_next++ % n];
+}
+
+void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer) {
+  sockets::tune_accepted(fd, peer.family(), opts);
+  if (acceptor == nullptr) {  // reuse_port: the accepting loop keeps it
+    from.load().fetch_add(1, std::memory_order_relaxed);
+    from.adopt(fd, peer);
+    return;
+  }
+  EventLoop& target = pick_loop(peer);
+  // Counted now, not at adoption, so a burst of accepts sees its own assignments.
+  target.load().fetch_add(1, std::memory_order_relaxed);
+  target.post([&target, fd, peer] { target.adopt(fd, peer); });
+}
+
+void Engine::Impl::request_stop() {
+  {
+    std::lock_guard lock(mu);
+    if (stop_requested) return;
+    stop_requested = true;
+  }
+  if (acceptor) acceptor->request_stop();
+  for (auto& loop : loops) loop->request_stop();
+  cv.notify_all();
+}
+
+// ---------------------------------------------------------------- Engine
+
+Engine::Engine(EventHandler& handler, Options options)
+    : impl_(std::make_unique<Impl>(*this, handler, options)) {
+  if (impl_->opts.loops <= 0) impl_->opts.loops = online_cores();
+}
+
+Engine::~Engine() {
+  if (impl_->started) {
+    stop();
+    wait();
+  } else {
+    for (auto& spec : impl_->specs) {
+      for (int fd : spec.fds) ::close(fd);
+      unlink_unix_path(spec.bound);
+    }
+  }
+}
+
+Status Engine::listen(std::string_view address) {
+  if (impl_->started) return Status::invalid("listen() after start()");
+  Impl::ListenSpec spec;
+  spec.text = std::string(address);
+  if (Status s = SockAddr::parse(address, spec.addr); !s) return s;
+  bool reuse_port = impl_->opts.reuse_port && spec.addr.is_ip();
+  int count = reuse_port ? impl_->opts.loops : 1;
+  SockAddr bind_addr = spec.addr;
+  for (int i = 0; i < count; ++i) {
+    int fd = -1;
+    Status s = sockets::open_listener(bind_addr, impl_->opts, reuse_port, &fd);
+    if (!s) {
+      for (int open_fd : spec.fds) ::close(open_fd);
+      return s;
+    }
+    spec.fds.push_back(fd);
+    if (i == 0) {
+      spec.bound = spec.addr.is_ip() ? sockets::local_address(fd) : spec.addr;
+      bind_addr = spec.bound;  // the other reuse_port listeners share the resolved port
+    }
+  }
+  impl_->specs.push_back(std::move(spec));
+  return Status::ok();
+}
+
+Status Engine::start() {
+  Impl& impl = *impl_;
+  if (impl.started) return Status::invalid("engine already started");
+  if (impl.opts.backend == Backend::kIoUring) {
+    return Status::invalid("backend io_uring is not available in this build yet; use epoll or auto");
+  }
+  if (impl.opts.backend == Backend::kAuto) {
+    log(LogLevel::kInfo, "backend auto: using epoll (io_uring backend not built yet)");
+  }
+  for (int i = 0; i < impl.opts.loops; ++i) {
+    impl.loops.push_back(std::make_unique<EventLoop>(impl, i));
+    if (Status s = impl.loops.back()->init(); !s) return s;
+  }
+  if (!impl.opts.reuse_port) {
+    impl.acceptor = std::make_unique<EventLoop>(impl, -1);
+    if (Status s = impl.acceptor->init(); !s) return s;
+  }
+  for (size_t spec_index = 0; spec_index < impl.specs.size(); ++spec_index) {
+    auto& spec = impl.specs[spec_index];
+    for (size_t i = 0; i < spec.fds.size(); ++i) {
+      // One fd: the acceptor's (or loop 0's when reuse_port could not apply, e.g. Unix).
+      EventLoop& owner = impl.acceptor ? *impl.acceptor : *impl.loops[i];
+      if (Status s = owner.add_listener(spec.fds[i], static_cast<int>(spec_index), spec.bound); !s) {
+        return s;
+      }
+    }
+    spec.fds.clear();  // the loops own them now
+  }
+  impl.started = true;
+  Action boot = impl.handler.on_boot(*this);
+  if (impl.opts.ticker) {
+    EventLoop& loop0 = *impl.loops[0];
+    loop0.post([&impl, &loop0] { schedule_tick(impl, loop0, Clock::now()); });
+  }
+  auto spawn = [&impl](EventLoop& loop) {
+    impl.threads.emplace_back([&loop] { loop.run(); });
+    name_and_pin(impl.threads.back(), loop.index(), impl.opts.pin_loops);
+  };
+  for (auto& loop : impl.loops) spawn(*loop);
+  if (impl.acceptor) spawn(*impl.acceptor);
+  impl.is_running = true;
+  for (auto& spec : impl.specs) {
+    log(LogLevel::kDebug, "listening on {} ({} loops, {})", spec.bound.to_string(),
+        impl.opts.loops, balancer_name(impl.opts.balancer));
+  }
+  if (boot == Action::kShutdown) stop();
+  return Status::ok();
+}
+
+void Engine::wait() {
+  Impl& impl = *impl_;
+  std::lock_guard lock(impl.mu_join);
+  if (!impl.started || impl.joined) return;
+  for (auto& t : impl.threads) t.join();
+  // Sockets the acceptor handed over after a loop had left run() are closed here.
+  for (auto& loop : impl.loops) loop->drain_after_exit();
+  for (auto& spec : impl.specs) unlink_unix_path(spec.bound);
+  impl.joined = true;
+  impl.is_running = false;
+  impl.handler.on_shutdown(*this);
+}
+
+Status Engine::run() {
+  if (Status s = start(); !s) return s;
+  wait();
+  return Status::ok();
+}
+
+void Engine::stop() {
+  if (impl_->started) impl_->request_stop();
+}
+
+bool Engine::running() const { return impl_->is_running.load(); }
+
+int Engine::loop_count() const { return impl_->opts.loops; }
+
+const Options& Engine::options() const { return impl_->opts; }
+
+std::vector<SockAddr> Engine::listen_addrs() const {
+  std::vector<SockAddr> out;
+  for (const auto& spec : impl_->specs) out.push_back(spec.bound);
+  return out;
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  auto add = [&s](const LoopCounters& c) {
+    auto get = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    s.accepted += get(c.accepted);
+    s.open += get(c.open);
+    s.closed += get(c.closed);
+    for (int i = 0; i < 5; ++i) s.closed_by_reason[i] += get(c.closed_by_reason[i]);
+    s.bytes_in += get(c.bytes_in);
+    s.bytes_out += get(c.bytes_out);
+    s.read_calls += get(c.read_calls);
+    s.write_calls += get(c.write_calls);
+    s.accept_errors += get(c.accept_errors);
+    s.fd_exhausted += get(c.fd_exhausted);
+    s.budget_yields += get(c.budget_yields);
+    s.tasks_run += get(c.tasks_run);
+    s.outbound_dropped += get(c.outbound_dropped);
+  };
+  for (const auto& loop : impl_->loops) add(loop->counters());
+  if (impl_->acceptor) add(impl_->acceptor->counters());
+  return s;
+}
+
+LoopStats Engine::loop_stats(int loop) const {
+  LoopStats s;
+  if (loop < 0 || loop >= static_cast<int>(impl_->loops.size())) return s;
+  const LoopCounters& c = impl_->loops[static_cast<size_t>(loop)]->counters();
+  s.open = c.open.load(std::memory_order_relaxed);
+  s.accepted = c.accepted.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace ringnet

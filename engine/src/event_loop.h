@@ -1,0 +1,141 @@
+// EventLoop: one thread's reactor. It owns its connections (a slab of Conn slots reused
+// with a generation number), their buffers (a per-loop BufferPool), its timers and its
+// task queue, and drives a Poller.
+//
+// One iteration, in order:
+//   1. poll      wait for I/O (not at all when tasks, reads or wakes are pending) and
+//                dispatch it: accepts, reads -> on_traffic, writable edges -> flush
+//   2. timers    run what is due (on_tick, accept back-off)
+//   3. tasks     cross-thread work, at most Options::task_budget
+//                (ConnHandle::wake/async_write/close arrive this way)
+//   4. flush     one send per connection written to during 1-4 (write coalescing);
+//                closing connections whose output drained are closed here
+//
+// Thread-safety: post(), wake_conn(), request_stop() and the stats getters may be called
+// from any thread; everything else only on the loop's own thread.
+#pragma once
+
+#include <atomic>
+#include <cassert>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "listener.h"
+#include "poller.h"
+#include "ringnet/buffer.h"
+#include "ringnet/conn.h"
+#include "ringnet/engine.h"
+#include "ringnet/handler.h"
+#include "task_queue.h"
+#include "timer_queue.h"
+
+namespace ringnet {
+
+// Loop counters: written by the loop thread only (single writer, so a relaxed load+store
+// is enough and costs no locked instruction), read from any thread.
+struct LoopCounters {
+  std::atomic<uint64_t> accepted{0}, open{0}, closed{0}, bytes_in{0}, bytes_out{0};
+  std::atomic<uint64_t> read_calls{0}, write_calls{0}, accept_errors{0}, fd_exhausted{0};
+  std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
+  std::atomic<uint64_t> closed_by_reason[5]{};
+};
+
+inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+class EventLoop {
+ public:
+  // index >= 0 for connection loops; -1 for the acceptor loop.
+  EventLoop(Engine::Impl& engine, int index);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  Status init();
+  // Thread body: runs iterations until stopped, then closes what it owns.
+  void run();
+  // After the thread was joined: run tasks still queued (late accepted sockets are closed).
+  void drain_after_exit();
+
+  // ---- any thread ----
+  void post(TaskQueue::Task task) { tasks_.post(std::move(task)); }
+  void wake_conn(ConnId id);
+  // Asks the loop to close its listeners and connections and leave run().
+  void request_stop();
+  int index() const { return index_; }
+  const LoopCounters& counters() const { return counters_; }
+  // Connections assigned to this loop and not yet closed (least-connections balancer).
+  std::atomic<int64_t>& load() { return load_; }
+
+  bool in_loop_thread() const { return thread_id_ == std::this_thread::get_id(); }
+
+  // ---- loop thread ----
+  Status add_listener(int fd, int spec, const SockAddr& addr);
+  void adopt(int fd, const SockAddr& peer);
+  Conn* lookup(ConnId id);
+  Conn* lookup_slot(uint32_t index);
+  Listener* listener(uint32_t slot);
+  TimerQueue& timers() { return timers_; }
+
+  // Called by the poller (see poller.h).
+  void accept_ready(Listener& listener);
+  char* spill() { return spill_.get(); }
+  static constexpr size_t kSpillSize = 64 * 1024;
+  void on_wakeup();  // the task eventfd fired
+  void deliver_spill(Conn& c, size_t n);
+  void deliver_buffered(Conn& c);
+  void on_eof(Conn& c);
+  void after_send(Conn& c);
+  void close_conn(Conn& c, CloseInfo info);
+  // The poller calls this for a slot detach() could not free at once, when it may.
+  void free_slot(Conn& c);
+  LoopCounters& counters_mut() { return counters_; }
+  const Options& options() const;
+
+  // Called by Conn.
+  void mark_dirty(Conn& c);
+  void begin_close(Conn& c, CloseReason reason);
+  Status flush_now(Conn& c);
+
+ private:
+  void iterate();
+  void flush_dirty();
+  void run_traffic(Conn& c);
+  void apply_action(Conn& c, Action action);
+  void shutdown_all();
+  bool handle_fd_exhaustion(Listener& l, int err);
+  void arm_accept_retry(Listener& l);
+
+  Engine::Impl& engine_;
+  EventHandler& handler_;
+  int index_;
+  std::thread::id thread_id_;
+  std::unique_ptr<Poller> poller_;
+  TaskQueue tasks_;
+  TimerQueue timers_;
+  BufferPool pool_;
+  std::unique_ptr<char[]> spill_;
+  std::deque<Conn> slots_;              // stable addresses; never shrinks while running
+  std::vector<uint32_t> free_slots_;
+  std::vector<Conn*> dirty_;            // written to this iteration
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  int spare_fd_ = -1;                   // reserved fd for the EMFILE trick
+  bool exhausted_logged_ = false;
+  bool stopping_ = false;
+  bool task_signal_ = false;            // eventfd fired since tasks last ran
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<int64_t> load_{0};
+  LoopCounters counters_;
+};
+
+// Debug-build check that loop-owned state is touched on its own thread.
+#ifndef NDEBUG
+#define RINGNET_ASSERT_IN_LOOP(loop) assert((loop)->in_loop_thread())
+#else
+#define RINGNET_ASSERT_IN_LOOP(loop) ((void)0)
+#endif
+
+}  // namespace ringnet

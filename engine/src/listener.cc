@@ -1,0 +1,105 @@
+// The accept side of EventLoop: listeners, the accept4 loop, and fd exhaustion.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "engine_impl.h"
+#include "event_loop.h"
+#include "ringnet/log.h"
+
+namespace ringnet {
+
+namespace {
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
+}  // namespace
+
+Status EventLoop::add_listener(int fd, int spec, const SockAddr& addr) {
+  auto l = std::make_unique<Listener>();
+  l->fd = fd;
+  l->spec = spec;
+  l->slot = static_cast<uint32_t>(listeners_.size());
+  l->addr = addr;
+  if (Status s = poller_->add_listener(*l); !s) return s;
+  listeners_.push_back(std::move(l));
+  return Status::ok();
+}
+
+Listener* EventLoop::listener(uint32_t slot) {
+  return slot < listeners_.size() ? listeners_[slot].get() : nullptr;
+}
+
+// Edge-triggered: accept until EAGAIN, or the edge is lost and connections wait forever.
+void EventLoop::accept_ready(Listener& l) {
+  while (l.fd >= 0 && !stopping_) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&ss), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      exhausted_logged_ = false;
+      engine_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err == EINTR) continue;
+    if (err == ECONNABORTED || err == EPROTO || err == EPERM) {
+      bump(counters_.accept_errors);  // that one connection died in the queue; go on
+      continue;
+    }
+    if (err == EMFILE || err == ENFILE) {
+      if (handle_fd_exhaustion(l, err)) continue;
+      return;
+    }
+    // ENOBUFS, ENOMEM and the like: the kernel is short; back off instead of spinning.
+    bump(counters_.accept_errors);
+    log(LogLevel::kWarn, "accept on {}: {}; retrying in {} ms", l.addr.to_string(),
+        std::strerror(err), kAcceptRetryDelay.count());
+    arm_accept_retry(l);
+    return;
+  }
+}
+
+// Out of fds: the pending connection cannot be accepted, and with edge-triggered polling
+// it would sit in the backlog unnoticed. Free the spare fd, accept the connection and
+// close it at once (the client sees a close rather than a hang), and take the spare back.
+// Returns true when accepting may go on, false when the loop backed off.
+bool EventLoop::handle_fd_exhaustion(Listener& l, int err) {
+  bump(counters_.fd_exhausted);
+  if (!exhausted_logged_) {
+    exhausted_logged_ = true;  // once per burst: reset by the next successful accept
+    log(LogLevel::kWarn, "accept on {}: {}: refusing connections until fds free up",
+        l.addr.to_string(), std::strerror(err));
+  }
+  if (spare_fd_ < 0) {
+    arm_accept_retry(l);
+    return false;
+  }
+  ::close(spare_fd_);
+  int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) ::close(fd);
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || spare_fd_ < 0) {
+    arm_accept_retry(l);  // someone else took the fd, or the backlog was empty
+    return false;
+  }
+  return true;
+}
+
+void EventLoop::arm_accept_retry(Listener& l) {
+  if (l.retry_armed) return;
+  l.retry_armed = true;
+  uint32_t slot = l.slot;
+  timers_.add(Clock::now() + kAcceptRetryDelay, [this, slot] {
+    Listener* again = listener(slot);
+    if (again == nullptr) return;
+    again->retry_armed = false;
+    if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    accept_ready(*again);
+  });
+}
+
+}  // namespace ringnet

@@ -1,0 +1,46 @@
+// Poller: the seam between the event loop and a kernel I/O interface.
+//
+// The loop owns connections, their inbound and outbound buffers, timers and tasks; a
+// poller only moves bytes and reports what happened, by calling back into the loop:
+//
+//   loop.accept_ready(listener)          a listener has connections waiting (readiness)
+//   loop.deliver_spill(conn, n)          n fresh bytes sit in loop.spill() (conn had none)
+//   loop.deliver_buffered(conn)          fresh bytes were appended to the conn's in_ buffer
+//   loop.after_send(conn)                bytes left the outbound queue, or it is blocked
+//   loop.close_conn(conn, info)          EOF / reset / error (EOF goes through on_eof)
+//
+// A readiness poller (epoll) does the syscalls itself when told an fd is ready; a
+// completion poller (io_uring) keeps operations in flight and reports their results the
+// same way. Either way the engine, not the poller, decides what is read and when to close.
+#pragma once
+
+#include "ringnet/conn.h"
+#include "ringnet/status.h"
+
+namespace ringnet {
+
+struct Listener;
+
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  virtual const char* name() const = 0;
+
+  // Watches the loop's task-queue eventfd.
+  virtual Status add_wakeup(int fd) = 0;
+  virtual Status add_listener(Listener& listener) = 0;
+  virtual void remove_listener(Listener& listener) = 0;
+  // Starts watching/reading a freshly adopted connection.
+  virtual Status add_conn(Conn& conn) = 0;
+  // Sends what the connection's outbound queue holds (now, or by queueing an operation).
+  virtual void send(Conn& conn) = 0;
+  // Stops all I/O on the connection before its fd is closed. Returns true when the slot
+  // may be reused at once (no operation still refers to it).
+  virtual bool detach(Conn& conn) = 0;
+  // True when the poller has work of its own pending (the loop must not block).
+  virtual bool has_pending() const = 0;
+  // Waits up to timeout_ms (-1 = no limit) and dispatches what happened to the loop.
+  virtual Status poll(int timeout_ms) = 0;
+};
+
+}  // namespace ringnet

@@ -1,0 +1,235 @@
+#include "poller_epoll.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "event_loop.h"
+#include "listener.h"
+
+namespace ringnet {
+namespace {
+
+constexpr uint32_t kWakeSlot = 0xFFFFFFFFu;
+constexpr uint32_t kConnEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+constexpr size_t kMaxIov = 64;
+constexpr size_t kMaxEvents = 4096;
+
+uint64_t special_tag(uint32_t slot) { return slot; }  // generation 0
+
+}  // namespace
+
+EpollPoller::~EpollPoller() {
+  if (epfd_ >= 0) ::close(epfd_);
+}
+
+Status EpollPoller::init() {
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) return Status::from_errno(errno, "epoll_create1");
+  return Status::ok();
+}
+
+Status EpollPoller::add_wakeup(int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLET;
+  ev.data.u64 = special_tag(kWakeSlot);
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return Status::from_errno(errno, "epoll_ctl add eventfd");
+  }
+  return Status::ok();
+}
+
+Status EpollPoller::add_listener(Listener& l) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLET;
+  ev.data.u64 = special_tag(l.slot);
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, l.fd, &ev) != 0) {
+    return Status::from_errno(errno, "epoll_ctl add listener");
+  }
+  return Status::ok();
+}
+
+void EpollPoller::remove_listener(Listener& l) {
+  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, l.fd, nullptr);
+}
+
+Status EpollPoller::add_conn(Conn& c) {
+  epoll_event ev{};
+  ev.events = kConnEvents;
+  ev.data.u64 = c.id().pack();
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, c.fd(), &ev) != 0) {
+    return Status::from_errno(errno, "epoll_ctl add conn");
+  }
+  return Status::ok();
+}
+
+bool EpollPoller::detach(Conn& c) {
+  // close() drops the registration; pending-read entries die by the generation check.
+  c.readable_ = false;
+  return true;
+}
+
+Status EpollPoller::poll(int timeout_ms) {
+  if (!pending_reads_.empty()) timeout_ms = 0;
+  int n = ::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return Status::ok();
+    return Status::from_errno(errno, "epoll_wait");
+  }
+  for (int i = 0; i < n; ++i) dispatch(events_[i]);
+  if (static_cast<size_t>(n) == events_.size() && events_.size() < kMaxEvents) {
+    events_.resize(events_.size() * 2);  // a full batch: take more per call next time
+  }
+  serve_pending_reads();
+  return Status::ok();
+}
+
+void EpollPoller::dispatch(const epoll_event& ev) {
+  ConnId tag = ConnId::unpack(ev.data.u64);
+  if (tag.generation != 0) {
+    if (Conn* c = loop_.lookup(tag)) on_conn_event(*c, ev.events);
+    return;
+  }
+  if (tag.index == kWakeSlot) {
+    loop_.on_wakeup();
+  } else if (Listener* l = loop_.listener(tag.index)) {
+    loop_.accept_ready(*l);
+  }
+}
+
+// EPOLLOUT before EPOLLIN: leftover output goes out (and frees its memory) before new
+// input produces more, and a dead peer shows up as a send error before we read.
+void EpollPoller::on_conn_event(Conn& c, uint32_t events) {
+  ConnId id = c.id();
+  if ((events & EPOLLOUT) && !c.out_.empty()) send(c);
+  if (loop_.lookup(id) == nullptr) return;  // closed by the send
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    read_conn(c, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+  }
+}
+
+// Reads into the loop's spill area when the connection holds no unread bytes (an idle
+// connection owns no inbound buffer), else into the tail of its buffer with the spill
+// area behind it (one readv, as muduo's readFd).
+ssize_t EpollPoller::read_once(Conn& c, size_t* asked) {
+  char* spill = loop_.spill();
+  if (c.in_.empty()) {
+    *asked = EventLoop::kSpillSize;
+    return ::read(c.fd(), spill, EventLoop::kSpillSize);
+  }
+  iovec iov[2];
+  size_t tail = c.in_.writable_bytes();
+  iov[0] = {c.in_.write_ptr(), tail};
+  iov[1] = {spill, EventLoop::kSpillSize};
+  *asked = tail + EventLoop::kSpillSize;
+  ssize_t n = tail > 0 ? ::readv(c.fd(), iov, 2) : ::readv(c.fd(), iov + 1, 1);
+  if (n > 0) {
+    size_t in_place = std::min(static_cast<size_t>(n), tail);
+    c.in_.commit(in_place);
+    if (static_cast<size_t>(n) > tail) c.in_.append({spill, static_cast<size_t>(n) - tail});
+  }
+  return n;
+}
+
+void EpollPoller::read_conn(Conn& c, bool hup) {
+  const ConnId id = c.id();
+  size_t budget = loop_.options().read_budget;
+  size_t total = 0;
+  LoopCounters& counters = loop_.counters_mut();
+  for (;;) {
+    if (c.state() == Conn::State::kClosing) return discard_input(c);
+    bool spill_read = c.in_.empty();
+    size_t asked = 0;
+    ssize_t n = read_once(c, &asked);
+    bump(counters.read_calls);
+    if (n > 0) {
+      if (spill_read) {
+        loop_.deliver_spill(c, static_cast<size_t>(n));
+      } else {
+        bump(counters.bytes_in, static_cast<uint64_t>(n));
+        loop_.deliver_buffered(c);
+      }
+      if (loop_.lookup(id) == nullptr) return;
+      total += static_cast<size_t>(n);
+      // A short read drained the socket: new data raises a new edge, so skip the EAGAIN
+      // read — unless the peer hung up, where we must read on to the EOF.
+      if (static_cast<size_t>(n) < asked && !hup) return;
+      if (total >= budget) {
+        c.readable_ = true;
+        pending_reads_.push_back({id, hup});
+        bump(counters.budget_yields);
+        return;
+      }
+      continue;
+    }
+    if (n == 0) return loop_.on_eof(c);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    if (errno == EINTR) continue;
+    return fail(c, errno);
+  }
+}
+
+// A connection closing by our own request no longer shows input to the handler, but we
+// still read (and drop) it to notice a reset or EOF rather than wait forever.
+void EpollPoller::discard_input(Conn& c) {
+  for (;;) {
+    ssize_t n = ::read(c.fd(), loop_.spill(), EventLoop::kSpillSize);
+    if (n > 0) continue;
+    if (n == 0) {
+      c.eof_ = true;
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) fail(c, errno);
+    return;
+  }
+}
+
+void EpollPoller::serve_pending_reads() {
+  if (pending_reads_.empty()) return;
+  serving_.swap(pending_reads_);
+  for (const PendingRead& p : serving_) {
+    Conn* c = loop_.lookup(p.id);
+    if (c == nullptr || !c->readable_) continue;
+    c->readable_ = false;
+    read_conn(*c, p.hup);
+  }
+  serving_.clear();
+}
+
+// One sendmsg per call while the kernel takes everything; a short write means the
+// socket buffer is full and the next EPOLLOUT edge resumes. MSG_NOSIGNAL: a dead peer is
+// an EPIPE to handle, not a SIGPIPE that kills the process.
+void EpollPoller::send(Conn& c) {
+  LoopCounters& counters = loop_.counters_mut();
+  iovec iov[kMaxIov];
+  while (!c.out_.empty()) {
+    size_t count = c.out_.gather(iov, kMaxIov);
+    size_t want = 0;
+    for (size_t i = 0; i < count; ++i) want += iov[i].iov_len;
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    ssize_t n = ::sendmsg(c.fd(), &msg, MSG_NOSIGNAL);
+    bump(counters.write_calls);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return fail(c, errno);
+    }
+    bump(counters.bytes_out, static_cast<uint64_t>(n));
+    c.out_.consume(static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < want) break;
+  }
+  loop_.after_send(c);
+}
+
+void EpollPoller::fail(Conn& c, int err) {
+  bool reset = err == ECONNRESET || err == EPIPE;
+  loop_.close_conn(c, CloseInfo{reset ? CloseReason::kReset : CloseReason::kError, err});
+}
+
+}  // namespace ringnet

@@ -1,0 +1,50 @@
+// TaskQueue: how other threads reach a loop. Producers push under a mutex and ring an
+// eventfd only when the loop has not been rung since it last drained (one write per burst,
+// not per task). The loop swaps tasks out under the lock and runs them outside it, at most
+// `budget` per call so a flood of tasks cannot starve I/O.
+//
+// Thread-safety: post() from any thread; everything else on the owning loop's thread.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <mutex>
+
+#include "ringnet/status.h"
+
+namespace ringnet {
+
+class TaskQueue {
+ public:
+  using Task = std::function<void()>;
+
+  TaskQueue() = default;
+  ~TaskQueue();
+  TaskQueue(const TaskQueue&) = delete;
+  TaskQueue& operator=(const TaskQueue&) = delete;
+
+  Status init();                 // creates the eventfd
+  int wake_fd() const { return wake_fd_; }
+
+  void post(Task task);          // any thread
+  void wake();                   // any thread: ring the eventfd (at most once per drain)
+
+  // Loop thread: consume the eventfd's counter after it signalled readable.
+  void ack_wakeup();
+  // Loop thread: run up to `budget` tasks; returns how many ran.
+  size_t run(size_t budget);
+  // Loop thread: true when tasks are queued (the loop must not block).
+  bool has_pending();
+  // Loop thread, lock-free: tasks taken out but not yet run (budget ran out).
+  bool has_backlog() const { return !running_.empty(); }
+
+ private:
+  std::mutex mu_;
+  std::deque<Task> tasks_;
+  std::deque<Task> running_;     // loop-owned: tasks swapped out, not yet run
+  std::atomic<bool> rung_{false};
+  int wake_fd_ = -1;
+};
+
+}  // namespace ringnet
