@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace {
 
@@ -84,7 +85,20 @@ Flags parse_flags(int argc, char** argv) {
   return f;
 }
 
-ringnet::Engine* g_engine = nullptr;
+// Blocks SIGINT/SIGTERM in every thread (loop threads inherit the mask) and waits for
+// them on a helper thread, so stopping runs in normal thread context, not a handler.
+void stop_on_signals(ringnet::Engine& engine) {
+  static sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([&engine] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    engine.stop();
+  }).detach();
+}
 
 }  // namespace
 
@@ -100,9 +114,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "echo_server: listen %s: %s\n", addr.c_str(), s.message().c_str());
     return 1;
   }
-  g_engine = &engine;
-  std::signal(SIGINT, [](int) { g_engine->stop(); });
-  std::signal(SIGTERM, [](int) { g_engine->stop(); });
+  stop_on_signals(engine);
   if (ringnet::Status s = engine.start(); !s) {
     std::fprintf(stderr, "echo_server: start: %s\n", s.message().c_str());
     return 1;

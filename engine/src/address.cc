@@ -1,6 +1,7 @@
 #include "ringnet/address.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 
 #include <charconv>
 #include <cstddef>
@@ -115,12 +116,12 @@ std::string SockAddr::ip_string() const {
 }
 
 std::string SockAddr::to_string() const {
-  if (family() == AF_INET) return ip_string() + ":" + std::to_string(port());
-  if (family() == AF_INET6) return "[" + ip_string() + "]:" + std::to_string(port());
+  if (family() == AF_INET) return fmt::format("{}:{}", ip_string(), port());
+  if (family() == AF_INET6) return fmt::format("[{}]:{}", ip_string(), port());
   if (family() == AF_UNIX) {
     const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
     size_t max = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path) : 0;
-    return "unix:" + std::string(sun->sun_path, strnlen(sun->sun_path, max));
+    return fmt::format("unix:{}", std::string_view(sun->sun_path, strnlen(sun->sun_path, max)));
   }
   return "unspecified";
 }

@@ -39,20 +39,28 @@ void TaskQueue::ack_wakeup() {
   (void)rc;
 }
 
+// Clears the "rung" flag before taking the batch, so a post racing with us rings again.
+void TaskQueue::refill() {
+  rung_.store(false, std::memory_order_release);
+  std::lock_guard lock(mu_);
+  running_.swap(tasks_);
+}
+
 size_t TaskQueue::run(size_t budget) {
-  if (running_.empty()) {
-    // Clear the flag before taking the batch: a post racing with us rings again.
-    rung_.store(false, std::memory_order_release);
-    std::lock_guard lock(mu_);
-    running_.swap(tasks_);
-  }
   size_t ran = 0;
-  while (ran < budget && !running_.empty()) {
+  while (ran < budget) {
+    if (running_.empty()) {
+      refill();
+      if (running_.empty()) break;
+    }
     Task task = std::move(running_.front());
     running_.pop_front();
     task();
     ++ran;
   }
+  // Tasks posted while the flag was still set rang no bell: take them now so that
+  // has_backlog() keeps the loop from blocking while they wait.
+  if (running_.empty()) refill();
   return ran;
 }
 

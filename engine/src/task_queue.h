@@ -40,6 +40,7 @@ class TaskQueue {
   bool has_backlog() const { return !running_.empty(); }
 
  private:
+  void refill();
   std::mutex mu_;
   std::deque<Task> tasks_;
   std::deque<Task> running_;     // loop-owned: tasks swapped out, not yet run

@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# echo_compare.sh: ringnet's echo server against the hand-written bare epoll loop, in one run.
+#
+# Builds build-release/ (release, no tests) if needed, then for each scenario runs both
+# servers interleaved A B A B A B: the server pinned to CPU 0 (taskset -c 0), the load
+# generator to CPU 1 with --server-pid, so "server CPU per message" is the server alone.
+# Prints a Markdown table (medians of the repeats with min-max spread, and ringnet/bare
+# ratios) and writes it to bench/results/echo-<timestamp>.md and bench/results/latest-echo.md.
+#
+#   bench/echo_compare.sh                     # 50x64B pipeline 1 and 16, 5 s windows
+#   bench/echo_compare.sh --quick             # 2 s windows, for a smoke run
+#   bench/echo_compare.sh --idle-rss          # RSS per idle connection (10,000 conns)
+#   bench/echo_compare.sh --all               # both
+#   bench/echo_compare.sh --scenarios 50x64x1,1000x64x1,10x1048576x1 --repeats 5
+#
+# Scenario = CONNSxSIZExPIPELINE. Environment overrides: SCENARIOS, DURATION, WARMUP,
+# REPEATS, IDLE_CONNS, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
+# BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read).
+# Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
+# failed (load generator errors, a server that did not start).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-release}
+SCENARIOS=${SCENARIOS:-50x64x1,50x64x16}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+REPEATS=${REPEATS:-3}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+PORT_BASE=${PORT_BASE:-19000}
+RINGNET_LOOPS=${RINGNET_LOOPS:-1}
+BARE_FLAGS=${BARE_FLAGS:-}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+DO_THROUGHPUT=1
+DO_IDLE=0
+
+usage() {  # prints the comment block at the top of this file
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+  exit "${1:-0}"
+}
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) DURATION=2; WARMUP=0.5 ;;
+    --idle-rss) DO_THROUGHPUT=0; DO_IDLE=1 ;;
+    --all) DO_THROUGHPUT=1; DO_IDLE=1 ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
+    --repeats) REPEATS=$2; shift ;;
+    --idle-conns) IDLE_CONNS=$2; shift ;;
+    --port-base) PORT_BASE=$2; shift ;;
+    --loops) RINGNET_LOOPS=$2; shift ;;
+    --bare-flags) BARE_FLAGS=$2; shift ;;
+    -h|--help) usage 0 ;;
+    *) echo "echo_compare: unknown argument $1" >&2; usage 2 ;;
+  esac
+  shift
+done
+
+LOADGEN=$BUILD_DIR/bench/loadgen
+BARE=$BUILD_DIR/bench/bare_epoll_echo
+RINGNET=$BUILD_DIR/samples/echo_server
+WORK=$(mktemp -d /tmp/echo_compare.XXXXXX)
+SERVER_PID=""
+LOADGEN_PID=""
+FAILURES=0
+NEXT_PORT=$PORT_BASE
+
+# ---- process hygiene: whatever happens, nothing we started outlives the script ----------
+
+stop_pid() {  # SIGTERM, then SIGKILL after 3 s
+  local pid=$1
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  exec 9>&-
+  stop_pid "$LOADGEN_PID"
+  stop_pid "$SERVER_PID"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "echo_compare: $*" >&2; }
+
+# ---- build -------------------------------------------------------------------------------
+
+build() {
+  if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+    meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=false >&2
+  fi
+  ninja -C "$BUILD_DIR" >&2
+  for bin in "$LOADGEN" "$BARE" "$RINGNET"; do
+    [[ -x $bin ]] || { log "missing $bin after build"; exit 1; }
+  done
+}
+
+# ---- servers -----------------------------------------------------------------------------
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A fresh port per server start: no TIME_WAIT or half-dead listener from the last run.
+next_free_port() {
+  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  PORT=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+# start_server ringnet|bare: sets SERVER_PID and PORT, returns once the port accepts.
+start_server() {
+  next_free_port
+  local cmd
+  case $1 in
+    ringnet) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
+    bare) read -r -a cmd <<<"$BARE --port $PORT $BARE_FLAGS" ;;
+  esac
+  taskset -c "$SERVER_CPU" "${cmd[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "$1 server exited at start: $(cat "$WORK/server.err")"
+      SERVER_PID=""
+      return 1
+    fi
+    port_in_use "$PORT" && return 0
+    sleep 0.05
+  done
+  log "$1 server did not accept on port $PORT within 5 s"
+  return 1
+}
+
+stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=""; }
+
+vmrss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+# ---- statistics --------------------------------------------------------------------------
+
+# "median min max" of a space-separated list of numbers.
+median_min_max() {
+  local -a v
+  read -r -a v <<<"$1"
+  [[ ${#v[@]} -gt 0 ]] || { echo "nan nan nan"; return; }
+  printf '%s\n' "${v[@]}" | sort -g | awk '{ v[NR] = $1 }
+    END { if (NR == 0) { print "nan nan nan"; exit }
+          m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          print m, v[1], v[NR] }'
+}
+
+declare -A RATE P99 CPU BUSY IDLE_RSS  # keyed "scenario:server" (IDLE_RSS: server)
+
+# One measured run: loadgen CSV -> appends msgs/s, p99 us, server CPU us/msg.
+measure_once() {
+  local server=$1 scen=$2 conns size depth
+  IFS=x read -r conns size depth <<<"$scen"
+  start_server "$server" || { FAILURES=$((FAILURES + 1)); stop_server; return; }
+  local line
+  if line=$(taskset -c "$LOADGEN_CPU" "$LOADGEN" --port "$PORT" --conns "$conns" \
+              --size "$size" --pipeline "$depth" --duration "$DURATION" --warmup "$WARMUP" \
+              --server-pid "$SERVER_PID" --csv 2>"$WORK/loadgen.err"); then
+    local window rate p99 cpu_s cpu
+    IFS=, read -r _ _ _ _ _ window _ rate _ _ p99 _ _ _ _ cpu_s cpu _ <<<"$line"
+    RATE[$scen:$server]+="$rate "
+    BUSY[$scen:$server]+="$(awk -v c="$cpu_s" -v w="$window" \
+                              'BEGIN { printf "%.1f", 100 * c / w }') "
+    P99[$scen:$server]+="$p99 "
+    CPU[$scen:$server]+="$cpu "
+    log "$scen $server: $rate msgs/s, p99 $p99 us, $cpu us/msg"
+  else
+    FAILURES=$((FAILURES + 1))
+    log "$scen $server: loadgen failed: $(head -3 "$WORK/loadgen.err")"
+  fi
+  stop_server
+}
+
+# ---- reports -----------------------------------------------------------------------------
+
+fmt_cell() {  # fmt_cell FORMAT "LIST": "median (min–max)", numbers printed with FORMAT
+  local f=$1 m lo hi
+  read -r m lo hi <<<"$(median_min_max "$2")"
+  [[ $m == nan ]] && { echo "n/a"; return; }
+  # shellcheck disable=SC2059  # the format is ours, one of %.0f / %.3f
+  printf "$f ($f–$f)" "$m" "$lo" "$hi"
+}
+
+ratio() {  # median(a)/median(b) for two lists
+  local a b
+  a=$(median_min_max "$1" | cut -d' ' -f1)
+  b=$(median_min_max "$2" | cut -d' ' -f1)
+  awk -v a="$a" -v b="$b" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a";
+                                   else printf "%.2f", a / b }'
+}
+
+throughput_report() {
+  echo "### Echo throughput and CPU per message"
+  echo
+  echo "Scenario = connections x message bytes x pipeline depth. Median of $REPEATS" \
+       "interleaved runs (min–max); ${DURATION} s windows after ${WARMUP} s warm-up."
+  echo
+  echo "| scenario | server | msgs/s | p99 µs | server CPU µs/msg | server busy % |"
+  echo "|---|---|---|---|---|---|"
+  local scen server
+  for scen in ${SCENARIOS//,/ }; do
+    for server in ringnet bare; do
+      echo "| $scen | $server | $(fmt_cell %.0f "${RATE[$scen:$server]:-}") |" \
+           "$(fmt_cell %.0f "${P99[$scen:$server]:-}") |" \
+           "$(fmt_cell %.3f "${CPU[$scen:$server]:-}") |" \
+           "$(fmt_cell %.0f "${BUSY[$scen:$server]:-}") |"
+    done
+  done
+  echo
+  echo "Server busy % is its CPU time over the window: under ~100% the load generator (one"
+  echo "core) was the limit, so compare CPU per message rather than msgs/s."
+  echo
+  echo "| scenario | ringnet/bare CPU per msg | ringnet/bare msgs/s |"
+  echo "|---|---|---|"
+  for scen in ${SCENARIOS//,/ }; do
+    echo "| $scen | $(ratio "${CPU[$scen:ringnet]:-}" "${CPU[$scen:bare]:-}") |" \
+         "$(ratio "${RATE[$scen:ringnet]:-}" "${RATE[$scen:bare]:-}") |"
+  done
+  echo
+}
+
+run_throughput() {
+  local scen server
+  for scen in ${SCENARIOS//,/ }; do
+    for _ in $(seq "$REPEATS"); do
+      for server in ringnet bare; do measure_once "$server" "$scen"; done
+    done
+  done
+}
+
+# ---- idle RSS ----------------------------------------------------------------------------
+
+# Bytes of server RSS per idle connection: VmRSS before and after IDLE_CONNS connections
+# that send nothing. Waits until the server holds the fds (accepted, not just queued).
+# Sets IDLE_RSS[server]; runs in the main shell (not $(...)) so the EXIT trap sees its pids.
+idle_rss_once() {
+  local server=$1
+  IDLE_RSS[$server]="n/a"
+  start_server "$server" || { FAILURES=$((FAILURES + 1)); stop_server; return; }
+  sleep 0.2
+  local before fds0 after
+  before=$(vmrss_kib "$SERVER_PID")
+  fds0=$(fd_count "$SERVER_PID")
+  mkfifo "$WORK/hold"
+  taskset -c "$LOADGEN_CPU" "$LOADGEN" --port "$PORT" --conns "$IDLE_CONNS" --idle \
+    <"$WORK/hold" >"$WORK/idle.out" 2>"$WORK/idle.err" &
+  LOADGEN_PID=$!
+  exec 9>"$WORK/hold"  # loadgen holds its connections until this closes
+  local ok=0
+  for _ in $(seq 300); do
+    if grep -q "IDLE READY" "$WORK/idle.out" &&
+       (( $(fd_count "$SERVER_PID") >= fds0 + IDLE_CONNS )); then ok=1; break; fi
+    kill -0 "$LOADGEN_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 0.5  # let the server finish whatever per-connection setup follows accept
+  after=$(vmrss_kib "$SERVER_PID")
+  exec 9>&-
+  wait "$LOADGEN_PID" || ok=0
+  LOADGEN_PID=""
+  rm -f "$WORK/hold"
+  stop_server
+  if (( ok )); then
+    log "$server idle: VmRSS $before kB -> $after kB for $IDLE_CONNS connections"
+    IDLE_RSS[$server]=$(awk -v b="$before" -v a="$after" -v n="$IDLE_CONNS" \
+                          'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+  else
+    FAILURES=$((FAILURES + 1))
+    log "$server idle run failed: $(head -3 "$WORK/idle.err")"
+  fi
+}
+
+idle_report() {
+  echo "### Server RSS per idle connection"
+  echo
+  echo "(VmRSS after − before) / $IDLE_CONNS idle connections that never sent a byte."
+  echo
+  echo "| server | bytes per idle connection |"
+  echo "|---|---|"
+  echo "| ringnet | ${IDLE_RSS[ringnet]} |"
+  echo "| bare | ${IDLE_RSS[bare]} |"
+  echo
+}
+
+# ---- main --------------------------------------------------------------------------------
+
+header() {
+  local commit
+  commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "uncommitted")
+  git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit+=" (+ local changes)"
+  echo "## ringnet echo vs bare epoll — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "- commit $commit," \
+       "release build, kernel $(uname -r), $(nproc) CPUs:" \
+       "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+  echo "- server on CPU $SERVER_CPU (ringnet: $RINGNET_LOOPS loop, --pin --backend epoll;" \
+       "bare: ${BARE_FLAGS:-default flags})," \
+       "loadgen on CPU $LOADGEN_CPU, one loadgen thread, TCP over 127.0.0.1"
+  echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine" \
+       "skews results: look at the spreads)"
+  echo
+}
+
+main() {
+  local scen
+  for scen in ${SCENARIOS//,/ }; do
+    [[ $scen =~ ^[0-9]+x[0-9]+x[0-9]+$ ]] && continue
+    log "bad scenario '$scen' (want CONNSxSIZExDEPTH)"
+    exit 2
+  done
+  build
+  local report="$WORK/report.md"
+  header >"$report"
+  if (( DO_THROUGHPUT )); then
+    run_throughput
+    throughput_report >>"$report"
+  fi
+  if (( DO_IDLE )); then
+    idle_rss_once ringnet
+    idle_rss_once bare
+    idle_report >>"$report"
+  fi
+  (( FAILURES == 0 )) || echo "**$FAILURES run(s) failed; see stderr.**" >>"$report"
+  local results="$ROOT/bench/results" stamp
+  stamp=$(date -u +%Y%m%d-%H%M%S)
+  mkdir -p "$results"
+  cp "$report" "$results/echo-$stamp.md"
+  cp "$report" "$results/latest-echo.md"
+  cat "$report"
+  log "written to bench/results/echo-$stamp.md and bench/results/latest-echo.md"
+  (( FAILURES == 0 ))
+}
+
+main

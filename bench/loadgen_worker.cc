@@ -1,0 +1,367 @@
+// The load-generator thread: connect in bounded batches, then keep `pipeline` messages in
+// flight per connection and verify every echoed byte. See loadgen_worker.h.
+#include "loadgen_worker.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "echo_payload.h"
+
+namespace bench {
+namespace {
+
+// Connects started but not finished per worker. The server's accept queue (and the SYN
+// queue) is finite; overrunning it makes the kernel drop SYNs and retry after a full second.
+constexpr size_t kConnectWindow = 128;
+constexpr int64_t kConnectTimeoutNs = 30'000'000'000;
+constexpr size_t kReadBufferBytes = 256 * 1024;
+// Reads per connection per wake-up. Without a cap one connection streaming big messages
+// (each echo completion sends the next) keeps the loop to itself and the others starve.
+constexpr int kReadsPerWakeup = 4;
+constexpr size_t kMaxIov = 64;
+constexpr size_t kMaxWriteBytes = 256 * 1024;  // per sendmsg; bounds time spent on one conn
+constexpr int kMaxEvents = 256;
+
+// Error lines are printed for the first few only: one broken server may fail thousands of
+// connections and the counters already say how many.
+std::atomic<int> g_error_lines{0};
+constexpr int kMaxErrorLines = 5;
+
+void report_error(const std::string& line) {
+  if (g_error_lines.fetch_add(1, std::memory_order_relaxed) < kMaxErrorLines) {
+    std::fprintf(stderr, "loadgen: %s\n", line.c_str());
+  }
+}
+
+}  // namespace
+
+int64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+bool resolve_target(const LoadgenOptions& opts, Target* out, std::string* error) {
+  if (!opts.unix_path.empty()) {
+    auto* un = reinterpret_cast<sockaddr_un*>(&out->addr);
+    if (opts.unix_path.size() >= sizeof un->sun_path) {
+      *error = "unix socket path too long";
+      return false;
+    }
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, opts.unix_path.c_str(), opts.unix_path.size() + 1);
+    out->len = sizeof(sockaddr_un);
+    out->tcp = false;
+    return true;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(opts.port);
+  int rc = getaddrinfo(opts.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    *error = "cannot resolve " + opts.host + ": " + gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
+  out->len = res->ai_addrlen;
+  out->tcp = true;
+  freeaddrinfo(res);
+  return true;
+}
+
+Worker::Worker(const LoadgenOptions& opts, const Target& target, std::vector<uint64_t> ids,
+               RunControl* control)
+    : opts_(opts), target_(target), control_(control), rbuf_(kReadBufferBytes) {
+  conns_.resize(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) conns_[i].id = ids[i];
+  if (!opts.idle) sent_at_.assign(ids.size() * opts.pipeline, 0);
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+}
+
+Worker::~Worker() {
+  for (Conn& c : conns_) {
+    if (c.fd >= 0) close(c.fd);
+  }
+  if (epfd_ >= 0) close(epfd_);
+}
+
+void Worker::run() {
+  bool ok = epfd_ >= 0 && connect_all();
+  if (!ok) control_->stop.store(true);
+  control_->ready.fetch_add(1);
+  control_->ready.notify_all();
+  wait_for_go();
+  if (!ok || control_->stop.load()) return;
+  if (opts_.idle) {
+    hold_loop();
+  } else {
+    traffic_loop();
+  }
+}
+
+void Worker::wait_for_go() {
+  while (!control_->go.load()) control_->go.wait(false);
+}
+
+// Returns 1 when connected at once, 0 when in progress, -1 on error, -2 to retry later.
+int Worker::start_connect(Conn& c) {
+  int family = target_.addr.ss_family;
+  c.fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c.fd < 0) {
+    fail(c, std::string("socket: ") + std::strerror(errno));
+    return -1;
+  }
+  if (target_.tcp) {
+    int one = 1;  // small messages must not wait for Nagle; latency is what we measure
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  // Registered once, for good, like the servers do: every edge is handled by state.
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = static_cast<uint64_t>(&c - conns_.data());
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, c.fd, &ev);
+  int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&target_.addr), target_.len);
+  if (rc == 0) {
+    c.state = State::kOpen;
+    return 1;
+  }
+  if (errno == EINPROGRESS) {
+    c.state = State::kConnecting;
+    return 0;
+  }
+  if (errno == EAGAIN && !target_.tcp) {  // AF_UNIX backlog full: try again shortly
+    close(c.fd);
+    c.fd = -1;
+    return -2;
+  }
+  fail(c, std::string("connect: ") + std::strerror(errno));
+  return -1;
+}
+
+void Worker::finish_connect(Conn& c, uint32_t events, size_t* in_flight) {
+  if (c.state != State::kConnecting) return;  // already open: a later edge, ignore
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    --*in_flight;
+    fail(c, std::string("connect: ") + std::strerror(err));
+  } else if (events & (EPOLLOUT | EPOLLIN)) {
+    --*in_flight;
+    c.state = State::kOpen;
+    ++stats_.connected;
+  }
+}
+
+bool Worker::connect_all() {
+  size_t next = 0, in_flight = 0;
+  int64_t deadline = monotonic_ns() + kConnectTimeoutNs;
+  std::array<epoll_event, kMaxEvents> events;
+  while (stats_.connected + stats_.conn_errors < conns_.size()) {
+    if (stats_.conn_errors > 0 || control_->stop.load()) return false;
+    bool retry = false;
+    while (in_flight < kConnectWindow && next < conns_.size()) {
+      int rc = start_connect(conns_[next]);
+      if (rc == -1) return false;
+      if (rc == -2) {
+        retry = true;
+        break;
+      }
+      ++next;
+      if (rc == 1) {
+        ++stats_.connected;
+      } else {
+        ++in_flight;
+      }
+    }
+    int n = epoll_wait(epfd_, events.data(), kMaxEvents, retry ? 1 : 100);
+    for (int i = 0; i < n; ++i) {
+      finish_connect(conns_[events[i].data.u64], events[i].events, &in_flight);
+    }
+    if (monotonic_ns() > deadline) {
+      report_error("timed out connecting (" + std::to_string(stats_.connected) + " of " +
+                   std::to_string(conns_.size()) + " connected)");
+      ++stats_.conn_errors;
+      return false;
+    }
+  }
+  return stats_.conn_errors == 0;
+}
+
+int Worker::epoll_wait_until(int64_t deadline_ns) {
+  std::array<epoll_event, kMaxEvents> events;
+  int64_t left_ms = (deadline_ns - monotonic_ns()) / 1'000'000 + 1;
+  int timeout = static_cast<int>(std::clamp<int64_t>(left_ms, 0, 100));
+  if (!still_readable_.empty()) timeout = 0;  // they have data now: do not block
+  int n = epoll_wait(epfd_, events.data(), kMaxEvents, timeout);
+  for (int i = 0; i < n; ++i) {
+    Conn& c = conns_[events[i].data.u64];
+    if (opts_.idle) {
+      // Nothing was sent, so any event but a writable edge means the server acted.
+      if (c.state == State::kOpen && (events[i].events & ~uint32_t{EPOLLOUT})) read_echoes(c);
+    } else {
+      on_traffic_event(c, events[i].events);
+    }
+  }
+  serve_still_readable();
+  return n;
+}
+
+void Worker::hold_loop() {
+  while (!control_->stop.load(std::memory_order_relaxed)) {
+    epoll_wait_until(monotonic_ns() + 100'000'000);
+  }
+}
+
+void Worker::traffic_loop() {
+  window_start_ = control_->window_start_ns.load();
+  int64_t now = monotonic_ns();
+  for (Conn& c : conns_) {
+    for (size_t k = 0; k < opts_.pipeline; ++k) *sent_at(c, k) = now;
+    flush(c);
+  }
+  for (;;) {
+    int64_t end = control_->window_end_ns.load(std::memory_order_relaxed);
+    if (monotonic_ns() >= end || control_->stop.load(std::memory_order_relaxed)) break;
+    epoll_wait_until(end);
+  }
+}
+
+void Worker::on_traffic_event(Conn& c, uint32_t events) {
+  if (c.state != State::kOpen) return;
+  // Read first: completed echoes release pipeline slots, and the flush that follows them
+  // then also covers whatever an EPOLLOUT edge in the same event would have sent.
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_echoes(c);
+  if (c.state == State::kOpen && (events & EPOLLOUT)) flush(c);
+}
+
+// Connections that hit the read cap last round, served after this round's events (fresh
+// events for them may have read them already; then read() just says EAGAIN).
+void Worker::serve_still_readable() {
+  if (still_readable_.empty()) return;
+  serving_.swap(still_readable_);
+  for (uint32_t index : serving_) {
+    Conn& c = conns_[index];
+    if (c.state == State::kOpen) read_echoes(c);
+  }
+  serving_.clear();
+}
+
+void Worker::read_echoes(Conn& c) {
+  for (int reads = 0;; ++reads) {
+    if (reads == kReadsPerWakeup) {
+      still_readable_.push_back(static_cast<uint32_t>(&c - conns_.data()));
+      return;
+    }
+    ssize_t r = read(c.fd, rbuf_.data(), rbuf_.size());
+    if (r > 0) {
+      if (opts_.idle) return fail(c, "server sent data on an idle connection");
+      absorb(c, rbuf_.data(), static_cast<size_t>(r), monotonic_ns());
+      // A short read emptied the socket: later data raises a new edge, so skip the
+      // extra read() that would only return EAGAIN.
+      if (c.state != State::kOpen || static_cast<size_t>(r) < rbuf_.size()) return;
+    } else if (r == 0) {
+      return fail(c, "server closed the connection");
+    } else if (errno == EAGAIN) {
+      return;
+    } else if (errno != EINTR) {
+      return fail(c, std::string("read: ") + std::strerror(errno));
+    }
+  }
+}
+
+void Worker::absorb(Conn& c, const char* data, size_t n, int64_t now) {
+  const EchoPayload& payload = EchoPayload::instance();
+  const size_t size = opts_.size;
+  if (c.rx_seq * size + c.rx_off + n > c.tx_seq * size + c.tx_off) {
+    return fail(c, "server echoed more bytes than were sent");
+  }
+  uint64_t completed = 0;
+  while (n > 0) {
+    size_t k = std::min(n, size - c.rx_off);
+    if (!c.rx_bad && !payload.matches(c.id, c.rx_seq, c.rx_off, data, k)) c.rx_bad = true;
+    c.rx_off += k;
+    data += k;
+    n -= k;
+    if (c.rx_off == size) {
+      complete_message(c, now);
+      ++completed;
+    }
+  }
+  if (completed > 0) flush(c);
+}
+
+void Worker::complete_message(Conn& c, int64_t now) {
+  int64_t* slot = sent_at(c, c.rx_seq);
+  int64_t end = control_->window_end_ns.load(std::memory_order_relaxed);
+  if (now >= window_start_ && now < end) {
+    ++stats_.messages;
+    stats_.latency.record(static_cast<uint64_t>(now - *slot));
+  }
+  if (c.rx_bad) {
+    ++stats_.verify_errors;
+    report_error("verification failed: conn " + std::to_string(c.id) + " message " +
+                 std::to_string(c.rx_seq));
+    c.rx_bad = false;
+  }
+  ++c.rx_seq;
+  c.rx_off = 0;
+  // Message rx_seq + pipeline - 1 is now allowed out; it takes the slot just freed.
+  *slot = now;
+}
+
+void Worker::flush(Conn& c) {
+  const EchoPayload& payload = EchoPayload::instance();
+  const size_t size = opts_.size;
+  const uint64_t limit = c.rx_seq + opts_.pipeline;  // messages allowed in flight
+  while (c.tx_seq < limit) {
+    std::array<iovec, kMaxIov> iov;
+    size_t cnt = 0, bytes = 0;
+    uint64_t seq = c.tx_seq;
+    size_t off = c.tx_off;
+    while (cnt < kMaxIov && bytes < kMaxWriteBytes && seq < limit) {
+      size_t want = std::min(size - off, kMaxWriteBytes - bytes);
+      std::string_view s = payload.slice(c.id, seq, off, want);
+      iov[cnt++] = {const_cast<char*>(s.data()), s.size()};
+      bytes += s.size();
+      off += s.size();
+      if (off == size) ++seq, off = 0;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = cnt;
+    ssize_t w = sendmsg(c.fd, &msg, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) fail(c, std::string("send: ") + std::strerror(errno));
+      return;  // EAGAIN: the next EPOLLOUT edge resumes here
+    }
+    uint64_t pos = c.tx_off + static_cast<uint64_t>(w);
+    c.tx_seq += pos / size;
+    c.tx_off = pos % size;
+    if (static_cast<size_t>(w) < bytes) return;  // socket buffer full
+  }
+}
+
+void Worker::fail(Conn& c, const std::string& why) {
+  ++stats_.conn_errors;
+  report_error("conn " + std::to_string(c.id) + ": " + why);
+  if (c.fd >= 0) close(c.fd);  // closing also removes it from the epoll set
+  c.fd = -1;
+  c.state = State::kClosed;
+}
+
+}  // namespace bench
