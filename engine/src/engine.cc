@@ -50,6 +50,24 @@ void unlink_unix_path(const SockAddr& addr) {
   if (sun->sun_path[0] != '\0') ::unlink(sun->sun_path);
 }
 
+// Starts one thread per loop and waits until each has set up its poller (on its own
+// thread). Returns the first failure.
+Status spawn_loops(Engine::Impl& impl) {
+  std::vector<EventLoop*> all;
+  for (auto& loop : impl.loops) all.push_back(loop.get());
+  if (impl.acceptor) all.push_back(impl.acceptor.get());
+  Status first_error;
+  for (EventLoop* loop : all) {
+    std::promise<Status> ready;
+    std::future<Status> result = ready.get_future();
+    impl.threads.emplace_back([loop, &ready] { loop->run(ready); });
+    name_and_pin(impl.threads.back(), loop->index(), impl.opts.pin_loops);
+    Status s = result.get();
+    if (!s && first_error.is_ok()) first_error = std::move(s);
+  }
+  return first_error;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- Impl
@@ -156,20 +174,14 @@ Status Engine::start() {
   }
   for (int i = 0; i < impl.opts.loops; ++i) {
     impl.loops.push_back(std::make_unique<EventLoop>(impl, i));
-    if (Status s = impl.loops.back()->init(); !s) return s;
   }
-  if (!impl.opts.reuse_port) {
-    impl.acceptor = std::make_unique<EventLoop>(impl, -1);
-    if (Status s = impl.acceptor->init(); !s) return s;
-  }
+  if (!impl.opts.reuse_port) impl.acceptor = std::make_unique<EventLoop>(impl, -1);
   for (size_t spec_index = 0; spec_index < impl.specs.size(); ++spec_index) {
     auto& spec = impl.specs[spec_index];
     for (size_t i = 0; i < spec.fds.size(); ++i) {
-      // One fd: the acceptor's (or loop 0's when reuse_port could not apply, e.g. Unix).
+      // The acceptor's, or with reuse_port loop i's (a Unix listener then goes to loop 0).
       EventLoop& owner = impl.acceptor ? *impl.acceptor : *impl.loops[i];
-      if (Status s = owner.add_listener(spec.fds[i], static_cast<int>(spec_index), spec.bound); !s) {
-        return s;
-      }
+      owner.assign_listener(spec.fds[i], static_cast<int>(spec_index), spec.bound);
     }
     spec.fds.clear();  // the loops own them now
   }
@@ -179,12 +191,11 @@ Status Engine::start() {
     EventLoop& loop0 = *impl.loops[0];
     loop0.post([&impl, &loop0] { schedule_tick(impl, loop0, Clock::now()); });
   }
-  auto spawn = [&impl](EventLoop& loop) {
-    impl.threads.emplace_back([&loop] { loop.run(); });
-    name_and_pin(impl.threads.back(), loop.index(), impl.opts.pin_loops);
-  };
-  for (auto& loop : impl.loops) spawn(*loop);
-  if (impl.acceptor) spawn(*impl.acceptor);
+  if (Status s = spawn_loops(impl); !s) {
+    impl.request_stop();
+    wait();
+    return s;
+  }
   impl.is_running = true;
   for (auto& spec : impl.specs) {
     log(LogLevel::kDebug, "listening on {} ({} loops, {})", spec.bound.to_string(),

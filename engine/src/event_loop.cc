@@ -38,17 +38,27 @@ Status EventLoop::init() {
   if (Status s = epoll->init(); !s) return s;
   poller_ = std::move(epoll);
   if (Status s = poller_->add_wakeup(tasks_.wake_fd()); !s) return s;
+  for (auto& l : listeners_) {
+    if (Status s = poller_->add_listener(*l); !s) return s;
+  }
   spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   return Status::ok();
 }
 
-void EventLoop::run() {
+void EventLoop::run(std::promise<Status>& ready) {
   if (t_current_loop != nullptr) {
     log(LogLevel::kError, "two event loops on one thread; aborting");
     std::abort();
   }
   t_current_loop = this;
   thread_id_ = std::this_thread::get_id();
+  Status status = init();
+  bool ok = status.is_ok();
+  ready.set_value(std::move(status));  // `ready` may be gone after this line
+  if (!ok) {
+    t_current_loop = nullptr;
+    return;
+  }
   while (!stopping_) iterate();
   shutdown_all();
   while (tasks_.run(SIZE_MAX) > 0) {

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cassert>
 #include <deque>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -54,9 +55,12 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  Status init();
-  // Thread body: runs iterations until stopped, then closes what it owns.
-  void run();
+  // Before the thread starts: hands the loop a listening socket it will own.
+  void assign_listener(int fd, int spec, const SockAddr& addr);
+  // Thread body: sets up the poller on this thread (io_uring rings are per issuer thread)
+  // and reports the result through `ready`; on success runs iterations until stopped,
+  // then closes what it owns.
+  void run(std::promise<Status>& ready);
   // After the thread was joined: run tasks still queued (late accepted sockets are closed).
   void drain_after_exit();
 
@@ -73,7 +77,6 @@ class EventLoop {
   bool in_loop_thread() const { return thread_id_ == std::this_thread::get_id(); }
 
   // ---- loop thread ----
-  Status add_listener(int fd, int spec, const SockAddr& addr);
   void adopt(int fd, const SockAddr& peer);
   Conn* lookup(ConnId id);
   Conn* lookup_slot(uint32_t index);
@@ -101,6 +104,7 @@ class EventLoop {
   Status flush_now(Conn& c);
 
  private:
+  Status init();
   void iterate();
   void flush_dirty();
   void run_traffic(Conn& c);

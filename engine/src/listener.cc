@@ -16,15 +16,13 @@ namespace {
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 }  // namespace
 
-Status EventLoop::add_listener(int fd, int spec, const SockAddr& addr) {
+void EventLoop::assign_listener(int fd, int spec, const SockAddr& addr) {
   auto l = std::make_unique<Listener>();
   l->fd = fd;
   l->spec = spec;
   l->slot = static_cast<uint32_t>(listeners_.size());
   l->addr = addr;
-  if (Status s = poller_->add_listener(*l); !s) return s;
   listeners_.push_back(std::move(l));
-  return Status::ok();
 }
 
 Listener* EventLoop::listener(uint32_t slot) {

@@ -12,9 +12,10 @@ TaskQueue::~TaskQueue() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-Status TaskQueue::init() {
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) return Status::from_errno(errno, "eventfd");
+TaskQueue::TaskQueue() : wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), init_errno_(errno) {}
+
+Status TaskQueue::init() const {
+  if (wake_fd_ < 0) return Status::from_errno(init_errno_, "eventfd");
   return Status::ok();
 }
 
@@ -27,6 +28,7 @@ void TaskQueue::post(Task task) {
 }
 
 void TaskQueue::wake() {
+  if (wake_fd_ < 0) return;
   if (rung_.exchange(true, std::memory_order_acq_rel)) return;  // already rung
   uint64_t one = 1;
   ssize_t rc = ::write(wake_fd_, &one, sizeof(one));

@@ -19,12 +19,12 @@ class TaskQueue {
  public:
   using Task = std::function<void()>;
 
-  TaskQueue() = default;
+  TaskQueue();  // creates the eventfd: post() works from construction on
   ~TaskQueue();
   TaskQueue(const TaskQueue&) = delete;
   TaskQueue& operator=(const TaskQueue&) = delete;
 
-  Status init();                 // creates the eventfd
+  Status init() const;           // reports whether the eventfd could be created
   int wake_fd() const { return wake_fd_; }
 
   void post(Task task);          // any thread
@@ -46,6 +46,7 @@ class TaskQueue {
   std::deque<Task> running_;     // loop-owned: tasks swapped out, not yet run
   std::atomic<bool> rung_{false};
   int wake_fd_ = -1;
+  int init_errno_ = 0;
 };
 
 }  // namespace ringnet
