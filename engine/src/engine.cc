@@ -11,6 +11,7 @@
 #include "engine_impl.h"
 #include "ringnet/log.h"
 #include "socket_ops.h"
+#include "uring_setup.h"
 
 namespace ringnet {
 namespace {
@@ -48,6 +49,23 @@ void unlink_unix_path(const SockAddr& addr) {
   if (addr.family() != AF_UNIX) return;
   const auto* sun = reinterpret_cast<const sockaddr_un*>(addr.raw());
   if (sun->sun_path[0] != '\0') ::unlink(sun->sun_path);
+}
+
+// Turns kAuto into the backend this kernel supports (one log line when falling back);
+// kIoUring fails here, clearly, where io_uring is unavailable.
+Status resolve_backend(Options& opts) {
+  if (opts.backend == Backend::kEpoll) return Status::ok();
+  Status probe = probe_io_uring();
+  if (probe.is_ok()) {
+    opts.backend = Backend::kIoUring;
+    return Status::ok();
+  }
+  if (opts.backend == Backend::kIoUring) {
+    return Status::invalid("backend io_uring unavailable: " + probe.message());
+  }
+  log(LogLevel::kInfo, "backend auto: io_uring unavailable ({}); using epoll", probe.message());
+  opts.backend = Backend::kEpoll;
+  return Status::ok();
 }
 
 // Starts one thread per loop and waits until each has set up its poller (on its own
@@ -166,12 +184,7 @@ Status Engine::listen(std::string_view address) {
 Status Engine::start() {
   Impl& impl = *impl_;
   if (impl.started) return Status::invalid("engine already started");
-  if (impl.opts.backend == Backend::kIoUring) {
-    return Status::invalid("backend io_uring is not available in this build yet; use epoll or auto");
-  }
-  if (impl.opts.backend == Backend::kAuto) {
-    log(LogLevel::kInfo, "backend auto: using epoll (io_uring backend not built yet)");
-  }
+  if (Status s = resolve_backend(impl.opts); !s) return s;
   for (int i = 0; i < impl.opts.loops; ++i) {
     impl.loops.push_back(std::make_unique<EventLoop>(impl, i));
   }
@@ -257,6 +270,8 @@ EngineStats Engine::stats() const {
     s.budget_yields += get(c.budget_yields);
     s.tasks_run += get(c.tasks_run);
     s.outbound_dropped += get(c.outbound_dropped);
+    s.buffer_ring_empty += get(c.buffer_ring_empty);
+    s.cq_overflows += get(c.cq_overflows);
   };
   for (const auto& loop : impl_->loops) add(loop->counters());
   if (impl_->acceptor) add(impl_->acceptor->counters());

@@ -7,6 +7,7 @@
 
 #include "engine_impl.h"
 #include "poller_epoll.h"
+#include "poller_uring.h"
 #include "ringnet/log.h"
 #include "socket_ops.h"
 
@@ -34,9 +35,16 @@ const Options& EventLoop::options() const { return engine_.opts; }
 
 Status EventLoop::init() {
   if (Status s = tasks_.init(); !s) return s;
-  auto epoll = std::make_unique<EpollPoller>(*this);
-  if (Status s = epoll->init(); !s) return s;
-  poller_ = std::move(epoll);
+  if (engine_.opts.backend == Backend::kIoUring) {
+    auto uring = std::make_unique<UringPoller>(*this);
+    if (Status s = uring->init(engine_.opts); !s) return s;
+    if (index_ <= 0) log(LogLevel::kDebug, "loop {}: io_uring ring mode {}", index_, uring->mode());
+    poller_ = std::move(uring);
+  } else {
+    auto epoll = std::make_unique<EpollPoller>(*this);
+    if (Status s = epoll->init(); !s) return s;
+    poller_ = std::move(epoll);
+  }
   if (Status s = poller_->add_wakeup(tasks_.wake_fd()); !s) return s;
   for (auto& l : listeners_) {
     if (Status s = poller_->add_listener(*l); !s) return s;
@@ -91,11 +99,6 @@ void EventLoop::iterate() {
   flush_dirty();
 }
 
-void EventLoop::on_wakeup() {
-  tasks_.ack_wakeup();
-  task_signal_ = true;
-}
-
 void EventLoop::request_stop() {
   if (stop_requested_.exchange(true)) return;
   post([this] { stopping_ = true; });
@@ -134,7 +137,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   c.id_ = ConnId{index, gen == 0 ? 1 : gen};
   c.fd_ = fd;
   c.state_ = Conn::State::kOpen;
-  c.dirty_ = c.readable_ = c.eof_ = false;
+  c.dirty_ = c.readable_ = c.eof_ = c.hup_ = false;
   c.remote_ = peer;
   c.local_ = sockets::local_address(fd);
   if (Status s = poller_->add_conn(c); !s) {
@@ -158,9 +161,9 @@ void EventLoop::wake_conn(ConnId id) {
   });
 }
 
-void EventLoop::deliver_spill(Conn& c, size_t n) {
+void EventLoop::deliver_view(Conn& c, const char* data, size_t n) {
   bump(counters_.bytes_in, n);
-  c.in_view_ = std::string_view(spill_.get(), n);
+  c.in_view_ = std::string_view(data, n);
   run_traffic(c);
 }
 
@@ -251,7 +254,6 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   c.in_view_ = {};
   c.in_.clear();
   c.in_.release_if_empty();
-  c.out_.clear();
   c.context_ = nullptr;
   bump(counters_.closed);
   bump(counters_.closed_by_reason[static_cast<int>(info.reason)]);
@@ -261,7 +263,9 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   if (reusable) free_slot(c);
 }
 
+// The outbound queue is kept until here: a completion backend may still be sending from it.
 void EventLoop::free_slot(Conn& c) {
+  c.out_.clear();
   c.state_ = Conn::State::kFree;
   free_slots_.push_back(c.id_.index);
 }
@@ -276,7 +280,7 @@ void EventLoop::shutdown_all() {
   }
   for (Conn& c : slots_) {
     if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) continue;
-    if (!c.out_.empty()) poller_->send(c);
+    if (!c.out_.empty()) poller_->send_final(c);
     close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
   }
   dirty_.clear();

@@ -40,6 +40,7 @@ struct LoopCounters {
   std::atomic<uint64_t> accepted{0}, open{0}, closed{0}, bytes_in{0}, bytes_out{0};
   std::atomic<uint64_t> read_calls{0}, write_calls{0}, accept_errors{0}, fd_exhausted{0};
   std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
+  std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0};
   std::atomic<uint64_t> closed_by_reason[5]{};
 };
 
@@ -84,11 +85,15 @@ class EventLoop {
   TimerQueue& timers() { return timers_; }
 
   // Called by the poller (see poller.h).
-  void accept_ready(Listener& listener);
+  void accept_ready(Listener& listener);           // readiness: accept4 until EAGAIN
+  void on_accepted(Listener& listener, int fd);     // completion: one accepted socket
+  bool on_accept_error(Listener& listener, int err);
   char* spill() { return spill_.get(); }
   static constexpr size_t kSpillSize = 64 * 1024;
-  void on_wakeup();  // the task eventfd fired
-  void deliver_spill(Conn& c, size_t n);
+  void on_wakeup() { task_signal_ = true; }  // the task eventfd fired (poller consumed it)
+  // Fresh bytes for a connection holding no unread bytes; `data` need only live until
+  // this returns (spill area, provided buffer): what the handler leaves is copied.
+  void deliver_view(Conn& c, const char* data, size_t n);
   void deliver_buffered(Conn& c);
   void on_eof(Conn& c);
   void after_send(Conn& c);

@@ -43,22 +43,38 @@ void EventLoop::accept_ready(Listener& l) {
     }
     int err = errno;
     if (err == EAGAIN || err == EWOULDBLOCK) return;
-    if (err == EINTR) continue;
-    if (err == ECONNABORTED || err == EPROTO || err == EPERM) {
-      bump(counters_.accept_errors);  // that one connection died in the queue; go on
-      continue;
-    }
-    if (err == EMFILE || err == ENFILE) {
-      if (handle_fd_exhaustion(l, err)) continue;
-      return;
-    }
-    // ENOBUFS, ENOMEM and the like: the kernel is short; back off instead of spinning.
-    bump(counters_.accept_errors);
-    log(LogLevel::kWarn, "accept on {}: {}; retrying in {} ms", l.addr.to_string(),
-        std::strerror(err), kAcceptRetryDelay.count());
-    arm_accept_retry(l);
+    if (!on_accept_error(l, err)) return;
+  }
+}
+
+// A socket accepted by a completion backend, which gives no peer address.
+void EventLoop::on_accepted(Listener& l, int fd) {
+  (void)l;
+  exhausted_logged_ = false;
+  if (stopping_) {
+    ::close(fd);
     return;
   }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) len = 0;
+  engine_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
+}
+
+// Returns true when accepting may go on at once; otherwise a retry has been scheduled.
+bool EventLoop::on_accept_error(Listener& l, int err) {
+  if (err == EINTR) return true;
+  if (err == ECONNABORTED || err == EPROTO || err == EPERM) {
+    bump(counters_.accept_errors);  // that one connection died in the queue; go on
+    return true;
+  }
+  if (err == EMFILE || err == ENFILE) return handle_fd_exhaustion(l, err);
+  // ENOBUFS, ENOMEM and the like: the kernel is short; back off instead of spinning.
+  bump(counters_.accept_errors);
+  log(LogLevel::kWarn, "accept on {}: {}; retrying in {} ms", l.addr.to_string(),
+      std::strerror(err), kAcceptRetryDelay.count());
+  arm_accept_retry(l);
+  return false;
 }
 
 // Out of fds: the pending connection cannot be accepted, and with edge-triggered polling
@@ -96,7 +112,7 @@ void EventLoop::arm_accept_retry(Listener& l) {
     if (again == nullptr) return;
     again->retry_armed = false;
     if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    accept_ready(*again);
+    if (again->fd >= 0 && !stopping_) poller_->resume_accept(*again);
   });
 }
 

@@ -4,7 +4,8 @@
 // poller only moves bytes and reports what happened, by calling back into the loop:
 //
 //   loop.accept_ready(listener)          a listener has connections waiting (readiness)
-//   loop.deliver_spill(conn, n)          n fresh bytes sit in loop.spill() (conn had none)
+//   loop.on_accepted(listener, fd)       a connection was accepted (completion)
+//   loop.deliver_view(conn, data, n)     fresh bytes for a conn holding no unread bytes
 //   loop.deliver_buffered(conn)          fresh bytes were appended to the conn's in_ buffer
 //   loop.after_send(conn)                bytes left the outbound queue, or it is blocked
 //   loop.close_conn(conn, info)          EOF / reset / error (EOF goes through on_eof)
@@ -32,8 +33,13 @@ class Poller {
   virtual void remove_listener(Listener& listener) = 0;
   // Starts watching/reading a freshly adopted connection.
   virtual Status add_conn(Conn& conn) = 0;
+  // Starts accepting on a listener again after a back-off.
+  virtual void resume_accept(Listener& listener) = 0;
   // Sends what the connection's outbound queue holds (now, or by queueing an operation).
   virtual void send(Conn& conn) = 0;
+  // At shutdown, just before the connection is closed: one last non-blocking attempt to
+  // hand its queued bytes to the kernel.
+  virtual void send_final(Conn& conn) = 0;
   // Stops all I/O on the connection before its fd is closed. Returns true when the slot
   // may be reused at once (no operation still refers to it).
   virtual bool detach(Conn& conn) = 0;

@@ -33,6 +33,7 @@ Status EpollPoller::init() {
 }
 
 Status EpollPoller::add_wakeup(int fd) {
+  wake_fd_ = fd;
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLET;
   ev.data.u64 = special_tag(kWakeSlot);
@@ -51,6 +52,8 @@ Status EpollPoller::add_listener(Listener& l) {
   }
   return Status::ok();
 }
+
+void EpollPoller::resume_accept(Listener& l) { loop_.accept_ready(l); }
 
 void EpollPoller::remove_listener(Listener& l) {
   ::epoll_ctl(epfd_, EPOLL_CTL_DEL, l.fd, nullptr);
@@ -94,6 +97,9 @@ void EpollPoller::dispatch(const epoll_event& ev) {
     return;
   }
   if (tag.index == kWakeSlot) {
+    uint64_t count = 0;
+    ssize_t rc = ::read(wake_fd_, &count, sizeof(count));  // reset the eventfd counter
+    (void)rc;
     loop_.on_wakeup();
   } else if (Listener* l = loop_.listener(tag.index)) {
     loop_.accept_ready(*l);
@@ -106,9 +112,10 @@ void EpollPoller::on_conn_event(Conn& c, uint32_t events) {
   ConnId id = c.id();
   if ((events & EPOLLOUT) && !c.out_.empty()) send(c);
   if (loop_.lookup(id) == nullptr) return;  // closed by the send
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-    read_conn(c, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
-  }
+  // The hang-up is remembered on the connection: this edge will not come again, and a
+  // read cut short by the budget must still go on to the EOF later.
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.hup_ = true;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_conn(c);
 }
 
 // Reads into the loop's spill area when the connection holds no unread bytes (an idle
@@ -134,7 +141,7 @@ ssize_t EpollPoller::read_once(Conn& c, size_t* asked) {
   return n;
 }
 
-void EpollPoller::read_conn(Conn& c, bool hup) {
+void EpollPoller::read_conn(Conn& c) {
   const ConnId id = c.id();
   size_t budget = loop_.options().read_budget;
   size_t total = 0;
@@ -147,7 +154,7 @@ void EpollPoller::read_conn(Conn& c, bool hup) {
     bump(counters.read_calls);
     if (n > 0) {
       if (spill_read) {
-        loop_.deliver_spill(c, static_cast<size_t>(n));
+        loop_.deliver_view(c, loop_.spill(), static_cast<size_t>(n));
       } else {
         bump(counters.bytes_in, static_cast<uint64_t>(n));
         loop_.deliver_buffered(c);
@@ -156,10 +163,10 @@ void EpollPoller::read_conn(Conn& c, bool hup) {
       total += static_cast<size_t>(n);
       // A short read drained the socket: new data raises a new edge, so skip the EAGAIN
       // read — unless the peer hung up, where we must read on to the EOF.
-      if (static_cast<size_t>(n) < asked && !hup) return;
+      if (static_cast<size_t>(n) < asked && !c.hup_) return;
       if (total >= budget) {
+        if (!c.readable_) pending_reads_.push_back(id);
         c.readable_ = true;
-        pending_reads_.push_back({id, hup});
         bump(counters.budget_yields);
         return;
       }
@@ -191,11 +198,11 @@ void EpollPoller::discard_input(Conn& c) {
 void EpollPoller::serve_pending_reads() {
   if (pending_reads_.empty()) return;
   serving_.swap(pending_reads_);
-  for (const PendingRead& p : serving_) {
-    Conn* c = loop_.lookup(p.id);
+  for (ConnId id : serving_) {
+    Conn* c = loop_.lookup(id);
     if (c == nullptr || !c->readable_) continue;
     c->readable_ = false;
-    read_conn(*c, p.hup);
+    read_conn(*c);
   }
   serving_.clear();
 }

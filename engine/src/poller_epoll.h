@@ -38,19 +38,17 @@ class EpollPoller final : public Poller {
   Status add_listener(Listener& listener) override;
   void remove_listener(Listener& listener) override;
   Status add_conn(Conn& conn) override;
+  void resume_accept(Listener& listener) override;
   void send(Conn& conn) override;
+  void send_final(Conn& conn) override { send(conn); }
   bool detach(Conn& conn) override;
   bool has_pending() const override { return !pending_reads_.empty(); }
   Status poll(int timeout_ms) override;
 
  private:
-  struct PendingRead {
-    ConnId id;
-    bool hup;
-  };
   void dispatch(const epoll_event& ev);
   void on_conn_event(Conn& c, uint32_t events);
-  void read_conn(Conn& c, bool hup);
+  void read_conn(Conn& c);
   ssize_t read_once(Conn& c, size_t* asked);
   void discard_input(Conn& c);
   void serve_pending_reads();
@@ -58,9 +56,10 @@ class EpollPoller final : public Poller {
 
   EventLoop& loop_;
   int epfd_ = -1;
+  int wake_fd_ = -1;
   std::vector<epoll_event> events_ = std::vector<epoll_event>(256);
-  std::vector<PendingRead> pending_reads_;  // hit the read budget; served before blocking
-  std::vector<PendingRead> serving_;
+  std::vector<ConnId> pending_reads_;  // hit the read budget; served before blocking
+  std::vector<ConnId> serving_;
 };
 
 }  // namespace ringnet

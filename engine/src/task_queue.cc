@@ -35,12 +35,6 @@ void TaskQueue::wake() {
   (void)rc;  // EAGAIN means the counter is saturated: the loop is woken anyway
 }
 
-void TaskQueue::ack_wakeup() {
-  uint64_t value = 0;
-  ssize_t rc = ::read(wake_fd_, &value, sizeof(value));
-  (void)rc;
-}
-
 // Clears the "rung" flag before taking the batch, so a post racing with us rings again.
 void TaskQueue::refill() {
   rung_.store(false, std::memory_order_release);

@@ -30,8 +30,6 @@ class TaskQueue {
   void post(Task task);          // any thread
   void wake();                   // any thread: ring the eventfd (at most once per drain)
 
-  // Loop thread: consume the eventfd's counter after it signalled readable.
-  void ack_wakeup();
   // Loop thread: run up to `budget` tasks; returns how many ran.
   size_t run(size_t budget);
   // Loop thread: true when tasks are queued (the loop must not block).

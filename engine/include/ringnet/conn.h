@@ -133,6 +133,7 @@ class Conn {
  private:
   friend class EventLoop;
   friend class EpollPoller;
+  friend class UringPoller;
 
   EventLoop* loop_;
   ConnId id_;
@@ -141,7 +142,8 @@ class Conn {
   bool dirty_ = false;          // on the loop's flush list this iteration
   bool want_traffic_ = false;   // wake() pending
   bool readable_ = false;       // on the loop's still-readable list (read budget hit)
-  bool eof_ = false;            // peer sent FIN
+  bool eof_ = false;            // peer sent FIN (read returned 0)
+  bool hup_ = false;            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;
   std::string_view in_view_;    // unread inbound bytes shown to the handler

@@ -40,6 +40,8 @@ struct EngineStats {
   uint64_t budget_yields = 0;    // reads cut short by the fairness budget
   uint64_t tasks_run = 0;        // cross-thread tasks executed
   uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
+  uint64_t buffer_ring_empty = 0; // io_uring: receives that found no provided buffer
+  uint64_t cq_overflows = 0;     // io_uring: times the completion queue overflowed
 };
 
 struct LoopStats {

@@ -47,6 +47,12 @@ struct Options {
   size_t task_budget = 1024;
   // Bytes parked on each loop's buffer pool free lists.
   size_t pool_cache_bytes = 16u << 20;
+
+  // io_uring backend. Each loop has one ring and one provided-buffer ring that multishot
+  // receives fill; a buffer goes back to the ring as soon as on_traffic returns.
+  unsigned uring_entries = 1024;         // submission queue size (CQ is 4x)
+  unsigned uring_buffer_count = 512;     // provided buffers per loop (power of two)
+  unsigned uring_buffer_size = 16384;    // bytes per provided buffer
 };
 
 }  // namespace ringnet

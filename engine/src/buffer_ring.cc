@@ -1,0 +1,62 @@
+#include "buffer_ring.h"
+
+#include <sys/mman.h>
+
+#include <bit>
+#include <cerrno>
+
+namespace ringnet {
+
+void BufferRing::release() {
+  if (registered_) io_uring_unregister_buf_ring(ring_, group_);
+  registered_ = false;
+  if (br_ != nullptr) ::munmap(br_, ring_bytes_);
+  br_ = nullptr;
+  if (buffers_ != nullptr) ::munmap(buffers_, buffers_bytes_);
+  buffers_ = nullptr;
+}
+
+Status BufferRing::init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size) {
+  if (!std::has_single_bit(entries) || entries > 32768 || buffer_size == 0) {
+    return Status::invalid("buffer ring entries must be a power of two <= 32768");
+  }
+  ring_ = ring;
+  group_ = group;
+  entries_ = entries;
+  buffer_size_ = buffer_size;
+  ring_bytes_ = entries * sizeof(io_uring_buf);
+  void* mem = ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                     -1, 0);
+  if (mem == MAP_FAILED) return Status::from_errno(errno, "mmap buffer ring");
+  br_ = static_cast<io_uring_buf_ring*>(mem);
+  buffers_bytes_ = entries * buffer_size;
+  mem = ::mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1,
+               0);
+  if (mem == MAP_FAILED) return Status::from_errno(errno, "mmap provided buffers");
+  buffers_ = static_cast<char*>(mem);
+
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(br_);
+  reg.ring_entries = entries;
+  reg.bgid = group;
+  if (int rc = io_uring_register_buf_ring(ring_, &reg, 0); rc != 0) {
+    return Status::from_errno(-rc, "io_uring_register_buf_ring");
+  }
+  registered_ = true;
+  io_uring_buf_ring_init(br_);
+  int mask = io_uring_buf_ring_mask(entries);
+  for (unsigned i = 0; i < entries; ++i) {
+    io_uring_buf_ring_add(br_, buffer(static_cast<uint16_t>(i)), static_cast<unsigned>(buffer_size),
+                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+  }
+  io_uring_buf_ring_advance(br_, static_cast<int>(entries));
+  return Status::ok();
+}
+
+void BufferRing::recycle(uint16_t id) {
+  io_uring_buf_ring_add(br_, buffer(id), static_cast<unsigned>(buffer_size_), id,
+                        io_uring_buf_ring_mask(entries_), 0);
+  io_uring_buf_ring_advance(br_, 1);
+}
+
+}  // namespace ringnet

@@ -1,0 +1,49 @@
+// BufferRing: a provided-buffer ring (IORING_REGISTER_PBUF_RING) for multishot receives.
+// The kernel picks a buffer per completion and reports its id; the loop hands the bytes
+// to the connection and gives the buffer back with recycle() — the only way back in.
+//
+// liburing 2.3 has io_uring_register_buf_ring but not io_uring_setup_buf_ring, so the
+// ring memory is mapped here. Kernel 5.19+.
+//
+// Thread-safety: loop thread only.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ringnet/status.h"
+
+namespace ringnet {
+
+class BufferRing {
+ public:
+  BufferRing() = default;
+  ~BufferRing() { release(); }
+  BufferRing(const BufferRing&) = delete;
+  BufferRing& operator=(const BufferRing&) = delete;
+
+  // entries must be a power of two (<= 32768).
+  Status init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size);
+  uint16_t group() const { return group_; }
+  size_t buffer_size() const { return buffer_size_; }
+  char* buffer(uint16_t id) const { return buffers_ + size_t{id} * buffer_size_; }
+  // Gives buffer `id` back to the kernel.
+  void recycle(uint16_t id);
+  // Unregisters and unmaps; must run before the ring itself exits.
+  void release();
+
+ private:
+  io_uring* ring_ = nullptr;
+  io_uring_buf_ring* br_ = nullptr;
+  size_t ring_bytes_ = 0;
+  char* buffers_ = nullptr;
+  size_t buffers_bytes_ = 0;
+  unsigned entries_ = 0;
+  size_t buffer_size_ = 0;
+  uint16_t group_ = 0;
+  bool registered_ = false;
+};
+
+}  // namespace ringnet

@@ -1,0 +1,302 @@
+#include "poller_uring.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "event_loop.h"
+#include "listener.h"
+#include "ringnet/log.h"
+#include "uring_setup.h"
+
+namespace ringnet {
+
+UringPoller::~UringPoller() {
+  if (!ring_ready_) return;
+  buffers_.release();  // unregister before the ring goes away
+  io_uring_queue_exit(&ring_);
+}
+
+Status UringPoller::init(const Options& opts) {
+  if (Status s = setup_ring(&ring_, opts.uring_entries, &mode_); !s) return s;
+  ring_ready_ = true;
+  if (Status s = buffers_.init(&ring_, 0, opts.uring_buffer_count, opts.uring_buffer_size); !s) {
+    return s;
+  }
+  return Status::ok();
+}
+
+// The SQ is flushed to the kernel when full, so a slot is always found.
+io_uring_sqe* UringPoller::get_sqe() {
+  for (;;) {
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
+    io_uring_submit(&ring_);
+  }
+}
+
+UringPoller::ConnOps& UringPoller::ops_for(uint32_t index) {
+  while (ops_.size() <= index) ops_.emplace_back();
+  return ops_[index];
+}
+
+// ---------------------------------------------------------------- arming
+
+Status UringPoller::add_wakeup(int fd) {
+  wake_fd_ = fd;
+  arm_wake();
+  return Status::ok();
+}
+
+void UringPoller::arm_wake() {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof(wake_value_), 0);
+  prep_tagged(sqe, {UringOp::kWake, 0, 0});
+}
+
+Status UringPoller::add_listener(Listener& l) {
+  if (accept_armed_.size() <= l.slot) accept_armed_.resize(l.slot + 1, false);
+  arm_accept(l);
+  return Status::ok();
+}
+
+void UringPoller::arm_accept(Listener& l) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_multishot_accept(sqe, l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  prep_tagged(sqe, {UringOp::kAccept, l.slot, 0});
+  accept_armed_[l.slot] = true;
+}
+
+void UringPoller::resume_accept(Listener& l) {
+  if (!accept_armed_[l.slot]) arm_accept(l);
+}
+
+void UringPoller::remove_listener(Listener& l) {
+  if (accept_armed_[l.slot]) cancel({UringOp::kAccept, l.slot, 0});
+  accept_armed_[l.slot] = false;
+}
+
+Status UringPoller::add_conn(Conn& c) {
+  if (c.id().index > UringTag::kMaxIndex) return Status::invalid("too many connections for tag");
+  ConnOps& ops = ops_for(c.id().index);
+  ops.generation = c.id().generation;
+  ops.detached = false;
+  arm_recv(c, ops);
+  return Status::ok();
+}
+
+void UringPoller::arm_recv(Conn& c, ConnOps& ops) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_recv_multishot(sqe, c.fd(), nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = buffers_.group();
+  prep_tagged(sqe, UringTag::for_conn(UringOp::kRecv, c.id()));
+  ops.recv_armed = true;
+}
+
+void UringPoller::cancel(UringTag tag) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_cancel64(sqe, tag.pack(), 0);
+  prep_tagged(sqe, {UringOp::kCancel, 0, 0});
+}
+
+// ---------------------------------------------------------------- send
+
+void UringPoller::send(Conn& c) {
+  ConnOps& ops = ops_for(c.id().index);
+  if (ops.send_inflight || c.out_.empty()) return;  // the completion carries on
+  submit_send(c, ops);
+}
+
+void UringPoller::submit_send(Conn& c, ConnOps& ops) {
+  size_t count = c.out_.gather(ops.iov, kSendIov);
+  io_uring_sqe* sqe = get_sqe();
+  if (count == 1) {
+    io_uring_prep_send(sqe, c.fd(), ops.iov[0].iov_base, ops.iov[0].iov_len, MSG_NOSIGNAL);
+  } else {
+    ops.msg = msghdr{};
+    ops.msg.msg_iov = ops.iov;
+    ops.msg.msg_iovlen = count;
+    io_uring_prep_sendmsg(sqe, c.fd(), &ops.msg, MSG_NOSIGNAL);
+  }
+  prep_tagged(sqe, UringTag::for_conn(UringOp::kSend, c.id()));
+  ops.send_inflight = true;
+}
+
+// No send in flight means nothing races us for the socket: write directly.
+void UringPoller::send_final(Conn& c) {
+  ConnOps& ops = ops_for(c.id().index);
+  if (ops.send_inflight) return;
+  while (!c.out_.empty()) {
+    size_t count = c.out_.gather(ops.iov, kSendIov);
+    msghdr msg{};
+    msg.msg_iov = ops.iov;
+    msg.msg_iovlen = count;
+    ssize_t n = ::sendmsg(c.fd(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) return;
+    c.out_.consume(static_cast<size_t>(n));
+  }
+}
+
+// ---------------------------------------------------------------- close
+
+bool UringPoller::detach(Conn& c) {
+  ConnOps& ops = ops_for(c.id().index);
+  ops.detached = true;
+  if (ops.recv_armed) cancel(UringTag::for_conn(UringOp::kRecv, c.id()));
+  if (ops.send_inflight) cancel(UringTag::for_conn(UringOp::kSend, c.id()));
+  return !ops.recv_armed && !ops.send_inflight;
+}
+
+void UringPoller::release_if_idle(uint32_t index) {
+  ConnOps& ops = ops_[index];
+  if (!ops.detached || ops.recv_armed || ops.send_inflight) return;
+  ops.detached = false;
+  if (Conn* c = loop_.lookup_slot(index)) loop_.free_slot(*c);
+}
+
+// ---------------------------------------------------------------- completions
+
+Status UringPoller::poll(int timeout_ms) {
+  int rc;
+  if (timeout_ms == 0) {
+    rc = io_uring_submit_and_get_events(&ring_);
+  } else if (timeout_ms < 0) {
+    rc = io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    __kernel_timespec ts{};
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+    io_uring_cqe* unused = nullptr;
+    rc = io_uring_submit_and_wait_timeout(&ring_, &unused, 1, &ts, nullptr);
+  }
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+    return Status::from_errno(-rc, "io_uring_submit_and_wait");
+  }
+  // Each completion is copied out and marked seen before it is handled, so handlers that
+  // queue more work never hold CQ slots.
+  io_uring_cqe* cqe = nullptr;
+  for (unsigned n = 0; n < 4 * 4096 && io_uring_peek_cqe(&ring_, &cqe) == 0; ++n) {
+    uint64_t user_data = cqe->user_data;
+    int res = cqe->res;
+    uint32_t flags = cqe->flags;
+    io_uring_cqe_seen(&ring_, cqe);
+    handle(user_data, res, flags);
+  }
+  check_overflow();
+  return Status::ok();
+}
+
+void UringPoller::check_overflow() {
+  if (!io_uring_cq_has_overflow(&ring_)) return;
+  bump(loop_.counters_mut().cq_overflows);
+  if (!overflow_logged_) {
+    overflow_logged_ = true;
+    log(LogLevel::kWarn, "loop {}: io_uring CQ overflowed; completions are kept by the kernel "
+                         "but the CQ ({} entries) is too small for this load",
+        loop_.index(), ring_.cq.ring_entries);
+  }
+}
+
+void UringPoller::handle(uint64_t user_data, int res, uint32_t flags) {
+  UringTag tag = UringTag::unpack(user_data);
+  switch (tag.op) {
+    case UringOp::kWake:
+      loop_.on_wakeup();
+      arm_wake();
+      return;
+    case UringOp::kAccept: return on_accept(tag, res, flags);
+    case UringOp::kRecv: return on_recv(tag, res, flags);
+    case UringOp::kSend: return on_send(tag, res);
+    case UringOp::kCancel: return;  // its target's own completion settles the state
+  }
+}
+
+void UringPoller::on_accept(UringTag tag, int res, uint32_t flags) {
+  Listener* l = loop_.listener(tag.index);
+  bool more = (flags & IORING_CQE_F_MORE) != 0;
+  if (!more && tag.index < accept_armed_.size()) accept_armed_[tag.index] = false;
+  if (l == nullptr || l->fd < 0) {
+    if (res >= 0) ::close(res);  // the listener was closed while this was in flight
+    return;
+  }
+  if (res >= 0) {
+    loop_.on_accepted(*l, res);
+  } else if (res == -ECANCELED || res == -EAGAIN) {
+    // cancelled by remove_listener, or nothing to take: re-armed below if still listening
+  } else if (!loop_.on_accept_error(*l, -res)) {
+    return;  // backing off; the retry timer calls resume_accept
+  }
+  if (!accept_armed_[tag.index] && l->fd >= 0) arm_accept(*l);
+}
+
+void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
+  ConnOps& ops = ops_[tag.index];
+  bool more = (flags & IORING_CQE_F_MORE) != 0;
+  bool has_buffer = (flags & IORING_CQE_F_BUFFER) != 0;
+  uint16_t bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  if (!more) ops.recv_armed = false;
+  Conn* c = loop_.lookup(ConnId{tag.index, tag.generation});
+  if (c == nullptr || ops.detached || ops.generation != tag.generation) {
+    if (has_buffer) buffers_.recycle(bid);
+    release_if_idle(tag.index);
+    return;
+  }
+  if (res > 0 && has_buffer) {
+    on_recv_bytes(*c, buffers_.buffer(bid), static_cast<size_t>(res));
+    buffers_.recycle(bid);
+  } else if (res == 0) {
+    if (has_buffer) buffers_.recycle(bid);
+    if (c->state() == Conn::State::kClosing) {
+      c->eof_ = true;
+    } else {
+      loop_.on_eof(*c);
+    }
+    return;  // EOF ends the multishot: nothing more to read
+  } else if (res == -ENOBUFS) {
+    bump(loop_.counters_mut().buffer_ring_empty);
+  } else if (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED) {
+    return fail(*c, -res);
+  }
+  // Multishot ended (ring ran dry, or the kernel chose to): re-arm while still reading.
+  c = loop_.lookup(ConnId{tag.index, tag.generation});
+  if (c != nullptr && !ops.recv_armed && !ops.detached && !c->eof_) arm_recv(*c, ops);
+}
+
+void UringPoller::on_recv_bytes(Conn& c, const char* data, size_t n) {
+  bump(loop_.counters_mut().read_calls);
+  if (c.state() == Conn::State::kClosing) return;  // closing by request: input is dropped
+  if (c.in_.empty()) {
+    loop_.deliver_view(c, data, n);  // zero-copy: the handler reads the provided buffer
+  } else {
+    c.in_.append({data, n});
+    bump(loop_.counters_mut().bytes_in, n);
+    loop_.deliver_buffered(c);
+  }
+}
+
+void UringPoller::on_send(UringTag tag, int res) {
+  ConnOps& ops = ops_[tag.index];
+  ops.send_inflight = false;
+  Conn* c = loop_.lookup(ConnId{tag.index, tag.generation});
+  if (c == nullptr || ops.detached || ops.generation != tag.generation) {
+    release_if_idle(tag.index);
+    return;
+  }
+  if (res < 0) {
+    if (res == -EINTR || res == -EAGAIN) return submit_send(*c, ops);
+    return fail(*c, -res);
+  }
+  bump(loop_.counters_mut().write_calls);
+  bump(loop_.counters_mut().bytes_out, static_cast<uint64_t>(res));
+  c->out_.consume(static_cast<size_t>(res));
+  if (!c->out_.empty()) return submit_send(*c, ops);
+  loop_.after_send(*c);
+}
+
+void UringPoller::fail(Conn& c, int err) {
+  bool reset = err == ECONNRESET || err == EPIPE;
+  loop_.close_conn(c, CloseInfo{reset ? CloseReason::kReset : CloseReason::kError, err});
+}
+
+}  // namespace ringnet

@@ -1,0 +1,97 @@
+// UringPoller: the io_uring backend. One ring per loop thread, created on that thread.
+//
+//   accept   one multishot accept per listener, re-armed when a completion comes
+//            without IORING_CQE_F_MORE (or after a back-off on EMFILE/ENOBUFS)
+//   receive  one multishot recv per connection from the loop's provided-buffer ring;
+//            the buffer goes back to the ring right after on_traffic (unread bytes were
+//            copied into the connection's own buffer). -ENOBUFS (ring ran dry) re-arms.
+//   send     at most one send in flight per connection (order), of everything queued
+//            when it was issued; a partial send continues from where it stopped
+//   wakeup   a read of the task eventfd, re-armed after each completion
+//   close    outstanding operations are cancelled by tag; the slot is reused only after
+//            the last completion for it arrived (tags carry the slot's generation)
+//
+// Everything prepared during one loop iteration goes to the kernel with the single
+// submit-and-wait of the next poll().
+#pragma once
+
+#include <liburing.h>
+#include <sys/uio.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "buffer_ring.h"
+#include "poller.h"
+#include "ringnet/options.h"
+#include "uring_tag.h"
+
+namespace ringnet {
+
+class EventLoop;
+
+class UringPoller final : public Poller {
+ public:
+  explicit UringPoller(EventLoop& loop) : loop_(loop) {}
+  ~UringPoller() override;
+
+  Status init(const Options& opts);
+  const char* name() const override { return "io_uring"; }
+  const std::string& mode() const { return mode_; }
+  Status add_wakeup(int fd) override;
+  Status add_listener(Listener& listener) override;
+  void remove_listener(Listener& listener) override;
+  void resume_accept(Listener& listener) override;
+  Status add_conn(Conn& conn) override;
+  void send(Conn& conn) override;
+  void send_final(Conn& conn) override;
+  bool detach(Conn& conn) override;
+  bool has_pending() const override { return false; }
+  Status poll(int timeout_ms) override;
+
+ private:
+  static constexpr size_t kSendIov = 16;
+
+  // Per connection slot: which operations are in flight, and the send's iovecs (stable
+  // until the send completes; std::deque never moves its elements).
+  struct ConnOps {
+    uint32_t generation = 0;
+    bool recv_armed = false;
+    bool send_inflight = false;
+    bool detached = false;  // closed; the slot waits for the last completion
+    msghdr msg{};
+    iovec iov[kSendIov];
+  };
+
+  io_uring_sqe* get_sqe();
+  void prep_tagged(io_uring_sqe* sqe, UringTag tag) { io_uring_sqe_set_data64(sqe, tag.pack()); }
+  void arm_wake();
+  void arm_accept(Listener& l);
+  void arm_recv(Conn& c, ConnOps& ops);
+  void submit_send(Conn& c, ConnOps& ops);
+  void cancel(UringTag tag);
+  ConnOps& ops_for(uint32_t index);
+
+  void handle(uint64_t user_data, int res, uint32_t flags);
+  void on_accept(UringTag tag, int res, uint32_t flags);
+  void on_recv(UringTag tag, int res, uint32_t flags);
+  void on_recv_bytes(Conn& c, const char* data, size_t n);
+  void on_send(UringTag tag, int res);
+  void release_if_idle(uint32_t index);
+  void fail(Conn& c, int err);
+  void check_overflow();
+
+  EventLoop& loop_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  std::string mode_;
+  BufferRing buffers_;
+  int wake_fd_ = -1;
+  uint64_t wake_value_ = 0;
+  std::deque<ConnOps> ops_;
+  std::vector<bool> accept_armed_;
+  bool overflow_logged_ = false;
+};
+
+}  // namespace ringnet
