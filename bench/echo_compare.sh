@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# echo_compare.sh: ringnet's echo server against the hand-written bare epoll loop, in one run.
+# echo_compare.sh: ringnet's echo server (epoll and io_uring backends) against the
+# hand-written bare epoll loop, in one run.
 #
-# Builds build-release/ (release, no tests) if needed, then for each scenario runs both
-# servers interleaved A B A B A B: the server pinned to CPU 0 (taskset -c 0), the load
+# Builds build-release/ (release, no tests) if needed, then for each scenario runs every
+# server interleaved A B C A B C A B C: the server pinned to CPU 0 (taskset -c 0), the load
 # generator to CPU 1 with --server-pid, so "server CPU per message" is the server alone.
 # Prints a Markdown table (medians of the repeats with min-max spread, and ringnet/bare
 # ratios) and writes it to bench/results/echo-<timestamp>.md and bench/results/latest-echo.md.
@@ -15,6 +16,8 @@
 #
 # Scenario = CONNSxSIZExPIPELINE. Environment overrides: SCENARIOS, DURATION, WARMUP,
 # REPEATS, IDLE_CONNS, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
+# SERVERS (default "ringnet-epoll ringnet-uring bare"; ringnet-uring is dropped with a
+# message where the kernel refuses io_uring),
 # BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read).
 # Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
 # failed (load generator errors, a server that did not start).
@@ -30,6 +33,7 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 PORT_BASE=${PORT_BASE:-19000}
 RINGNET_LOOPS=${RINGNET_LOOPS:-1}
 BARE_FLAGS=${BARE_FLAGS:-}
+SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 DO_THROUGHPUT=1
@@ -53,6 +57,7 @@ while [[ $# -gt 0 ]]; do
     --port-base) PORT_BASE=$2; shift ;;
     --loops) RINGNET_LOOPS=$2; shift ;;
     --bare-flags) BARE_FLAGS=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
     -h|--help) usage 0 ;;
     *) echo "echo_compare: unknown argument $1" >&2; usage 2 ;;
   esac
@@ -113,12 +118,14 @@ next_free_port() {
   NEXT_PORT=$((NEXT_PORT + 1))
 }
 
-# start_server ringnet|bare: sets SERVER_PID and PORT, returns once the port accepts.
+# start_server ringnet-epoll|ringnet-uring|bare: sets SERVER_PID and PORT, returns once
+# the port accepts.
 start_server() {
   next_free_port
   local cmd
   case $1 in
-    ringnet) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
+    ringnet-epoll) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
+    ringnet-uring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     bare) read -r -a cmd <<<"$BARE --port $PORT $BARE_FLAGS" ;;
   esac
   taskset -c "$SERVER_CPU" "${cmd[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
@@ -137,6 +144,12 @@ start_server() {
 }
 
 stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=""; }
+
+# True when echo_server can start on the io_uring backend here.
+uring_works() {
+  start_server ringnet-uring 2>/dev/null || { stop_server; return 1; }
+  stop_server
+}
 
 vmrss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
@@ -208,7 +221,7 @@ throughput_report() {
   echo "|---|---|---|---|---|---|"
   local scen server
   for scen in ${SCENARIOS//,/ }; do
-    for server in ringnet bare; do
+    for server in $SERVERS; do
       echo "| $scen | $server | $(fmt_cell %.0f "${RATE[$scen:$server]:-}") |" \
            "$(fmt_cell %.0f "${P99[$scen:$server]:-}") |" \
            "$(fmt_cell %.3f "${CPU[$scen:$server]:-}") |" \
@@ -219,11 +232,18 @@ throughput_report() {
   echo "Server busy % is its CPU time over the window: under ~100% the load generator (one"
   echo "core) was the limit, so compare CPU per message rather than msgs/s."
   echo
-  echo "| scenario | ringnet/bare CPU per msg | ringnet/bare msgs/s |"
-  echo "|---|---|---|"
+  echo "Ratios of medians (CPU per message: lower is better; msgs/s: higher is better)."
+  echo
+  echo "| scenario | compared | CPU per msg | msgs/s |"
+  echo "|---|---|---|---|"
+  local a b
   for scen in ${SCENARIOS//,/ }; do
-    echo "| $scen | $(ratio "${CPU[$scen:ringnet]:-}" "${CPU[$scen:bare]:-}") |" \
-         "$(ratio "${RATE[$scen:ringnet]:-}" "${RATE[$scen:bare]:-}") |"
+    for pair in ringnet-epoll/bare ringnet-uring/bare ringnet-uring/ringnet-epoll; do
+      a=${pair%/*} b=${pair#*/}
+      [[ " $SERVERS " == *" $a "* && " $SERVERS " == *" $b "* ]] || continue
+      echo "| $scen | $a / $b | $(ratio "${CPU[$scen:$a]:-}" "${CPU[$scen:$b]:-}") |" \
+           "$(ratio "${RATE[$scen:$a]:-}" "${RATE[$scen:$b]:-}") |"
+    done
   done
   echo
 }
@@ -232,7 +252,7 @@ run_throughput() {
   local scen server
   for scen in ${SCENARIOS//,/ }; do
     for _ in $(seq "$REPEATS"); do
-      for server in ringnet bare; do measure_once "$server" "$scen"; done
+      for server in $SERVERS; do measure_once "$server" "$scen"; done
     done
   done
 }
@@ -286,8 +306,8 @@ idle_report() {
   echo
   echo "| server | bytes per idle connection |"
   echo "|---|---|"
-  echo "| ringnet | ${IDLE_RSS[ringnet]} |"
-  echo "| bare | ${IDLE_RSS[bare]} |"
+  local server
+  for server in $SERVERS; do echo "| $server | ${IDLE_RSS[$server]} |"; done
   echo
 }
 
@@ -297,12 +317,12 @@ header() {
   local commit
   commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "uncommitted")
   git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit+=" (+ local changes)"
-  echo "## ringnet echo vs bare epoll — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "## ringnet echo (epoll, io_uring) vs bare epoll — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "- commit $commit," \
        "release build, kernel $(uname -r), $(nproc) CPUs:" \
        "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
-  echo "- server on CPU $SERVER_CPU (ringnet: $RINGNET_LOOPS loop, --pin --backend epoll;" \
+  echo "- server on CPU $SERVER_CPU (ringnet: $RINGNET_LOOPS loop, --pin, --backend per row;" \
        "bare: ${BARE_FLAGS:-default flags})," \
        "loadgen on CPU $LOADGEN_CPU, one loadgen thread, TCP over 127.0.0.1"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine" \
@@ -318,6 +338,10 @@ main() {
     exit 2
   done
   build
+  if [[ " $SERVERS " == *" ringnet-uring "* ]] && ! uring_works; then
+    log "io_uring unavailable here: dropping ringnet-uring"
+    SERVERS=${SERVERS//ringnet-uring/}
+  fi
   local report="$WORK/report.md"
   header >"$report"
   if (( DO_THROUGHPUT )); then
@@ -325,8 +349,8 @@ main() {
     throughput_report >>"$report"
   fi
   if (( DO_IDLE )); then
-    idle_rss_once ringnet
-    idle_rss_once bare
+    local server
+    for server in $SERVERS; do idle_rss_once "$server"; done
     idle_report >>"$report"
   fi
   (( FAILURES == 0 )) || echo "**$FAILURES run(s) failed; see stderr.**" >>"$report"
