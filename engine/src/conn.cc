@@ -3,6 +3,7 @@
 #include <string>
 
 #include "event_loop.h"
+#include "socket_ops.h"
 
 namespace ringnet {
 
@@ -34,6 +35,8 @@ void Conn::close() {
   RINGNET_ASSERT_IN_LOOP(loop_);
   loop_->begin_close(*this, CloseReason::kLocalClose);
 }
+
+SockAddr Conn::local_addr() const { return sockets::local_address(fd_); }
 
 ConnHandle Conn::handle() const { return ConnHandle(loop_, id_); }
 

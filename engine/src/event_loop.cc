@@ -139,7 +139,6 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   c.state_ = Conn::State::kOpen;
   c.dirty_ = c.readable_ = c.eof_ = c.hup_ = false;
   c.remote_ = peer;
-  c.local_ = sockets::local_address(fd);
   if (Status s = poller_->add_conn(c); !s) {
     log(LogLevel::kWarn, "loop {}: cannot watch fd {}: {}", index_, fd, s.message());
     ::close(fd);

@@ -117,7 +117,8 @@ class Conn {
   ConnId id() const { return id_; }
   int fd() const { return fd_; }
   int loop_index() const;
-  const SockAddr& local_addr() const { return local_; }
+  // Asks the kernel (getsockname): not stored, so an idle connection stays small.
+  SockAddr local_addr() const;
   const SockAddr& remote_addr() const { return remote_; }
   State state() const { return state_; }
 
@@ -149,7 +150,6 @@ class Conn {
   std::string_view in_view_;    // unread inbound bytes shown to the handler
   Buffer in_;                   // holds unread bytes between arrivals
   OutboundQueue out_;
-  SockAddr local_;
   SockAddr remote_;
 };
 
