@@ -69,6 +69,7 @@ void EventLoop::run(std::promise<Status>& ready) {
   }
   while (!stopping_) iterate();
   shutdown_all();
+  poller_->drain_before_exit();
   while (tasks_.run(SIZE_MAX) > 0) {
   }
   t_current_loop = nullptr;

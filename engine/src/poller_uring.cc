@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "event_loop.h"
@@ -71,9 +72,9 @@ void UringPoller::resume_accept(Listener& l) {
   if (!accept_armed_[l.slot]) arm_accept(l);
 }
 
+// The accept stays "armed" until its cancellation completes (drain_before_exit waits).
 void UringPoller::remove_listener(Listener& l) {
   if (accept_armed_[l.slot]) cancel({UringOp::kAccept, l.slot, 0});
-  accept_armed_[l.slot] = false;
 }
 
 Status UringPoller::add_conn(Conn& c) {
@@ -153,6 +154,25 @@ void UringPoller::release_if_idle(uint32_t index) {
   if (!ops.detached || ops.recv_armed || ops.send_inflight) return;
   ops.detached = false;
   if (Conn* c = loop_.lookup_slot(index)) loop_.free_slot(*c);
+}
+
+bool UringPoller::ops_outstanding() const {
+  for (const ConnOps& ops : ops_) {
+    if (ops.recv_armed || ops.send_inflight) return true;
+  }
+  for (bool armed : accept_armed_) {
+    if (armed) return true;
+  }
+  return false;
+}
+
+// Submits the cancellations queued by the last closes and reaps completions until nothing
+// refers to a socket any more (bounded: a wedged operation must not hang shutdown).
+void UringPoller::drain_before_exit() {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (ops_outstanding() && std::chrono::steady_clock::now() < deadline) {
+    if (Status s = poll(50); !s) break;
+  }
 }
 
 // ---------------------------------------------------------------- completions

@@ -48,6 +48,7 @@ class UringPoller final : public Poller {
   void send_final(Conn& conn) override;
   bool detach(Conn& conn) override;
   bool has_pending() const override { return false; }
+  void drain_before_exit() override;
   Status poll(int timeout_ms) override;
 
  private:
@@ -81,6 +82,7 @@ class UringPoller final : public Poller {
   void release_if_idle(uint32_t index);
   void fail(Conn& c, int err);
   void check_overflow();
+  bool ops_outstanding() const;
 
   EventLoop& loop_;
   io_uring ring_{};
