@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# syscalls_per_msg.sh: how many system calls the echo server makes per echoed message, for
+# each ringnet backend and the bare epoll loop.
+#
+# The server runs pinned to CPU 0, the load generator to CPU 1. While the load runs,
+# `perf stat -e raw_syscalls:sys_enter` counts the server's syscalls over a fixed window
+# (a tracepoint counter: it does not slow the server the way strace does); syscalls per
+# second divided by the load generator's messages per second is the figure.
+#
+#   bench/syscalls_per_msg.sh                       # 50x64x1 and 50x64x16
+#   bench/syscalls_per_msg.sh --scenarios 50x16384x1 --duration 3
+#
+# Needs perf (Debian: linux-perf); installs it when missing. Prints a Markdown table and
+# writes it to bench/results/latest-syscalls.md.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-release}
+SCENARIOS=${SCENARIOS:-50x64x1,50x64x16}
+SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare}
+DURATION=${DURATION:-3}
+PORT=${PORT:-19400}
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --scenarios) SCENARIOS=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    *) echo "syscalls_per_msg: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+command -v perf >/dev/null || bash "$ROOT/scripts/deps.sh" linux-perf
+if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+  meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=false >&2
+fi
+ninja -C "$BUILD_DIR" >&2
+
+WORK=$(mktemp -d /tmp/syscalls.XXXXXX)
+SERVER_PID=""
+cleanup() {
+  [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+start_server() {
+  PORT=$((PORT + 1))
+  local cmd
+  case $1 in
+    ringnet-epoll) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend epoll) ;;
+    ringnet-uring) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend io_uring) ;;
+    bare) cmd=("$BUILD_DIR/bench/bare_epoll_echo" --port "$PORT") ;;
+  esac
+  taskset -c 0 "${cmd[@]}" >/dev/null 2>"$WORK/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+report="$WORK/report.md"
+{
+  echo "## Server syscalls per echoed message — $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r)"
+  echo
+  echo "| scenario | server | msgs/s | syscalls/s | syscalls per message |"
+  echo "|---|---|---|---|---|"
+} >"$report"
+
+for scen in ${SCENARIOS//,/ }; do
+  IFS=x read -r conns size depth <<<"$scen"
+  for server in $SERVERS; do
+    if ! start_server "$server"; then
+      echo "| $scen | $server | n/a (did not start: $(head -c 80 "$WORK/server.err")) | | |" >>"$report"
+      SERVER_PID=""
+      continue
+    fi
+    taskset -c 1 "$BUILD_DIR/bench/loadgen" --port "$PORT" --conns "$conns" --size "$size" \
+      --pipeline "$depth" --warmup 1 --duration $((DURATION + 1)) --csv >"$WORK/load.csv" &
+    load_pid=$!
+    sleep 1.5  # past the warm-up, inside the measured window
+    perf stat -x, -e raw_syscalls:sys_enter -p "$SERVER_PID" -- sleep "$DURATION" \
+      2>"$WORK/perf.csv" >/dev/null
+    wait "$load_pid"
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    rate=$(cut -d, -f8 "$WORK/load.csv")
+    calls=$(awk -F, '/raw_syscalls/ { print $1 }' "$WORK/perf.csv")
+    awk -v s="$scen" -v n="$server" -v r="$rate" -v c="$calls" -v d="$DURATION" \
+      'BEGIN { printf "| %s | %s | %.0f | %.0f | %.3f |\n", s, n, r, c / d, (c / d) / r }' >>"$report"
+  done
+done
+
+mkdir -p "$ROOT/bench/results"
+cp "$report" "$ROOT/bench/results/latest-syscalls.md"
+cat "$report"
