@@ -107,6 +107,9 @@ class EventLoop {
   void mark_dirty(Conn& c);
   void begin_close(Conn& c, CloseReason reason);
   Status flush_now(Conn& c);
+  size_t write_direct(Conn& c, std::span<const std::string_view> parts) {
+    return poller_->write_direct(c, parts);
+  }
 
  private:
   Status init();

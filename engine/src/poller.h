@@ -15,6 +15,9 @@
 // same way. Either way the engine, not the poller, decides what is read and when to close.
 #pragma once
 
+#include <span>
+#include <string_view>
+
 #include "ringnet/conn.h"
 #include "ringnet/status.h"
 
@@ -37,6 +40,14 @@ class Poller {
   virtual void resume_accept(Listener& listener) = 0;
   // Sends what the connection's outbound queue holds (now, or by queueing an operation).
   virtual void send(Conn& conn) = 0;
+  // A large write with nothing queued before it: hand it to the kernel right away, saving
+  // the copy into the outbound queue. Returns the bytes taken (0: queue them all). Only
+  // readiness backends can; a completion backend must not send from the caller's memory.
+  virtual size_t write_direct(Conn& conn, std::span<const std::string_view> parts) {
+    (void)conn;
+    (void)parts;
+    return 0;
+  }
   // At shutdown, just before the connection is closed: one last non-blocking attempt to
   // hand its queued bytes to the kernel.
   virtual void send_final(Conn& conn) = 0;

@@ -234,6 +234,27 @@ void EpollPoller::send(Conn& c) {
   loop_.after_send(c);
 }
 
+// Errors are not handled here: the caller queues what was not taken, and the flush at the
+// end of the iteration meets the same error and closes the connection properly.
+size_t EpollPoller::write_direct(Conn& c, std::span<const std::string_view> parts) {
+  iovec iov[kMaxIov];
+  size_t count = 0;
+  for (std::string_view part : parts) {
+    if (part.empty()) continue;
+    if (count == kMaxIov) break;
+    iov[count++] = {const_cast<char*>(part.data()), part.size()};
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  ssize_t n = ::sendmsg(c.fd(), &msg, MSG_NOSIGNAL);
+  LoopCounters& counters = loop_.counters_mut();
+  bump(counters.write_calls);
+  if (n <= 0) return 0;
+  bump(counters.bytes_out, static_cast<uint64_t>(n));
+  return static_cast<size_t>(n);
+}
+
 void EpollPoller::fail(Conn& c, int err) {
   bool reset = err == ECONNRESET || err == EPIPE;
   loop_.close_conn(c, CloseInfo{reset ? CloseReason::kReset : CloseReason::kError, err});

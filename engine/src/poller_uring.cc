@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -109,16 +110,37 @@ void UringPoller::send(Conn& c) {
   submit_send(c, ops);
 }
 
+UringPoller::SendState* UringPoller::borrow_send_state() {
+  if (free_send_states_.empty()) {
+    send_states_.push_back(std::make_unique<SendState>());
+    return send_states_.back().get();
+  }
+  SendState* st = free_send_states_.back();
+  free_send_states_.pop_back();
+  return st;
+}
+
+void UringPoller::return_send_state(ConnOps& ops) {
+  if (ops.send == nullptr) return;
+  free_send_states_.push_back(ops.send);
+  ops.send = nullptr;
+}
+
+// One queued block (the common case) goes as a plain send, which needs no state kept;
+// more go as one sendmsg whose iovecs live in a borrowed SendState.
 void UringPoller::submit_send(Conn& c, ConnOps& ops) {
-  size_t count = c.out_.gather(ops.iov, kSendIov);
+  iovec iov[kSendIov];
+  size_t count = c.out_.gather(iov, kSendIov);
   io_uring_sqe* sqe = get_sqe();
   if (count == 1) {
-    io_uring_prep_send(sqe, c.fd(), ops.iov[0].iov_base, ops.iov[0].iov_len, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, c.fd(), iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
   } else {
-    ops.msg = msghdr{};
-    ops.msg.msg_iov = ops.iov;
-    ops.msg.msg_iovlen = count;
-    io_uring_prep_sendmsg(sqe, c.fd(), &ops.msg, MSG_NOSIGNAL);
+    if (ops.send == nullptr) ops.send = borrow_send_state();
+    std::copy(iov, iov + count, ops.send->iov);
+    ops.send->msg = msghdr{};
+    ops.send->msg.msg_iov = ops.send->iov;
+    ops.send->msg.msg_iovlen = count;
+    io_uring_prep_sendmsg(sqe, c.fd(), &ops.send->msg, MSG_NOSIGNAL);
   }
   prep_tagged(sqe, UringTag::for_conn(UringOp::kSend, c.id()));
   ops.send_inflight = true;
@@ -128,10 +150,11 @@ void UringPoller::submit_send(Conn& c, ConnOps& ops) {
 void UringPoller::send_final(Conn& c) {
   ConnOps& ops = ops_for(c.id().index);
   if (ops.send_inflight) return;
+  iovec iov[kSendIov];
   while (!c.out_.empty()) {
-    size_t count = c.out_.gather(ops.iov, kSendIov);
+    size_t count = c.out_.gather(iov, kSendIov);
     msghdr msg{};
-    msg.msg_iov = ops.iov;
+    msg.msg_iov = iov;
     msg.msg_iovlen = count;
     ssize_t n = ::sendmsg(c.fd(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n <= 0) return;
@@ -298,6 +321,7 @@ void UringPoller::on_recv_bytes(Conn& c, const char* data, size_t n) {
 void UringPoller::on_send(UringTag tag, int res) {
   ConnOps& ops = ops_[tag.index];
   ops.send_inflight = false;
+  return_send_state(ops);  // a continuation borrows again if it needs one
   Conn* c = loop_.lookup(ConnId{tag.index, tag.generation});
   if (c == nullptr || ops.detached || ops.generation != tag.generation) {
     release_if_idle(tag.index);

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -54,15 +55,21 @@ class UringPoller final : public Poller {
  private:
   static constexpr size_t kSendIov = 16;
 
-  // Per connection slot: which operations are in flight, and the send's iovecs (stable
-  // until the send completes; std::deque never moves its elements).
+  // The msghdr and iovecs of a multi-block send, which must stay put until it completes.
+  // Borrowed from a per-loop free list for the send's duration, so an idle connection
+  // holds none.
+  struct SendState {
+    msghdr msg{};
+    iovec iov[kSendIov];
+  };
+
+  // Per connection slot: which operations are in flight.
   struct ConnOps {
     uint32_t generation = 0;
     bool recv_armed = false;
     bool send_inflight = false;
     bool detached = false;  // closed; the slot waits for the last completion
-    msghdr msg{};
-    iovec iov[kSendIov];
+    SendState* send = nullptr;
   };
 
   io_uring_sqe* get_sqe();
@@ -73,6 +80,8 @@ class UringPoller final : public Poller {
   void submit_send(Conn& c, ConnOps& ops);
   void cancel(UringTag tag);
   ConnOps& ops_for(uint32_t index);
+  SendState* borrow_send_state();
+  void return_send_state(ConnOps& ops);
 
   void handle(uint64_t user_data, int res, uint32_t flags);
   void on_accept(UringTag tag, int res, uint32_t flags);
@@ -92,6 +101,8 @@ class UringPoller final : public Poller {
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
   std::deque<ConnOps> ops_;
+  std::vector<std::unique_ptr<SendState>> send_states_;  // owns them all
+  std::vector<SendState*> free_send_states_;
   std::vector<bool> accept_armed_;
   bool overflow_logged_ = false;
 };
