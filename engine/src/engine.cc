@@ -55,7 +55,7 @@ void unlink_unix_path(const SockAddr& addr) {
 // kIoUring fails here, clearly, where io_uring is unavailable.
 Status resolve_backend(Options& opts) {
   if (opts.backend == Backend::kEpoll) return Status::ok();
-  Status probe = probe_io_uring();
+  Status probe = probe_io_uring(opts);
   if (probe.is_ok()) {
     opts.backend = Backend::kIoUring;
     return Status::ok();
@@ -131,10 +131,21 @@ void Engine::Impl::request_stop() {
     std::lock_guard lock(mu);
     if (stop_requested) return;
     stop_requested = true;
+    if (!threads_live) return;  // start() sends it once the loops run
+  }
+  send_stop(false);
+}
+
+void Engine::Impl::send_stop(bool direct) {
+  auto stop_loops = [this] {
+    for (auto& loop : loops) loop->request_stop();
+  };
+  if (acceptor && !direct) {
+    acceptor->request_stop(stop_loops);
+    return;
   }
   if (acceptor) acceptor->request_stop();
-  for (auto& loop : loops) loop->request_stop();
-  cv.notify_all();
+  stop_loops();
 }
 
 // ---------------------------------------------------------------- Engine
@@ -200,21 +211,32 @@ Status Engine::start() {
   }
   impl.started = true;
   Action boot = impl.handler.on_boot(*this);
+  if (boot == Action::kShutdown) impl.request_stop();
   if (impl.opts.ticker) {
     EventLoop& loop0 = *impl.loops[0];
     loop0.post([&impl, &loop0] { schedule_tick(impl, loop0, Clock::now()); });
   }
   if (Status s = spawn_loops(impl); !s) {
-    impl.request_stop();
+    {
+      std::lock_guard lock(impl.mu);
+      impl.stop_requested = true;
+    }
+    impl.send_stop(true);
     wait();
     return s;
   }
   impl.is_running = true;
+  bool stop_pending;
+  {
+    std::lock_guard lock(impl.mu);
+    impl.threads_live = true;
+    stop_pending = impl.stop_requested;
+  }
+  if (stop_pending) impl.send_stop(false);
   for (auto& spec : impl.specs) {
     log(LogLevel::kDebug, "listening on {} ({} loops, {})", spec.bound.to_string(),
         impl.opts.loops, balancer_name(impl.opts.balancer));
   }
-  if (boot == Action::kShutdown) stop();
   return Status::ok();
 }
 
@@ -237,9 +259,7 @@ Status Engine::run() {
   return Status::ok();
 }
 
-void Engine::stop() {
-  if (impl_->started) impl_->request_stop();
-}
+void Engine::stop() { impl_->request_stop(); }
 
 bool Engine::running() const { return impl_->is_running.load(); }
 
@@ -255,6 +275,7 @@ std::vector<SockAddr> Engine::listen_addrs() const {
 
 EngineStats Engine::stats() const {
   EngineStats s;
+  if (!impl_->started.load(std::memory_order_acquire)) return s;
   auto add = [&s](const LoopCounters& c) {
     auto get = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
     s.accepted += get(c.accepted);
@@ -272,6 +293,7 @@ EngineStats Engine::stats() const {
     s.outbound_dropped += get(c.outbound_dropped);
     s.buffer_ring_empty += get(c.buffer_ring_empty);
     s.cq_overflows += get(c.cq_overflows);
+    s.refused_stopping += get(c.refused_stopping);
   };
   for (const auto& loop : impl_->loops) add(loop->counters());
   if (impl_->acceptor) add(impl_->acceptor->counters());
@@ -280,6 +302,7 @@ EngineStats Engine::stats() const {
 
 LoopStats Engine::loop_stats(int loop) const {
   LoopStats s;
+  if (!impl_->started.load(std::memory_order_acquire)) return s;
   if (loop < 0 || loop >= static_cast<int>(impl_->loops.size())) return s;
   const LoopCounters& c = impl_->loops[static_cast<size_t>(loop)]->counters();
   s.open = c.open.load(std::memory_order_relaxed);

@@ -2,7 +2,6 @@
 // balancer, and the stop/join state machine.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,8 +19,14 @@ struct Engine::Impl {
   // Acceptor side: spread an accepted socket over the loops (or keep it, with reuse_port).
   void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer);
   EventLoop& pick_loop(const SockAddr& peer);
-  // Any thread: begin stopping (idempotent).
+  // Any thread: begin stopping (idempotent). Before the loops run it is latched and
+  // carried out as soon as they do.
   void request_stop();
+  // Stops the acceptor first (no new sockets), and the loops once it has: a socket the
+  // acceptor handed over is queued ahead of the loop's stop, so it is opened and closed
+  // like any other instead of vanishing. `direct`: tell every loop at once (used when
+  // start() failed and the acceptor may not run at all).
+  void send_stop(bool direct);
 
   Engine& engine;
   EventHandler& handler;
@@ -42,9 +47,9 @@ struct Engine::Impl {
 
   std::mutex mu;
   std::mutex mu_join;                   // serialises wait()
-  std::condition_variable cv;
-  bool started = false;
-  bool stop_requested = false;
+  std::atomic<bool> started{false};  // loops exist (stats may read them)
+  bool threads_live = false;         // under mu: loop threads run and take stop requests
+  bool stop_requested = false;       // under mu
   bool joined = false;
   std::atomic<bool> is_running{false};
 };

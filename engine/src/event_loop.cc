@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <algorithm>
 #include <cstdlib>
 
 #include "engine_impl.h"
@@ -70,6 +72,14 @@ void EventLoop::run(std::promise<Status>& ready) {
   while (!stopping_) iterate();
   shutdown_all();
   poller_->drain_before_exit();
+  // Slots whose operations never completed within the drain: close their sockets anyway.
+  for (Conn& c : slots_) {
+    if (c.state_ == Conn::State::kClosed && c.fd_ >= 0) {
+      ::close(c.fd_);
+      c.fd_ = -1;
+    }
+  }
+  poller_.reset();  // on this thread: an io_uring ring is torn down by its issuer
   while (tasks_.run(SIZE_MAX) > 0) {
   }
   t_current_loop = nullptr;
@@ -89,6 +99,11 @@ void EventLoop::iterate() {
   } else if (timers_.size() > 0) {
     timeout = timers_.next_timeout_ms(Clock::now());
   }
+  if (draining_) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(drain_deadline_ - Clock::now());
+    int cap = static_cast<int>(std::max<int64_t>(0, left.count()));
+    timeout = timeout < 0 ? cap : std::min(timeout, cap);
+  }
   if (Status s = poller_->poll(timeout); !s) {
     log(LogLevel::kError, "loop {}: {} poll failed: {}", index_, poller_->name(), s.message());
   }
@@ -98,11 +113,34 @@ void EventLoop::iterate() {
     bump(counters_.tasks_run, tasks_.run(engine_.opts.task_budget));
   }
   flush_dirty();
+  if (draining_ && (counters_.open.load(std::memory_order_relaxed) == 0 ||
+                    Clock::now() >= drain_deadline_)) {
+    stopping_ = true;
+  }
 }
 
-void EventLoop::request_stop() {
+void EventLoop::request_stop(std::function<void()> then) {
   if (stop_requested_.exchange(true)) return;
-  post([this] { stopping_ = true; });
+  post([this, then = std::move(then)] {
+    begin_shutdown();
+    if (then) then();
+  });
+}
+
+// Accept nothing more; connections with nothing queued close now, the others flush (as
+// kClosing: input is no longer shown to the handler) until they drained or the deadline.
+void EventLoop::begin_shutdown() {
+  draining_ = true;
+  drain_deadline_ = Clock::now() + engine_.opts.stop_flush_timeout;
+  close_listeners();
+  for (Conn& c : slots_) {
+    if (c.state_ != Conn::State::kOpen) continue;
+    if (c.out_.empty()) {
+      close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
+    } else {
+      begin_close(c, CloseReason::kShutdown);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- connections
@@ -119,9 +157,10 @@ Conn* EventLoop::lookup(ConnId id) {
 }
 
 void EventLoop::adopt(int fd, const SockAddr& peer) {
-  if (stopping_) {  // accepted just as the engine stopped: refuse rather than leak
+  if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
     ::close(fd);
     load_.fetch_sub(1, std::memory_order_relaxed);
+    bump(counters_.refused_stopping);
     return;
   }
   RINGNET_ASSERT_IN_LOOP(this);
@@ -139,10 +178,12 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   c.fd_ = fd;
   c.state_ = Conn::State::kOpen;
   c.dirty_ = c.readable_ = c.eof_ = c.hup_ = false;
+  c.send_error_ = 0;
   c.remote_ = peer;
   if (Status s = poller_->add_conn(c); !s) {
     log(LogLevel::kWarn, "loop {}: cannot watch fd {}: {}", index_, fd, s.message());
     ::close(fd);
+    c.fd_ = -1;
     c.state_ = Conn::State::kFree;
     free_slots_.push_back(index);
     load_.fetch_sub(1, std::memory_order_relaxed);
@@ -219,19 +260,37 @@ void EventLoop::flush_dirty() {
     Conn& c = *dirty_[i];
     if (!c.dirty_) continue;  // closed (or already flushed) since it was listed
     c.dirty_ = false;
-    if (c.out_.empty()) {
-      after_send(c);
+    if (c.send_error_ != 0) {
+      close_conn(c, error_close_info(c.send_error_));
     } else {
-      poller_->send(c);
+      send_or_close(c);
     }
   }
   dirty_.clear();
 }
 
+CloseInfo EventLoop::error_close_info(int err) {
+  bool reset = err == ECONNRESET || err == EPIPE;
+  return CloseInfo{reset ? CloseReason::kReset : CloseReason::kError, err};
+}
+
+void EventLoop::send_or_close(Conn& c) {
+  if (int err = poller_->send(c); err != 0) return close_conn(c, error_close_info(err));
+  after_send(c);
+}
+
+// Conn::flush() runs inside handler code: an error is remembered and the connection is
+// closed by flush_dirty at the end of the iteration, never under the handler's feet.
 Status EventLoop::flush_now(Conn& c) {
-  if (!c.out_.empty()) poller_->send(c);
   if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) {
-    return Status::invalid("connection closed while flushing");
+    return Status::invalid("flush on a closed connection");
+  }
+  if (c.send_error_ != 0) return Status::from_errno(c.send_error_, "flush");
+  if (c.out_.empty()) return Status::ok();
+  if (int err = poller_->send(c); err != 0) {
+    c.send_error_ = err;
+    mark_dirty(c);
+    return Status::from_errno(err, "flush");
   }
   return Status::ok();
 }
@@ -249,8 +308,8 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   if (!c.out_.empty()) bump(counters_.outbound_dropped, c.out_.size());
   bool reusable = poller_->detach(c);
   handler_.on_close(c, info);
-  ::close(c.fd_);
-  c.fd_ = -1;
+  // The fd itself is closed in free_slot: with a completion backend an operation may be
+  // prepared but not yet submitted under this fd number, which must not be reused by then.
   c.in_view_ = {};
   c.in_.clear();
   c.in_.release_if_empty();
@@ -263,21 +322,34 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   if (reusable) free_slot(c);
 }
 
-// The outbound queue is kept until here: a completion backend may still be sending from it.
+// The fd and the outbound queue are kept until here: a completion backend may still be
+// sending from them.
 void EventLoop::free_slot(Conn& c) {
+  if (c.state_ != Conn::State::kClosed) {
+    log(LogLevel::kError, "loop {}: freeing slot {} in state {}; ignored", index_, c.id_.index,
+        static_cast<int>(c.state_));
+    return;
+  }
+  if (c.fd_ >= 0) ::close(c.fd_);
+  c.fd_ = -1;
   c.out_.clear();
   c.state_ = Conn::State::kFree;
   free_slots_.push_back(c.id_.index);
 }
 
-// Stop: accept nothing more, give every connection one last flush, then close it.
-void EventLoop::shutdown_all() {
+void EventLoop::close_listeners() {
   for (auto& l : listeners_) {
     if (l->fd < 0) continue;
     poller_->remove_listener(*l);
     ::close(l->fd);
     l->fd = -1;
   }
+}
+
+// Leaving run(): whatever the drain did not finish is closed now, after one last
+// non-blocking attempt to hand its output to the kernel.
+void EventLoop::shutdown_all() {
+  close_listeners();
   for (Conn& c : slots_) {
     if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) continue;
     if (!c.out_.empty()) poller_->send_final(c);

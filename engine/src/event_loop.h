@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cassert>
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <thread>
@@ -40,7 +41,7 @@ struct LoopCounters {
   std::atomic<uint64_t> accepted{0}, open{0}, closed{0}, bytes_in{0}, bytes_out{0};
   std::atomic<uint64_t> read_calls{0}, write_calls{0}, accept_errors{0}, fd_exhausted{0};
   std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
-  std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0};
+  std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
   std::atomic<uint64_t> closed_by_reason[5]{};
 };
 
@@ -68,8 +69,10 @@ class EventLoop {
   // ---- any thread ----
   void post(TaskQueue::Task task) { tasks_.post(std::move(task)); }
   void wake_conn(ConnId id);
-  // Asks the loop to close its listeners and connections and leave run().
-  void request_stop();
+  // Asks the loop to stop: it closes its listeners at once, runs `then` (on the loop
+  // thread), lets queued output flush until Options::stop_flush_timeout, closes its
+  // connections and leaves run().
+  void request_stop(std::function<void()> then = {});
   int index() const { return index_; }
   const LoopCounters& counters() const { return counters_; }
   // Connections assigned to this loop and not yet closed (least-connections balancer).
@@ -97,6 +100,9 @@ class EventLoop {
   void deliver_buffered(Conn& c);
   void on_eof(Conn& c);
   void after_send(Conn& c);
+  // Sends and settles the outcome: closes on a fatal error, or once a closing
+  // connection drained. Never called from inside a handler callback.
+  void send_or_close(Conn& c);
   void close_conn(Conn& c, CloseInfo info);
   // The poller calls this for a slot detach() could not free at once, when it may.
   void free_slot(Conn& c);
@@ -115,8 +121,11 @@ class EventLoop {
   Status init();
   void iterate();
   void flush_dirty();
+  static CloseInfo error_close_info(int err);
   void run_traffic(Conn& c);
   void apply_action(Conn& c, Action action);
+  void begin_shutdown();
+  void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
   void arm_accept_retry(Listener& l);
@@ -136,7 +145,9 @@ class EventLoop {
   std::vector<std::unique_ptr<Listener>> listeners_;
   int spare_fd_ = -1;                   // reserved fd for the EMFILE trick
   bool exhausted_logged_ = false;
-  bool stopping_ = false;
+  bool stopping_ = false;               // leave run() after this iteration
+  bool draining_ = false;               // stop requested: flushing until drain_deadline_
+  Clock::time_point drain_deadline_;
   bool task_signal_ = false;            // eventfd fired since tasks last ran
   std::atomic<bool> stop_requested_{false};
   std::atomic<int64_t> load_{0};

@@ -31,7 +31,7 @@ Listener* EventLoop::listener(uint32_t slot) {
 
 // Edge-triggered: accept until EAGAIN, or the edge is lost and connections wait forever.
 void EventLoop::accept_ready(Listener& l) {
-  while (l.fd >= 0 && !stopping_) {
+  while (l.fd >= 0 && !stopping_ && !draining_) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
     int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&ss), &len,
@@ -51,8 +51,9 @@ void EventLoop::accept_ready(Listener& l) {
 void EventLoop::on_accepted(Listener& l, int fd) {
   (void)l;
   exhausted_logged_ = false;
-  if (stopping_) {
+  if (stopping_ || draining_) {
     ::close(fd);
+    bump(counters_.refused_stopping);
     return;
   }
   sockaddr_storage ss{};
@@ -112,7 +113,7 @@ void EventLoop::arm_accept_retry(Listener& l) {
     if (again == nullptr) return;
     again->retry_armed = false;
     if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (again->fd >= 0 && !stopping_) poller_->resume_accept(*again);
+    if (again->fd >= 0 && !stopping_ && !draining_) poller_->resume_accept(*again);
   });
 }
 

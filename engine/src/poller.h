@@ -7,8 +7,12 @@
 //   loop.on_accepted(listener, fd)       a connection was accepted (completion)
 //   loop.deliver_view(conn, data, n)     fresh bytes for a conn holding no unread bytes
 //   loop.deliver_buffered(conn)          fresh bytes were appended to the conn's in_ buffer
-//   loop.after_send(conn)                bytes left the outbound queue, or it is blocked
-//   loop.close_conn(conn, info)          EOF / reset / error (EOF goes through on_eof)
+//   loop.after_send(conn)                a completed send drained what it could
+//   loop.close_conn(conn, info)          reset / error found while reading or completing
+//   loop.on_eof(conn)                    orderly EOF
+//
+// Poller::send never closes anything itself: it may run inside Conn::flush() from a
+// handler, where closing (and on_close) must not happen under the handler's feet.
 //
 // A readiness poller (epoll) does the syscalls itself when told an fd is ready; a
 // completion poller (io_uring) keeps operations in flight and reports their results the
@@ -39,7 +43,8 @@ class Poller {
   // Starts accepting on a listener again after a back-off.
   virtual void resume_accept(Listener& listener) = 0;
   // Sends what the connection's outbound queue holds (now, or by queueing an operation).
-  virtual void send(Conn& conn) = 0;
+  // Returns 0, or the errno of a fatal socket error for the caller to close with.
+  virtual int send(Conn& conn) = 0;
   // A large write with nothing queued before it: hand it to the kernel right away, saving
   // the copy into the outbound queue. Returns the bytes taken (0: queue them all). Only
   // readiness backends can; a completion backend must not send from the caller's memory.

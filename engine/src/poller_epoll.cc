@@ -110,7 +110,7 @@ void EpollPoller::dispatch(const epoll_event& ev) {
 // input produces more, and a dead peer shows up as a send error before we read.
 void EpollPoller::on_conn_event(Conn& c, uint32_t events) {
   ConnId id = c.id();
-  if ((events & EPOLLOUT) && !c.out_.empty()) send(c);
+  if ((events & EPOLLOUT) && !c.out_.empty()) loop_.send_or_close(c);
   if (loop_.lookup(id) == nullptr) return;  // closed by the send
   // The hang-up is remembered on the connection: this edge will not come again, and a
   // read cut short by the budget must still go on to the EOF later.
@@ -180,11 +180,19 @@ void EpollPoller::read_conn(Conn& c) {
 }
 
 // A connection closing by our own request no longer shows input to the handler, but we
-// still read (and drop) it to notice a reset or EOF rather than wait forever.
+// still read (and drop) it to notice a reset or EOF rather than wait forever — within the
+// same per-wake-up budget as live reads.
 void EpollPoller::discard_input(Conn& c) {
-  for (;;) {
+  size_t budget = loop_.options().read_budget;
+  for (size_t total = 0;;) {
     ssize_t n = ::read(c.fd(), loop_.spill(), EventLoop::kSpillSize);
-    if (n > 0) continue;
+    if (n > 0) {
+      total += static_cast<size_t>(n);
+      if (total < budget) continue;
+      if (!c.readable_) pending_reads_.push_back(c.id());
+      c.readable_ = true;
+      return;
+    }
     if (n == 0) {
       c.eof_ = true;
       return;
@@ -210,7 +218,7 @@ void EpollPoller::serve_pending_reads() {
 // One sendmsg per call while the kernel takes everything; a short write means the
 // socket buffer is full and the next EPOLLOUT edge resumes. MSG_NOSIGNAL: a dead peer is
 // an EPIPE to handle, not a SIGPIPE that kills the process.
-void EpollPoller::send(Conn& c) {
+int EpollPoller::send(Conn& c) {
   LoopCounters& counters = loop_.counters_mut();
   iovec iov[kMaxIov];
   while (!c.out_.empty()) {
@@ -225,13 +233,13 @@ void EpollPoller::send(Conn& c) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      return fail(c, errno);
+      return errno;
     }
     bump(counters.bytes_out, static_cast<uint64_t>(n));
     c.out_.consume(static_cast<size_t>(n));
     if (static_cast<size_t>(n) < want) break;
   }
-  loop_.after_send(c);
+  return 0;
 }
 
 // Errors are not handled here: the caller queues what was not taken, and the flush at the

@@ -39,8 +39,8 @@ class EpollPoller final : public Poller {
   void remove_listener(Listener& listener) override;
   Status add_conn(Conn& conn) override;
   void resume_accept(Listener& listener) override;
-  void send(Conn& conn) override;
-  void send_final(Conn& conn) override { send(conn); }
+  int send(Conn& conn) override;
+  void send_final(Conn& conn) override { (void)send(conn); }
   size_t write_direct(Conn& conn, std::span<const std::string_view> parts) override;
   bool detach(Conn& conn) override;
   bool has_pending() const override { return !pending_reads_.empty(); }

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "event_loop.h"
@@ -29,12 +30,19 @@ Status UringPoller::init(const Options& opts) {
   return Status::ok();
 }
 
-// The SQ is flushed to the kernel when full, so a slot is always found.
+// The SQ is flushed to the kernel when full, so a slot is found. A ring that keeps
+// refusing submissions is broken beyond what the loop can repair: say so and stop.
 io_uring_sqe* UringPoller::get_sqe() {
-  for (;;) {
+  for (int attempt = 0; attempt < 1000; ++attempt) {
     if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
-    io_uring_submit(&ring_);
+    int rc = io_uring_submit(&ring_);
+    if (rc < 0 && rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
+      log(LogLevel::kError, "loop {}: io_uring_submit failed: {}", loop_.index(), std::strerror(-rc));
+    }
+    if (rc <= 0) io_uring_get_events(&ring_);  // reap completions to make room
   }
+  log(LogLevel::kError, "loop {}: io_uring submission queue stuck; aborting", loop_.index());
+  std::abort();
 }
 
 UringPoller::ConnOps& UringPoller::ops_for(uint32_t index) {
@@ -74,15 +82,19 @@ void UringPoller::resume_accept(Listener& l) {
 }
 
 // The accept stays "armed" until its cancellation completes (drain_before_exit waits).
+// Submitted now: the caller closes the listener fd next, and an accept prepared but not
+// yet submitted must not meet a reused fd number.
 void UringPoller::remove_listener(Listener& l) {
-  if (accept_armed_[l.slot]) cancel({UringOp::kAccept, l.slot, 0});
+  if (!accept_armed_[l.slot]) return;
+  cancel({UringOp::kAccept, l.slot, 0});
+  io_uring_submit(&ring_);
 }
 
 Status UringPoller::add_conn(Conn& c) {
   if (c.id().index > UringTag::kMaxIndex) return Status::invalid("too many connections for tag");
   ConnOps& ops = ops_for(c.id().index);
+  ops = ConnOps{};  // a reused slot starts clean (free_slot runs only when it was idle)
   ops.generation = c.id().generation;
-  ops.detached = false;
   arm_recv(c, ops);
   return Status::ok();
 }
@@ -104,10 +116,11 @@ void UringPoller::cancel(UringTag tag) {
 
 // ---------------------------------------------------------------- send
 
-void UringPoller::send(Conn& c) {
+int UringPoller::send(Conn& c) {
   ConnOps& ops = ops_for(c.id().index);
-  if (ops.send_inflight || c.out_.empty()) return;  // the completion carries on
+  if (ops.detached || ops.send_inflight || c.out_.empty()) return 0;  // completion carries on
   submit_send(c, ops);
+  return 0;  // errors arrive with the completion
 }
 
 UringPoller::SendState* UringPoller::borrow_send_state() {
@@ -166,10 +179,11 @@ void UringPoller::send_final(Conn& c) {
 
 bool UringPoller::detach(Conn& c) {
   ConnOps& ops = ops_for(c.id().index);
+  if (!ops.recv_armed && !ops.send_inflight) return true;  // nothing refers to it
   ops.detached = true;
   if (ops.recv_armed) cancel(UringTag::for_conn(UringOp::kRecv, c.id()));
   if (ops.send_inflight) cancel(UringTag::for_conn(UringOp::kSend, c.id()));
-  return !ops.recv_armed && !ops.send_inflight;
+  return false;  // release_if_idle frees the slot (and closes the fd) after the last CQE
 }
 
 void UringPoller::release_if_idle(uint32_t index) {

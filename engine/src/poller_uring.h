@@ -45,7 +45,7 @@ class UringPoller final : public Poller {
   void remove_listener(Listener& listener) override;
   void resume_accept(Listener& listener) override;
   Status add_conn(Conn& conn) override;
-  void send(Conn& conn) override;
+  int send(Conn& conn) override;
   void send_final(Conn& conn) override;
   bool detach(Conn& conn) override;
   bool has_pending() const override { return false; }

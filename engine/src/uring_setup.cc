@@ -48,7 +48,7 @@ bool kernel_at_least(int major, int minor) {
 
 }  // namespace
 
-Status probe_io_uring() {
+Status probe_io_uring(const Options& opts) {
   if (const char* off = std::getenv("RINGNET_DISABLE_IO_URING"); off != nullptr && *off != '\0' &&
                                                                  std::strcmp(off, "0") != 0) {
     return Status::invalid("io_uring disabled by RINGNET_DISABLE_IO_URING");
@@ -58,11 +58,11 @@ Status probe_io_uring() {
   }
   io_uring ring{};
   std::string mode;
-  if (Status s = setup_ring(&ring, 8, &mode); !s) return s;
+  if (Status s = setup_ring(&ring, opts.uring_entries, &mode); !s) return s;
   Status result;
   {
     BufferRing probe_ring;  // destroyed (unregistered) before the ring exits
-    result = probe_ring.init(&ring, 0, 2, 64);
+    result = probe_ring.init(&ring, 0, opts.uring_buffer_count, opts.uring_buffer_size);
   }
   io_uring_queue_exit(&ring);
   return result;

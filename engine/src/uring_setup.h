@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "ringnet/options.h"
 #include "ringnet/status.h"
 
 namespace ringnet {
@@ -19,7 +20,8 @@ Status setup_ring(io_uring* ring, unsigned entries, std::string* mode);
 
 // Checks that io_uring is usable for the engine here: not disabled (by sysctl, seccomp,
 // or RINGNET_DISABLE_IO_URING=1 in the environment), kernel 6.0+ (multishot receive),
-// and provided-buffer rings register. Returns the reason when it is not.
-Status probe_io_uring();
+// and a ring and provided-buffer ring of the sizes `opts` asks for can be set up (memory
+// limits bite there, not on a toy ring). Returns the reason when it is not.
+Status probe_io_uring(const Options& opts);
 
 }  // namespace ringnet

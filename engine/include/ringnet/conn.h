@@ -144,7 +144,8 @@ class Conn {
   bool want_traffic_ = false;   // wake() pending
   bool readable_ = false;       // on the loop's still-readable list (read budget hit)
   bool eof_ = false;            // peer sent FIN (read returned 0)
-  bool hup_ = false;            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
+  bool hup_ = false;
+  int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;
   std::string_view in_view_;    // unread inbound bytes shown to the handler

@@ -40,6 +40,7 @@ struct EngineStats {
   uint64_t budget_yields = 0;    // reads cut short by the fairness budget
   uint64_t tasks_run = 0;        // cross-thread tasks executed
   uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
+  uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
   uint64_t buffer_ring_empty = 0; // io_uring: receives that found no provided buffer
   uint64_t cq_overflows = 0;     // io_uring: times the completion queue overflowed
 };
@@ -67,8 +68,10 @@ class Engine {
   void wait();
   // start() then wait().
   Status run();
-  // Any thread, any number of times: close listeners, flush what is queued, close every
-  // connection (on_close with kShutdown), call on_shutdown, let wait()/run() return.
+  // Any thread, any number of times, even before start(): close listeners (accept nothing
+  // more), let queued output flush for up to Options::stop_flush_timeout while reading
+  // nothing more, close every connection (on_close with kShutdown, or the reason it was
+  // already closing for), call on_shutdown, let wait()/run() return.
   void stop();
 
   bool running() const;

@@ -40,6 +40,10 @@ struct Options {
 
   bool ticker = false;                    // call EventHandler::on_tick
 
+  // Engine::stop(): how long connections with queued output may keep flushing (reading
+  // nothing more) before they are closed anyway; the bytes left are counted as dropped.
+  std::chrono::milliseconds stop_flush_timeout{2000};
+
   // Fairness: bytes read from one connection per wake-up before the loop moves on; the
   // connection is served again before the loop blocks.
   size_t read_budget = 256 * 1024;
