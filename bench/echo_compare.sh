@@ -16,8 +16,8 @@
 #
 # Scenario = CONNSxSIZExPIPELINE. Environment overrides: SCENARIOS, DURATION, WARMUP,
 # REPEATS, IDLE_CONNS, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
-# SERVERS (default "ringnet-epoll ringnet-uring bare"; ringnet-uring is dropped with a
-# message where the kernel refuses io_uring),
+# SERVERS (default "ringnet-epoll ringnet-uring bare bare-uring"; the io_uring ones are
+# dropped with a message where the kernel refuses io_uring),
 # BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read).
 # Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
 # failed (load generator errors, a server that did not start).
@@ -33,7 +33,7 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 PORT_BASE=${PORT_BASE:-19000}
 RINGNET_LOOPS=${RINGNET_LOOPS:-1}
 BARE_FLAGS=${BARE_FLAGS:-}
-SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare}
+SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare bare-uring}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 DO_THROUGHPUT=1
@@ -127,6 +127,7 @@ start_server() {
     ringnet-epoll) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
     ringnet-uring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     bare) read -r -a cmd <<<"$BARE --port $PORT $BARE_FLAGS" ;;
+    bare-uring) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT") ;;
   esac
   taskset -c "$SERVER_CPU" "${cmd[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
   SERVER_PID=$!
@@ -238,7 +239,8 @@ throughput_report() {
   echo "|---|---|---|---|"
   local a b
   for scen in ${SCENARIOS//,/ }; do
-    for pair in ringnet-epoll/bare ringnet-uring/bare ringnet-uring/ringnet-epoll; do
+    for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
+                ringnet-uring/ringnet-epoll; do
       a=${pair%/*} b=${pair#*/}
       [[ " $SERVERS " == *" $a "* && " $SERVERS " == *" $b "* ]] || continue
       echo "| $scen | $a / $b | $(ratio "${CPU[$scen:$a]:-}" "${CPU[$scen:$b]:-}") |" \
@@ -339,8 +341,9 @@ main() {
   done
   build
   if [[ " $SERVERS " == *" ringnet-uring "* ]] && ! uring_works; then
-    log "io_uring unavailable here: dropping ringnet-uring"
+    log "io_uring unavailable here: dropping ringnet-uring and bare-uring"
     SERVERS=${SERVERS//ringnet-uring/}
+    SERVERS=${SERVERS//bare-uring/}
   fi
   local report="$WORK/report.md"
   header >"$report"

@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-release}
 SCENARIOS=${SCENARIOS:-50x64x1,50x64x16}
-SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare}
+SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare bare-uring}
 DURATION=${DURATION:-3}
 PORT=${PORT:-19400}
 
@@ -52,6 +52,7 @@ start_server() {
     ringnet-epoll) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend epoll) ;;
     ringnet-uring) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend io_uring) ;;
     bare) cmd=("$BUILD_DIR/bench/bare_epoll_echo" --port "$PORT") ;;
+    bare-uring) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT") ;;
   esac
   taskset -c 0 "${cmd[@]}" >/dev/null 2>"$WORK/server.err" &
   SERVER_PID=$!
