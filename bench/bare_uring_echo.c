@@ -7,6 +7,8 @@
  * queued behind it, each buffer returned to the ring once fully sent.
  *
  *   bare_uring_echo --port N     (0 = ephemeral; prints "listening on 127.0.0.1:PORT")
+ *                   [--zc-min BYTES]  send buffers of at least BYTES with IORING_OP_SEND_ZC
+ *                                     (the experiment behind not using it in ringnet)
  *
  * Kernel 6.0+ (multishot recv), liburing 2.3 (buffer ring memory mapped here).
  */
@@ -25,7 +27,7 @@
 #define NBUFS 1024
 #define BUFSZ 16384
 #define MAXFD 65536
-#define QLEN 64 /* buffers queued per connection; more means a slow reader: close it */
+#define QLEN NBUFS /* one connection may hold every buffer: a slow reader stalls the ring */
 
 enum { OP_ACCEPT = 1, OP_RECV = 2, OP_SEND = 3 };
 
@@ -36,7 +38,10 @@ struct conn {
   unsigned len[QLEN];
   unsigned off;                  /* bytes of the head buffer already sent */
   int sending;
+  int zc_res;                    /* SEND_ZC: result held until its notification arrives */
 };
+
+static unsigned zc_min = 0;      /* 0: never zero-copy */
 
 static struct io_uring ring;
 static struct io_uring_buf_ring *br;
@@ -74,7 +79,12 @@ static void send_head(int fd) {
   struct conn *c = &conns[fd];
   unsigned i = c->head % QLEN;
   struct io_uring_sqe *s = sqe_get();
-  io_uring_prep_send(s, fd, bufs + (size_t)c->bid[i] * BUFSZ + c->off, c->len[i] - c->off, MSG_NOSIGNAL);
+  char *p = bufs + (size_t)c->bid[i] * BUFSZ + c->off;
+  unsigned n = c->len[i] - c->off;
+  if (zc_min && n >= zc_min)
+    io_uring_prep_send_zc(s, fd, p, n, MSG_NOSIGNAL, 0);
+  else
+    io_uring_prep_send(s, fd, p, n, MSG_NOSIGNAL);
   io_uring_sqe_set_data64(s, tag(OP_SEND, fd));
   c->sending = 1;
 }
@@ -108,8 +118,12 @@ static void on_recv(int fd, int res, unsigned flags) {
   if (!(flags & IORING_CQE_F_MORE)) arm_recv(fd);
 }
 
-static void on_send(int fd, int res) {
+/* A zero-copy send completes twice: the result (with F_MORE), then a notification once
+ * the kernel no longer needs the buffer; only then may it go back to the ring. */
+static void on_send(int fd, int res, unsigned flags) {
   struct conn *c = &conns[fd];
+  if (flags & IORING_CQE_F_MORE) { c->zc_res = res; return; }
+  if (flags & IORING_CQE_F_NOTIF) res = c->zc_res;
   c->sending = 0;
   if (res < 0 || !c->open) { drop(fd); return; }
   unsigned i = c->head % QLEN;
@@ -156,7 +170,8 @@ int main(int argc, char **argv) {
   int port = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--port") && i + 1 < argc) port = atoi(argv[++i]);
-    else { fprintf(stderr, "usage: bare_uring_echo [--port N]\n"); return 2; }
+    else if (!strcmp(argv[i], "--zc-min") && i + 1 < argc) zc_min = (unsigned)atoi(argv[++i]);
+    else { fprintf(stderr, "usage: bare_uring_echo [--port N] [--zc-min BYTES]\n"); return 2; }
   }
   int lfd = setup(port), one = 1;
   arm_accept(lfd);
@@ -181,7 +196,7 @@ int main(int argc, char **argv) {
       } else if (op == OP_RECV) {
         on_recv(fd, res, flags);
       } else if (op == OP_SEND) {
-        on_send(fd, res);
+        on_send(fd, res, flags);
       }
     }
     io_uring_cq_advance(&ring, n);
