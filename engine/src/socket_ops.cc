@@ -71,10 +71,11 @@ void remove_stale_unix_path(const SockAddr& addr) {
   if (sun->sun_path[0] == '\0') return;  // abstract namespace: nothing on disk
   struct stat st{};
   if (::stat(sun->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
-  // Only remove it if nobody answers there.
-  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Only remove it if nobody answers there. Non-blocking: a live server with a full
+  // backlog answers EAGAIN, which also means "in use", instead of stalling listen().
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (probe < 0) return;
-  bool live = ::connect(probe, addr.raw(), addr.length()) == 0;
+  bool live = ::connect(probe, addr.raw(), addr.length()) == 0 || errno == EAGAIN;
   ::close(probe);
   if (!live) ::unlink(sun->sun_path);
 }

@@ -54,7 +54,10 @@ static_assert(sizeof(ConnId) == 8);
 using WriteCallback = std::function<void(Status)>;
 
 // A copyable, thread-safe reference to a connection. Operations on a connection that has
-// closed fail softly (the callback gets an error; wake() is ignored).
+// closed fail softly (the callback gets an error; wake() is ignored). A handle must not be
+// used after its Engine is destroyed (it points at the engine's loop). Work posted before
+// wait() returns still runs (wait() drains the loops' queues: async_write completions
+// then report an error); work posted after wait() returned never runs.
 class ConnHandle {
  public:
   ConnHandle() = default;
