@@ -62,8 +62,6 @@ class Poller {
   // Before the loop thread exits: let operations still in flight (cancellations) finish,
   // so closed sockets really close (a pending io_uring op holds its file open).
   virtual void drain_before_exit() {}
-  // True when the poller has work of its own pending (the loop must not block).
-  virtual bool has_pending() const = 0;
   // Waits up to timeout_ms (-1 = no limit) and dispatches what happened to the loop.
   virtual Status poll(int timeout_ms) = 0;
 };

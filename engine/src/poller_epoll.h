@@ -43,7 +43,6 @@ class EpollPoller final : public Poller {
   void send_final(Conn& conn) override { (void)send(conn); }
   size_t write_direct(Conn& conn, std::span<const std::string_view> parts) override;
   bool detach(Conn& conn) override;
-  bool has_pending() const override { return !pending_reads_.empty(); }
   Status poll(int timeout_ms) override;
 
  private:

@@ -48,7 +48,6 @@ class UringPoller final : public Poller {
   int send(Conn& conn) override;
   void send_final(Conn& conn) override;
   bool detach(Conn& conn) override;
-  bool has_pending() const override { return false; }
   void drain_before_exit() override;
   Status poll(int timeout_ms) override;
 

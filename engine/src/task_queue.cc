@@ -60,10 +60,4 @@ size_t TaskQueue::run(size_t budget) {
   return ran;
 }
 
-bool TaskQueue::has_pending() {
-  if (!running_.empty()) return true;
-  std::lock_guard lock(mu_);
-  return !tasks_.empty();
-}
-
 }  // namespace ringnet

@@ -32,8 +32,6 @@ class TaskQueue {
 
   // Loop thread: run up to `budget` tasks; returns how many ran.
   size_t run(size_t budget);
-  // Loop thread: true when tasks are queued (the loop must not block).
-  bool has_pending();
   // Loop thread, lock-free: tasks taken out but not yet run (budget ran out).
   bool has_backlog() const { return !running_.empty(); }
 

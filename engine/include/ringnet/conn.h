@@ -144,7 +144,6 @@ class Conn {
   int fd_ = -1;
   State state_ = State::kFree;
   bool dirty_ = false;          // on the loop's flush list this iteration
-  bool want_traffic_ = false;   // wake() pending
   bool readable_ = false;       // on the loop's still-readable list (read budget hit)
   bool eof_ = false;            // peer sent FIN (read returned 0)
   bool hup_ = false;
