@@ -126,6 +126,7 @@ start_server() {
   case $1 in
     ringnet-epoll) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
     ringnet-uring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
+    ringnet-uring-nobundle) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-bundle) ;;
     bare) read -r -a cmd <<<"$BARE --port $PORT $BARE_FLAGS" ;;
     bare-uring) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT") ;;
   esac
@@ -240,7 +241,7 @@ throughput_report() {
   local a b
   for scen in ${SCENARIOS//,/ }; do
     for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
-                ringnet-uring/ringnet-epoll; do
+                ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle; do
       a=${pair%/*} b=${pair#*/}
       [[ " $SERVERS " == *" $a "* && " $SERVERS " == *" $b "* ]] || continue
       echo "| $scen | $a / $b | $(ratio "${CPU[$scen:$a]:-}" "${CPU[$scen:$b]:-}") |" \

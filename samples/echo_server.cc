@@ -3,6 +3,7 @@
 //
 //   echo_server --port 9000 --loops 2 --balancer rr|lc|hash [--reuseport] [--unix PATH]
 //               [--host 127.0.0.1] [--pin] [--backend auto|epoll|io_uring]
+//               [--no-uring-bundle]
 //
 // Prints one "listening on <address>" line per listener once it accepts connections.
 // SIGINT/SIGTERM stop it cleanly.
@@ -40,7 +41,7 @@ struct Flags {
                "echo_server: bad argument '%s'\n"
                "usage: echo_server [--host H] [--port N] [--unix PATH] [--loops N]\n"
                "                   [--balancer rr|lc|hash] [--reuseport] [--pin]\n"
-               "                   [--backend auto|epoll|io_uring]\n",
+               "                   [--backend auto|epoll|io_uring] [--no-uring-bundle]\n",
                bad);
   std::exit(2);
 }
@@ -78,6 +79,8 @@ Flags parse_flags(int argc, char** argv) {
       f.options.reuse_port = true;
     } else if (a == "--pin") {
       f.options.pin_loops = true;
+    } else if (a == "--no-uring-bundle") {
+      f.options.uring_recv_bundle = false;
     } else {
       usage(argv[i]);
     }

@@ -44,19 +44,27 @@ Status BufferRing::init(io_uring* ring, uint16_t group, unsigned entries, size_t
   }
   registered_ = true;
   io_uring_buf_ring_init(br_);
-  int mask = io_uring_buf_ring_mask(entries);
-  for (unsigned i = 0; i < entries; ++i) {
-    io_uring_buf_ring_add(br_, buffer(static_cast<uint16_t>(i)), static_cast<unsigned>(buffer_size),
-                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
-  }
+  order_.assign(entries, 0);
+  position_.assign(entries, 0);
+  for (unsigned i = 0; i < entries; ++i) add(static_cast<uint16_t>(i), static_cast<int>(i));
   io_uring_buf_ring_advance(br_, static_cast<int>(entries));
+  tail_ = entries;
   return Status::ok();
 }
 
-void BufferRing::recycle(uint16_t id) {
+// `offset` is how far past the current tail this entry goes (several adds, one advance).
+void BufferRing::add(uint16_t id, int offset) {
   io_uring_buf_ring_add(br_, buffer(id), static_cast<unsigned>(buffer_size_), id,
-                        io_uring_buf_ring_mask(entries_), 0);
+                        io_uring_buf_ring_mask(entries_), offset);
+  uint32_t pos = tail_ + static_cast<uint32_t>(offset);
+  order_[pos & (entries_ - 1)] = id;
+  position_[id] = pos;
+}
+
+void BufferRing::recycle(uint16_t id) {
+  add(id, 0);
   io_uring_buf_ring_advance(br_, 1);
+  ++tail_;
 }
 
 }  // namespace ringnet

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "ringnet/status.h"
 
@@ -31,6 +32,11 @@ class BufferRing {
   char* buffer(uint16_t id) const { return buffers_ + size_t{id} * buffer_size_; }
   // Gives buffer `id` back to the kernel.
   void recycle(uint16_t id);
+  // The buffer the kernel will hand out after `id` (ring order): a bundle receive fills
+  // consecutive ring entries, and its completion names only the first.
+  uint16_t next_in_ring(uint16_t id) const {
+    return order_[(position_[id] + 1) & (entries_ - 1)];
+  }
   // Unregisters and unmaps; must run before the ring itself exits.
   void release();
 
@@ -44,6 +50,10 @@ class BufferRing {
   size_t buffer_size_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
+  uint32_t tail_ = 0;                 // ring positions handed to the kernel so far
+  std::vector<uint16_t> order_;       // ring position (mod entries) -> buffer id
+  std::vector<uint32_t> position_;    // buffer id -> its ring position
+  void add(uint16_t id, int offset);
 };
 
 }  // namespace ringnet

@@ -294,6 +294,7 @@ EngineStats Engine::stats() const {
     s.buffer_ring_empty += get(c.buffer_ring_empty);
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);
+    s.recv_bundles += get(c.recv_bundles);
   };
   for (const auto& loop : impl_->loops) add(loop->counters());
   if (impl_->acceptor) add(impl_->acceptor->counters());

@@ -42,6 +42,7 @@ struct LoopCounters {
   std::atomic<uint64_t> read_calls{0}, write_calls{0}, accept_errors{0}, fd_exhausted{0};
   std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
   std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
+  std::atomic<uint64_t> recv_bundles{0};
   std::atomic<uint64_t> closed_by_reason[5]{};
 };
 

@@ -14,6 +14,10 @@
 #include "uring_setup.h"
 
 namespace ringnet {
+namespace {
+// IORING_RECVSEND_BUNDLE (kernel 6.10); liburing 2.3's headers predate it.
+constexpr uint16_t kRecvBundle = 1u << 4;
+}  // namespace
 
 UringPoller::~UringPoller() {
   if (!ring_ready_) return;
@@ -27,6 +31,7 @@ Status UringPoller::init(const Options& opts) {
   if (Status s = buffers_.init(&ring_, 0, opts.uring_buffer_count, opts.uring_buffer_size); !s) {
     return s;
   }
+  bundle_ = opts.uring_recv_bundle && kernel_at_least(6, 10);
   return Status::ok();
 }
 
@@ -102,6 +107,7 @@ Status UringPoller::add_conn(Conn& c) {
 void UringPoller::arm_recv(Conn& c, ConnOps& ops) {
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_recv_multishot(sqe, c.fd(), nullptr, 0, 0);
+  if (bundle_) sqe->ioprio |= kRecvBundle;
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = buffers_.group();
   prep_tagged(sqe, UringTag::for_conn(UringOp::kRecv, c.id()));
@@ -295,13 +301,12 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
   if (!more) ops.recv_armed = false;
   Conn* c = loop_.lookup(ConnId{tag.index, tag.generation});
   if (c == nullptr || ops.detached || ops.generation != tag.generation) {
-    if (has_buffer) buffers_.recycle(bid);
+    if (has_buffer) consume_buffers(nullptr, bid, res);
     release_if_idle(tag.index);
     return;
   }
   if (res > 0 && has_buffer) {
-    on_recv_bytes(*c, buffers_.buffer(bid), static_cast<size_t>(res));
-    buffers_.recycle(bid);
+    consume_buffers(c, bid, res);
   } else if (res == 0) {
     if (has_buffer) buffers_.recycle(bid);
     if (c->state() == Conn::State::kClosing) {
@@ -318,6 +323,21 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
   // Multishot ended (ring ran dry, or the kernel chose to): re-arm while still reading.
   c = loop_.lookup(ConnId{tag.index, tag.generation});
   if (c != nullptr && !ops.recv_armed && !ops.detached && !c->eof_) arm_recv(*c, ops);
+}
+
+// One buffer, or with bundles several consecutive ones in ring order, each full but the
+// last. Each goes back to the ring right after its bytes were handed to `c` (if any).
+void UringPoller::consume_buffers(Conn* c, uint16_t bid, int res) {
+  size_t left = res > 0 ? static_cast<size_t>(res) : 1;  // an empty completion holds one
+  if (left > buffers_.buffer_size()) bump(loop_.counters_mut().recv_bundles);
+  while (left > 0) {
+    size_t n = std::min(left, buffers_.buffer_size());
+    uint16_t next = buffers_.next_in_ring(bid);
+    if (c != nullptr && res > 0) on_recv_bytes(*c, buffers_.buffer(bid), n);
+    buffers_.recycle(bid);
+    bid = next;
+    left -= n;
+  }
 }
 
 void UringPoller::on_recv_bytes(Conn& c, const char* data, size_t n) {

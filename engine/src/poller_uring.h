@@ -86,6 +86,7 @@ class UringPoller final : public Poller {
   void on_accept(UringTag tag, int res, uint32_t flags);
   void on_recv(UringTag tag, int res, uint32_t flags);
   void on_recv_bytes(Conn& c, const char* data, size_t n);
+  void consume_buffers(Conn* c, uint16_t first, int res);
   void on_send(UringTag tag, int res);
   void release_if_idle(uint32_t index);
   void fail(Conn& c, int err);
@@ -95,6 +96,7 @@ class UringPoller final : public Poller {
   EventLoop& loop_;
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool bundle_ = false;  // receives may fill several buffers per completion
   std::string mode_;
   BufferRing buffers_;
   int wake_fd_ = -1;

@@ -35,8 +35,6 @@ Status setup_ring(io_uring* ring, unsigned entries, std::string* mode) {
   return Status::from_errno(-rc, "io_uring_setup");
 }
 
-namespace {
-
 bool kernel_at_least(int major, int minor) {
   utsname u{};
   if (::uname(&u) != 0) return false;
@@ -45,8 +43,6 @@ bool kernel_at_least(int major, int minor) {
   if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
   return ma > major || (ma == major && mi >= minor);
 }
-
-}  // namespace
 
 Status probe_io_uring(const Options& opts) {
   if (const char* off = std::getenv("RINGNET_DISABLE_IO_URING"); off != nullptr && *off != '\0' &&

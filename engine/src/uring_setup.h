@@ -24,4 +24,7 @@ Status setup_ring(io_uring* ring, unsigned entries, std::string* mode);
 // limits bite there, not on a toy ring). Returns the reason when it is not.
 Status probe_io_uring(const Options& opts);
 
+// True when the running kernel's version is at least major.minor.
+bool kernel_at_least(int major, int minor);
+
 }  // namespace ringnet

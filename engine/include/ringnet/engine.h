@@ -43,6 +43,7 @@ struct EngineStats {
   uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
   uint64_t buffer_ring_empty = 0; // io_uring: receives that found no provided buffer
   uint64_t cq_overflows = 0;     // io_uring: times the completion queue overflowed
+  uint64_t recv_bundles = 0;     // io_uring: receives that filled more than one buffer
 };
 
 struct LoopStats {
