@@ -27,19 +27,22 @@
 #define NBUFS 1024
 #define BUFSZ 16384
 #define MAXFD 65536
-#define QLEN NBUFS /* one connection may hold every buffer: a slow reader stalls the ring */
 
 enum { OP_ACCEPT = 1, OP_RECV = 2, OP_SEND = 3 };
 
+/* Received buffers waiting to be echoed form a list per connection, linked through
+ * per-buffer arrays, so a connection costs a few bytes however much it queues (a slow
+ * reader may hold every buffer and stall the ring: this is a baseline, not a server). */
 struct conn {
   int open;
-  unsigned head, tail;           /* queue of received buffers waiting to be echoed */
-  unsigned short bid[QLEN];
-  unsigned len[QLEN];
+  int head, tail;                /* buffer ids, -1 when nothing is queued */
   unsigned off;                  /* bytes of the head buffer already sent */
   int sending;
   int zc_res;                    /* SEND_ZC: result held until its notification arrives */
 };
+
+static int next_bid[NBUFS];
+static unsigned buf_len[NBUFS];
 
 static unsigned zc_min = 0;      /* 0: never zero-copy */
 
@@ -77,10 +80,9 @@ static void recycle(unsigned short bid) {
 
 static void send_head(int fd) {
   struct conn *c = &conns[fd];
-  unsigned i = c->head % QLEN;
   struct io_uring_sqe *s = sqe_get();
-  char *p = bufs + (size_t)c->bid[i] * BUFSZ + c->off;
-  unsigned n = c->len[i] - c->off;
+  char *p = bufs + (size_t)c->head * BUFSZ + c->off;
+  unsigned n = buf_len[c->head] - c->off;
   if (zc_min && n >= zc_min)
     io_uring_prep_send_zc(s, fd, p, n, MSG_NOSIGNAL, 0);
   else
@@ -91,7 +93,12 @@ static void send_head(int fd) {
 
 static void drop(int fd) {
   struct conn *c = &conns[fd];
-  while (c->head != c->tail) recycle(c->bid[c->head++ % QLEN]);
+  while (c->head >= 0) {
+    int next = next_bid[c->head];
+    recycle((unsigned short)c->head);
+    c->head = next;
+  }
+  c->tail = -1;
   c->open = 0;
   shutdown(fd, SHUT_RDWR); /* ends the multishot recv that still holds the socket */
   close(fd);
@@ -106,14 +113,10 @@ static void on_recv(int fd, int res, unsigned flags) {
   }
   unsigned short bid = (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT);
   if (!c->open) { recycle(bid); return; }
-  if (c->tail - c->head == QLEN) {  /* peer does not read: close rather than lose bytes */
-    recycle(bid);
-    if (c->sending) c->open = 0; else drop(fd);
-    return;
-  }
-  c->bid[c->tail % QLEN] = bid;
-  c->len[c->tail % QLEN] = (unsigned)res;
-  c->tail++;
+  buf_len[bid] = (unsigned)res;
+  next_bid[bid] = -1;
+  if (c->tail >= 0) next_bid[c->tail] = bid; else c->head = bid;
+  c->tail = bid;
   if (!c->sending) send_head(fd);
   if (!(flags & IORING_CQE_F_MORE)) arm_recv(fd);
 }
@@ -126,10 +129,15 @@ static void on_send(int fd, int res, unsigned flags) {
   if (flags & IORING_CQE_F_NOTIF) res = c->zc_res;
   c->sending = 0;
   if (res < 0 || !c->open) { drop(fd); return; }
-  unsigned i = c->head % QLEN;
   c->off += (unsigned)res;
-  if (c->off == c->len[i]) { recycle(c->bid[i]); c->head++; c->off = 0; }
-  if (c->head != c->tail) send_head(fd);
+  if (c->off == buf_len[c->head]) {
+    int done = c->head;
+    c->head = next_bid[done];
+    if (c->head < 0) c->tail = -1;
+    recycle((unsigned short)done);
+    c->off = 0;
+  }
+  if (c->head >= 0) send_head(fd);
 }
 
 static int setup(int port) {
@@ -188,6 +196,7 @@ int main(int argc, char **argv) {
           setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
           memset(&conns[res], 0, sizeof(conns[res]));
           conns[res].open = 1;
+          conns[res].head = conns[res].tail = -1;
           arm_recv(res);
         } else if (res >= 0) {
           close(res);
