@@ -23,6 +23,18 @@ namespace {
 
 class ConnApiTest : public testing::TestWithParam<Backend> {};
 
+// Connects a client, records the server side of it (its handle), then closes the client
+// and waits until the server has closed its side too.
+testing::AssertionResult open_then_close(TestServer& server, EchoHandler& handler,
+                                         OpenRecord* entry) {
+  Client c;
+  if (auto r = c.connect_tcp(server.port()); !r) return r;
+  const uint16_t port = c.local_port();
+  if (auto r = handler.wait_open_for_port(port, entry); !r) return r;
+  c.close();
+  return handler.wait_close_for_port(port, nullptr);
+}
+
 // ---- async_write ------------------------------------------------------------------------
 
 // Four threads each async_write 2,000 numbered records; the client sees all 8,000, and each
@@ -112,13 +124,8 @@ TEST_P(ConnApiTest, AsyncWriteAfterCloseReportsError) {
   EchoHandler handler;
   TestServer server(handler, test_options(GetParam(), 1));
   ASSERT_TRUE(server.start());
-  Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
-  const uint16_t port = c.local_port();
   OpenRecord entry;
-  ASSERT_TRUE(handler.wait_open_for_port(port, &entry));
-  c.close();
-  ASSERT_TRUE(handler.wait_close_for_port(port, nullptr));
+  ASSERT_TRUE(open_then_close(server, handler, &entry));
 
   entry.handle.async_write("too late", [&](Status s) { result.set_value(s); });
   entry.handle.wake();  // ignored, must not crash
@@ -135,13 +142,8 @@ TEST_P(ConnApiTest, StaleHandleDoesNotReachNewConnection) {
   EchoHandler handler;
   TestServer server(handler, test_options(GetParam(), 1));
   ASSERT_TRUE(server.start());
-  Client a;
-  ASSERT_TRUE(a.connect_tcp(server.port()));
-  const uint16_t port_a = a.local_port();
   OpenRecord entry_a;
-  ASSERT_TRUE(handler.wait_open_for_port(port_a, &entry_a));
-  a.close();
-  ASSERT_TRUE(handler.wait_close_for_port(port_a, nullptr));
+  ASSERT_TRUE(open_then_close(server, handler, &entry_a));
 
   Client b;
   ASSERT_TRUE(b.connect_tcp(server.port()));

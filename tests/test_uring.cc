@@ -32,6 +32,25 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
+// Starts an engine that must fail to start; returns the failure.
+Status start_error(const Options& o) {
+  EchoHandler handler;
+  Engine engine(handler, o);
+  EXPECT_TRUE(engine.listen("tcp://127.0.0.1:0").is_ok());
+  Status s = engine.start();
+  EXPECT_FALSE(s.is_ok()) << "engine started";
+  return s;
+}
+
+// `conns` connections each echo `size` bytes at once through `server`; all come back intact.
+void echo_from_many(TestServer& server, size_t conns, size_t size, uint64_t seed) {
+  std::vector<Client> clients;
+  ASSERT_TRUE(connect_many(server.port(), conns, &clients));
+  std::vector<std::string> payloads;
+  for (size_t i = 0; i < conns; ++i) payloads.push_back(make_payload(size, seed + i));
+  ASSERT_TRUE(echo_all(clients, payloads, Millis(60000)));
+}
+
 // The probe fails (forced through RINGNET_DISABLE_IO_URING): auto falls back to epoll and
 // still serves.
 TEST(UringBackend, AutoFallsBackToEpollWhenProbeFails) {
@@ -48,11 +67,7 @@ TEST(UringBackend, AutoFallsBackToEpollWhenProbeFails) {
 // Asking for io_uring where it is unavailable is a clear error, not a silent fallback.
 TEST(UringBackend, ForcedIoUringFailsClearlyWhenProbeFails) {
   ScopedEnv off("RINGNET_DISABLE_IO_URING", "1");
-  EchoHandler handler;
-  Engine engine(handler, test_options(Backend::kIoUring, 1));
-  ASSERT_TRUE(engine.listen("tcp://127.0.0.1:0").is_ok());
-  Status s = engine.start();
-  ASSERT_FALSE(s.is_ok());
+  Status s = start_error(test_options(Backend::kIoUring, 1));
   EXPECT_NE(s.message().find("io_uring"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("RINGNET_DISABLE_IO_URING"), std::string::npos) << s.message();
 }
@@ -81,11 +96,8 @@ TEST(UringBackend, TinyBufferRingStillEchoesEveryByte) {
   TestServer server(handler, o);
   ASSERT_TRUE(server.start());
   constexpr size_t kConns = 64;
-  std::vector<Client> clients;
-  ASSERT_TRUE(connect_many(server.port(), kConns, &clients));
-  std::vector<std::string> payloads;
-  for (size_t i = 0; i < kConns; ++i) payloads.push_back(make_payload(256 * 1024, 1000 + i));
-  ASSERT_TRUE(echo_all(clients, payloads, Millis(60000)));
+  echo_from_many(server, kConns, 256 * 1024, 1000);
+  if (HasFatalFailure()) return;
   // The loop counts a send when its completion arrives, which may be after the client
   // already holds the bytes: wait for the counters to settle.
   const uint64_t total = kConns * 256 * 1024;
@@ -107,12 +119,8 @@ TEST(UringBackend, RecvBundlesWithTinyRingEchoEveryByte) {
   o.uring_recv_bundle = true;
   TestServer server(handler, o);
   ASSERT_TRUE(server.start());
-  constexpr size_t kConns = 32;
-  std::vector<Client> clients;
-  ASSERT_TRUE(connect_many(server.port(), kConns, &clients));
-  std::vector<std::string> payloads;
-  for (size_t i = 0; i < kConns; ++i) payloads.push_back(make_payload(512 * 1024, 2000 + i));
-  ASSERT_TRUE(echo_all(clients, payloads, Millis(60000)));
+  echo_from_many(server, 32, 512 * 1024, 2000);
+  if (HasFatalFailure()) return;
   EXPECT_GT(server.engine().stats().recv_bundles, 0u) << "no receive filled two buffers";
 }
 
@@ -133,13 +141,9 @@ TEST(UringBackend, RecvBundlesEchoLargeMessage) {
 // A buffer ring size that is not a power of two is refused at start with a reason.
 TEST(UringBackend, BadBufferRingSizeIsAClearError) {
   if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
-  EchoHandler handler;
   Options o = test_options(Backend::kIoUring, 1);
   o.uring_buffer_count = 100;
-  Engine engine(handler, o);
-  ASSERT_TRUE(engine.listen("tcp://127.0.0.1:0").is_ok());
-  Status s = engine.start();
-  ASSERT_FALSE(s.is_ok());
+  Status s = start_error(o);
   EXPECT_NE(s.message().find("power of two"), std::string::npos) << s.message();
 }
 

@@ -105,6 +105,9 @@ class EventLoop {
   // connection drained. Never called from inside a handler callback.
   void send_or_close(Conn& c);
   void close_conn(Conn& c, CloseInfo info);
+  // Closes after a socket error: ECONNRESET/EPIPE are a reset, anything else an error.
+  void close_on_error(Conn& c, int err) { close_conn(c, error_close_info(err)); }
+  static CloseInfo error_close_info(int err);
   // The poller calls this for a slot detach() could not free at once, when it may.
   void free_slot(Conn& c);
   LoopCounters& counters_mut() { return counters_; }
@@ -122,7 +125,6 @@ class EventLoop {
   Status init();
   void iterate();
   void flush_dirty();
-  static CloseInfo error_close_info(int err);
   void run_traffic(Conn& c);
   void apply_action(Conn& c, Action action);
   void begin_shutdown();

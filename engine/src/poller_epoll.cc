@@ -175,7 +175,7 @@ void EpollPoller::read_conn(Conn& c) {
     if (n == 0) return loop_.on_eof(c);
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
     if (errno == EINTR) continue;
-    return fail(c, errno);
+    return loop_.close_on_error(c, errno);
   }
 }
 
@@ -198,7 +198,7 @@ void EpollPoller::discard_input(Conn& c) {
       return;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) fail(c, errno);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) loop_.close_on_error(c, errno);
     return;
   }
 }
@@ -263,9 +263,5 @@ size_t EpollPoller::write_direct(Conn& c, std::span<const std::string_view> part
   return static_cast<size_t>(n);
 }
 
-void EpollPoller::fail(Conn& c, int err) {
-  bool reset = err == ECONNRESET || err == EPIPE;
-  loop_.close_conn(c, CloseInfo{reset ? CloseReason::kReset : CloseReason::kError, err});
-}
 
 }  // namespace ringnet

@@ -52,7 +52,6 @@ class EpollPoller final : public Poller {
   ssize_t read_once(Conn& c, size_t* asked);
   void discard_input(Conn& c);
   void serve_pending_reads();
-  void fail(Conn& c, int err);
 
   EventLoop& loop_;
   int epfd_ = -1;

@@ -318,7 +318,7 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
   } else if (res == -ENOBUFS) {
     bump(loop_.counters_mut().buffer_ring_empty);
   } else if (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED) {
-    return fail(*c, -res);
+    return loop_.close_on_error(*c, -res);
   }
   // Multishot ended (ring ran dry, or the kernel chose to): re-arm while still reading.
   c = loop_.lookup(ConnId{tag.index, tag.generation});
@@ -363,7 +363,7 @@ void UringPoller::on_send(UringTag tag, int res) {
   }
   if (res < 0) {
     if (res == -EINTR || res == -EAGAIN) return submit_send(*c, ops);
-    return fail(*c, -res);
+    return loop_.close_on_error(*c, -res);
   }
   bump(loop_.counters_mut().write_calls);
   bump(loop_.counters_mut().bytes_out, static_cast<uint64_t>(res));
@@ -372,9 +372,5 @@ void UringPoller::on_send(UringTag tag, int res) {
   loop_.after_send(*c);
 }
 
-void UringPoller::fail(Conn& c, int err) {
-  bool reset = err == ECONNRESET || err == EPIPE;
-  loop_.close_conn(c, CloseInfo{reset ? CloseReason::kReset : CloseReason::kError, err});
-}
 
 }  // namespace ringnet

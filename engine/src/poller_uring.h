@@ -89,7 +89,6 @@ class UringPoller final : public Poller {
   void consume_buffers(Conn* c, uint16_t first, int res);
   void on_send(UringTag tag, int res);
   void release_if_idle(uint32_t index);
-  void fail(Conn& c, int err);
   void check_overflow();
   bool ops_outstanding() const;
 
