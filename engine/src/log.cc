@@ -67,4 +67,20 @@ void log_write(LogLevel level, std::string_view message) {
 }
 }  // namespace detail
 
+bool LogRateLimit::allow(uint64_t* suppressed) {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  int64_t now = ts.tv_sec;
+  int64_t window = window_.load(std::memory_order_relaxed);
+  if (now != window && window_.compare_exchange_strong(window, now, std::memory_order_relaxed)) {
+    passed_.store(0, std::memory_order_relaxed);
+  }
+  if (passed_.fetch_add(1, std::memory_order_relaxed) >= per_second_) {
+    suppressed_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  *suppressed = suppressed_.exchange(0, std::memory_order_relaxed);
+  return true;
+}
+
 }  // namespace ringnet

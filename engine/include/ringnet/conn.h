@@ -128,6 +128,11 @@ class Conn {
   // A slot for the application; the engine never reads it. Clear it in on_close.
   void* context() const { return context_; }
   void set_context(void* ctx) { context_ = ctx; }
+  // A word of per-connection state for a protocol adapter layered over the handler (the
+  // HTTP adapter remembers "100 Continue sent" here), so the application keeps context().
+  // Zero when the connection opens.
+  uint32_t codec_word() const { return codec_word_; }
+  void set_codec_word(uint32_t w) { codec_word_ = w; }
 
   // Engine-internal construction; applications receive Conn& from callbacks only.
   explicit Conn(EventLoop* loop, BufferPool* pool) : loop_(loop), in_(pool), out_(pool) {}
@@ -146,8 +151,9 @@ class Conn {
   bool dirty_ = false;          // on the loop's flush list this iteration
   bool readable_ = false;       // on the loop's still-readable list (read budget hit)
   bool eof_ = false;            // peer sent FIN (read returned 0)
-  bool hup_ = false;
-  int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
+  bool hup_ = false;            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
+  uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
+  int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;
   std::string_view in_view_;    // unread inbound bytes shown to the handler

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string_view>
 
@@ -38,5 +39,22 @@ void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
   if (!log_enabled(level)) return;
   detail::log_write(level, fmt::format(format, std::forward<Args>(args)...));
 }
+
+// Rate limit for lines that bad input can trigger at will (protocol errors, refused
+// connections): at most `per_second` lines per second pass; the rest are counted and the
+// next line that passes reports how many were dropped. Lock-free, any thread.
+class LogRateLimit {
+ public:
+  explicit LogRateLimit(uint32_t per_second = 10) : per_second_(per_second) {}
+  // True when a line may be written now; then *suppressed holds the number of lines
+  // dropped since the last one that passed.
+  bool allow(uint64_t* suppressed);
+
+ private:
+  uint32_t per_second_;
+  std::atomic<int64_t> window_{0};  // the current second (CLOCK_MONOTONIC_COARSE)
+  std::atomic<uint32_t> passed_{0};
+  std::atomic<uint64_t> suppressed_{0};
+};
 
 }  // namespace ringnet

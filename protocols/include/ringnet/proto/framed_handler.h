@@ -1,0 +1,92 @@
+// FramedHandler<Codec>: plugs a codec into the engine. The application implements
+// on_message(conn, frame) and never sees bytes:
+//
+//   struct Lines : ringnet::proto::FramedHandler<ringnet::proto::DelimiterCodec> {
+//     ringnet::Action on_message(ringnet::Conn& c, const std::string_view& line) override {
+//       return codec().encode(line, c).is_ok() ? ringnet::Action::kNone : ringnet::Action::kClose;
+//     }
+//   };
+//
+// Every complete frame in the inbound bytes is delivered in order; a partial frame waits,
+// unconsumed, for more bytes. A protocol error is logged (rate-limited), counted, answered
+// where the codec has an answer (write_error_reply: HTTP 400/413/431, RESP -ERR) and
+// closes that connection only; the engine and the other connections go on.
+#pragma once
+
+#include <string_view>
+
+#include "ringnet/conn.h"
+#include "ringnet/handler.h"
+#include "ringnet/log.h"
+#include "ringnet/proto/codec.h"
+#include "ringnet/proto/loop_counter.h"
+
+namespace ringnet::proto {
+
+template <Codec C>
+class FramedHandler : public EventHandler {
+ public:
+  using Frame = typename C::Frame;
+
+  explicit FramedHandler(C codec = C{}) : codec_(std::move(codec)) {}
+
+  // A complete frame; its views are valid until this returns. Runs on the connection's
+  // loop. Returning anything but kNone stops delivery of the frames that follow.
+  virtual Action on_message(Conn& conn, const Frame& frame) = 0;
+
+  // The inbound bytes broke the protocol. The default logs, answers through the codec if
+  // it can, and closes the connection (the answer is flushed first). Counted either way.
+  virtual Action on_protocol_error(Conn& conn, const ProtocolError& error) {
+    uint64_t dropped = 0;
+    if (log_enabled(LogLevel::kWarn) && error_log_limit_.allow(&dropped)) {
+      log(LogLevel::kWarn, "protocol error from {}: {}{}", conn.remote_addr().to_string(),
+          error.reason,
+          dropped ? fmt::format(" ({} similar lines suppressed)", dropped) : std::string());
+    }
+    if constexpr (requires { codec_.write_error_reply(error, conn); }) {
+      codec_.write_error_reply(error, conn).ignore();  // closing anyway
+    }
+    return Action::kClose;
+  }
+
+  // The codec saw a partial frame with a hint (Decoded::hint != 0); see the codec.
+  virtual Action on_need_more(Conn&, uint8_t /*hint*/) { return Action::kNone; }
+
+  Action on_traffic(Conn& conn) override {
+    uint64_t frames = 0;
+    Action action = Action::kNone;
+    Frame frame{};
+    while (action == Action::kNone && conn.inbound_buffered() != 0) {
+      std::string_view in = conn.peek();
+      Decoded d = codec_.decode(in, frame);
+      if (d.kind == Decoded::kNeedMore) {
+        if (d.hint != 0) action = on_need_more(conn, d.hint);
+        break;
+      }
+      if (d.kind == Decoded::kError) {
+        errors_.add(conn.loop_index());
+        conn.discard();  // nothing after a broken frame can be trusted
+        action = on_protocol_error(conn, d.error);
+        break;
+      }
+      ++frames;
+      action = on_message(conn, frame);
+      conn.discard(d.consumed);
+    }
+    if (frames != 0) frames_.add(conn.loop_index(), frames);
+    return action;
+  }
+
+  const C& codec() const { return codec_; }
+  // Totals over every loop; any thread.
+  uint64_t frames_decoded() const { return frames_.sum(); }
+  uint64_t protocol_errors() const { return errors_.sum(); }
+
+ private:
+  C codec_;
+  LoopCounter frames_;
+  LoopCounter errors_;
+  LogRateLimit error_log_limit_{10};
+};
+
+}  // namespace ringnet::proto

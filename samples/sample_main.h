@@ -1,0 +1,141 @@
+// What every sample server shares: the command line, listening, SIGINT/SIGTERM, the
+// "listening on" line. Public headers only, like the samples themselves.
+//
+//   <sample> [--host H] [--port N] [--unix PATH] [--loops N] [--balancer rr|lc|hash]
+//            [--reuseport] [--pin] [--backend auto|epoll|io_uring] [--no-uring-bundle]
+//            [sample-specific flags]
+//
+// Prints one "listening on <address> (N loops, backend)" line per listener once it
+// accepts connections; SIGINT/SIGTERM stop it cleanly (exit 0).
+#pragma once
+
+#include <ringnet/engine.h>
+
+#include <pthread.h>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace sample {
+
+struct Flags {
+  std::string host = "127.0.0.1";
+  int port = 9000;
+  std::string unix_path;
+  ringnet::Options options;
+};
+
+// A sample's own flags: return true when `flag` was one of them (take its value with
+// value()), false to have it reported as unknown.
+using ExtraFlag = std::function<bool(std::string_view flag, const std::function<std::string_view()>& value)>;
+
+[[noreturn]] inline void usage(const char* prog, const char* bad, const char* extra_usage) {
+  std::fprintf(stderr,
+               "%s: bad argument '%s'\n"
+               "usage: %s [--host H] [--port N] [--unix PATH] [--loops N]\n"
+               "          [--balancer rr|lc|hash] [--reuseport] [--pin]\n"
+               "          [--backend auto|epoll|io_uring] [--no-uring-bundle] %s\n",
+               prog, bad, prog, extra_usage);
+  std::exit(2);
+}
+
+inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
+                         const char* extra_usage = "") {
+  Flags f;
+  f.options.backend = ringnet::Backend::kEpoll;
+  const char* prog = argv[0];
+  if (const char* slash = std::strrchr(prog, '/')) prog = slash + 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    const char* arg = argv[i];
+    std::function<std::string_view()> value = [&]() -> std::string_view {
+      if (i + 1 >= argc) usage(prog, arg, extra_usage);
+      return argv[++i];
+    };
+    auto number = [&]() {
+      std::string v(value());
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 0 || n > 1'000'000) usage(prog, arg, extra_usage);
+      return static_cast<int>(n);
+    };
+    if (a == "--host") {
+      f.host = value();
+    } else if (a == "--port") {
+      f.port = number();
+    } else if (a == "--unix") {
+      f.unix_path = value();
+    } else if (a == "--loops") {
+      f.options.loops = number();
+    } else if (a == "--balancer") {
+      std::string_view b = value();
+      if (b == "rr") f.options.balancer = ringnet::Balancer::kRoundRobin;
+      else if (b == "lc") f.options.balancer = ringnet::Balancer::kLeastConnections;
+      else if (b == "hash") f.options.balancer = ringnet::Balancer::kSourceHash;
+      else usage(prog, arg, extra_usage);
+    } else if (a == "--backend") {
+      std::string_view b = value();
+      if (b == "auto") f.options.backend = ringnet::Backend::kAuto;
+      else if (b == "epoll") f.options.backend = ringnet::Backend::kEpoll;
+      else if (b == "io_uring") f.options.backend = ringnet::Backend::kIoUring;
+      else usage(prog, arg, extra_usage);
+    } else if (a == "--reuseport") {
+      f.options.reuse_port = true;
+    } else if (a == "--pin") {
+      f.options.pin_loops = true;
+    } else if (a == "--no-uring-bundle") {
+      f.options.uring_recv_bundle = false;
+    } else if (!extra || !extra(a, value)) {
+      usage(prog, arg, extra_usage);
+    }
+  }
+  return f;
+}
+
+// Blocks SIGINT/SIGTERM in every thread (loop threads inherit the mask) and waits for
+// them on a helper thread, so stopping runs in normal thread context, not a handler.
+inline void stop_on_signals(ringnet::Engine& engine) {
+  static sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([&engine] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    engine.stop();
+  }).detach();
+}
+
+// Listens, starts, prints the listening lines, waits for a signal. Returns the exit code.
+inline int run(const char* name, ringnet::EventHandler& handler, const Flags& flags) {
+  ringnet::Engine engine(handler, flags.options);
+  std::string host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]"
+                                                                : flags.host;
+  std::string addr = flags.unix_path.empty()
+                         ? "tcp://" + host + ":" + std::to_string(flags.port)
+                         : "unix:" + flags.unix_path;
+  if (ringnet::Status s = engine.listen(addr); !s) {
+    std::fprintf(stderr, "%s: listen %s: %s\n", name, addr.c_str(), s.message().c_str());
+    return 1;
+  }
+  stop_on_signals(engine);
+  if (ringnet::Status s = engine.start(); !s) {
+    std::fprintf(stderr, "%s: start: %s\n", name, s.message().c_str());
+    return 1;
+  }
+  for (const ringnet::SockAddr& a : engine.listen_addrs()) {
+    std::printf("listening on %s (%d loops, %s)\n", a.to_string().c_str(), engine.loop_count(),
+                ringnet::backend_name(engine.options().backend));
+  }
+  std::fflush(stdout);
+  engine.wait();
+  return 0;
+}
+
+}  // namespace sample
