@@ -1,0 +1,51 @@
+// FixedLengthCodec: every frame is exactly frame_length bytes; no header, no delimiter.
+//
+//   wire:  [frame_length bytes][frame_length bytes]...
+//
+// frame_length 0 is invalid (it would frame nothing forever): validate() reports it and
+// decode fails with the same reason rather than looping on empty frames.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "ringnet/proto/codec.h"
+#include "ringnet/status.h"
+
+namespace ringnet::proto {
+
+struct FixedLengthOptions {
+  size_t frame_length = 0;  // must be > 0
+};
+
+class FixedLengthCodec {
+ public:
+  using Frame = std::string_view;
+  using Options = FixedLengthOptions;
+
+  FixedLengthCodec() = default;
+  explicit FixedLengthCodec(Options options) : options_(options) {}
+
+  static Status validate(const Options& options);
+
+  // See codec.h. Fails only with "fixed-length codec: frame_length is 0".
+  Decoded decode(std::string_view in, Frame& frame) const;
+
+  // Writes `frame` unchanged; an error (nothing written) unless it is frame_length bytes.
+  template <ByteSink S>
+  Status encode(std::string_view frame, S& sink) const {
+    if (Status s = check_encodable(frame); !s) return s;
+    return sink.write(frame);
+  }
+
+  const Options& options() const { return options_; }
+
+ private:
+  Status check_encodable(std::string_view frame) const;
+
+  Options options_;
+};
+
+static_assert(Codec<FixedLengthCodec>);
+
+}  // namespace ringnet::proto
