@@ -1,5 +1,283 @@
 #!/usr/bin/env python3
-# placeholder: filled in by the codec work (issue 4)
+"""Black-box check of samples/rpc_echo, with two clients:
+
+1. samples/rpc_client (the C++ sample, many calls in flight on one connection): 20,000
+   echo calls and 20,000 reverse calls of 100 bytes with a window of 64, then 16 calls of
+   1 MiB each way; its exit status and the counts it prints are checked.
+2. An independent implementation of the frame in Python (struct.pack, not the codec):
+   echo, reverse, unknown method, one-way (no reply), an empty body, a body of exactly
+   --max-body, 1,000 pipelined requests in one sendall matched by id, and the refusals:
+   bad magic and body_length over --max-body and a response sent to the server each close
+   that connection (recv gives b"") while another connection keeps working.
+
+Finally SIGTERM must give exit 0 and a totals line whose counts match what was sent.
+
+usage: rpc_echo_clients.py PATH/TO/rpc_echo PATH/TO/rpc_client [--backend epoll|io_uring]
+Exits 77 (skipped) when the io_uring backend is asked for and the kernel refuses it.
+"""
+import argparse
+import re
+import signal
+import socket
+import struct
+import subprocess
 import sys
-print("not written yet")
-sys.exit(77)
+import threading
+import time
+
+MAGIC = 0x524E
+VERSION = 1
+REQUEST, RESPONSE, ONE_WAY, ERROR = 0, 1, 2, 3
+HEADER = struct.Struct(">HBBHHQI")  # magic, version, type, flags, method, request_id, length
+assert HEADER.size == 20
+MAX_BODY = 2 * 1024 * 1024
+TIMEOUT = 10.0
+
+
+def fail(message):
+    sys.exit("FAIL: " + message)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def frame(ftype, method, request_id, body=b"", flags=0, magic=MAGIC, version=VERSION,
+          length=None):
+    if length is None:
+        length = len(body)
+    return HEADER.pack(magic, version, ftype, flags, method, request_id, length) + body
+
+
+def recv_exact(sock, n):
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(min(n - len(data), 1 << 20))
+        if not chunk:
+            fail(f"connection closed after {len(data)} of {n} bytes")
+        data += chunk
+    return bytes(data)
+
+
+def read_frame(sock):
+    magic, version, ftype, flags, method, request_id, length = HEADER.unpack(
+        recv_exact(sock, HEADER.size))
+    check(magic == MAGIC and version == VERSION, f"bad header from server: {magic:#x} v{version}")
+    return {"type": ftype, "flags": flags, "method": method, "id": request_id,
+            "body": recv_exact(sock, length)}
+
+
+def connect(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def send_in_background(sock, data):
+    """sendall on a thread, so large requests and their answers cannot deadlock."""
+    thread = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+    thread.start()
+    return thread
+
+
+def call(sock, method, request_id, body, flags=0):
+    sender = send_in_background(sock, frame(REQUEST, method, request_id, body, flags))
+    reply = read_frame(sock)
+    sender.join(TIMEOUT)
+    return reply
+
+
+def expect_closed(sock, what):
+    """The server must close without answering: recv gives b"" (not data, not a timeout)."""
+    sock.settimeout(5.0)
+    try:
+        data = sock.recv(4096)
+    except socket.timeout:
+        fail(f"{what}: connection still open after 5 s")
+    except ConnectionResetError:
+        fail(f"{what}: connection reset instead of closed")
+    check(data == b"", f"{what}: server answered {data[:40]!r} instead of closing")
+
+
+def start_server(binary, backend):
+    proc = subprocess.Popen([binary, "--port", "0", "--loops", "2", "--backend", backend,
+                             "--max-body", str(MAX_BODY)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r":(\d+) ", line)
+    if not m:
+        proc.kill()
+        err = proc.stderr.read()
+        if backend == "io_uring" and "io_uring unavailable" in err:
+            print(f"skip: {err.strip()}")
+            sys.exit(77)
+        fail(f"rpc_echo did not report its port: {line!r} {err}")
+    return proc, int(m.group(1))
+
+
+def run_rpc_client(client, port, calls, window, size, method):
+    args = [client, "--port", str(port), "--calls", str(calls), "--window", str(window),
+            "--size", str(size), "--method", str(method)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    what = f"rpc_client calls={calls} window={window} size={size} method={method}"
+    check(res.returncode == 0, f"{what} exited {res.returncode}: {res.stdout} {res.stderr}")
+    m = re.fullmatch(r"calls=(\d+) ok=(\d+) errors=(\d+) calls_per_sec=\d+ "
+                     r"p50_us=\d+ p99_us=\d+\n", res.stdout)
+    check(m is not None, f"{what}: unexpected output {res.stdout!r}")
+    check((int(m[1]), int(m[2]), int(m[3])) == (calls, calls, 0),
+          f"{what}: wrong counts: {res.stdout.strip()}")
+    print(f"ok: {what}: {res.stdout.strip()}")
+    return calls
+
+
+class Counts:
+    """What the server should report at exit, tallied from what this script sent."""
+
+    def __init__(self):
+        self.requests = 0
+        self.one_way = 0
+        self.unknown_method = 0
+        self.misuse = 0
+        self.protocol_errors = 0
+
+
+def check_methods(port, counts):
+    with connect(port) as s:
+        r = call(s, 1, 0x1122334455667788, b"hello\x00world", flags=0x8001)
+        check(r == {"type": RESPONSE, "flags": 0x8001, "method": 1, "id": 0x1122334455667788,
+                    "body": b"hello\x00world"}, f"echo: {r}")
+        r = call(s, 2, 7, b"abc\xffdef")
+        check(r == {"type": RESPONSE, "flags": 0, "method": 2, "id": 7,
+                    "body": b"fed\xffcba"}, f"reverse: {r}")
+        r = call(s, 7, 8, b"payload")
+        check(r == {"type": ERROR, "flags": 0, "method": 7, "id": 8,
+                    "body": b"unknown method 7"}, f"unknown method: {r}")
+        r = call(s, 65535, 9, b"")
+        check(r["type"] == ERROR and r["id"] == 9 and r["body"] == b"unknown method 65535",
+              f"unknown method 65535: {r}")
+        r = call(s, 1, 10, b"")
+        check(r == {"type": RESPONSE, "flags": 0, "method": 1, "id": 10, "body": b""},
+              f"empty body: {r}")
+        counts.requests += 5
+        counts.unknown_method += 2
+
+        # One-way frames (any method) get no reply: the next reply answers the request.
+        s.sendall(frame(ONE_WAY, 1, 11, b"a") + frame(ONE_WAY, 2, 12, b"b") +
+                  frame(ONE_WAY, 99, 13, b"c"))
+        counts.one_way += 3
+        r = call(s, 2, 14, b"xy")
+        check(r["type"] == RESPONSE and r["id"] == 14 and r["body"] == b"yx",
+              f"after one-way frames: {r}")
+        counts.requests += 1
+        s.settimeout(0.3)
+        try:
+            extra = s.recv(1)
+            fail(f"one-way frames were answered: {extra!r}")
+        except socket.timeout:
+            pass
+        s.settimeout(TIMEOUT)
+
+        # A body of exactly --max-body is allowed, both ways.
+        big = bytes((i * 7 + 3) & 0xFF for i in range(MAX_BODY))
+        r = call(s, 2, 15, big)
+        check(r["type"] == RESPONSE and r["id"] == 15 and r["body"] == big[::-1],
+              "max-body reverse came back wrong")
+        counts.requests += 1
+    print("ok: echo, reverse, unknown method, one-way, empty body, body == --max-body")
+
+
+def check_pipelining(port, counts, n=1000):
+    expected = {}
+    wire = bytearray()
+    for i in range(n):
+        request_id = (i * 2654435761) & 0xFFFFFFFFFFFFFFFF  # spread over 64 bits
+        body = f"call-{i}-".encode() * (i % 17)
+        method = (1, 2, 3)[i % 3]
+        wire += frame(REQUEST, method, request_id, body)
+        if method == 1:
+            expected[request_id] = (RESPONSE, body)
+        elif method == 2:
+            expected[request_id] = (RESPONSE, body[::-1])
+        else:
+            expected[request_id] = (ERROR, b"unknown method 3")
+    check(len(expected) == n, "request ids collide")
+    counts.requests += n
+    counts.unknown_method += n // 3
+    order = list(expected)
+    with connect(port) as s:
+        s.sendall(bytes(wire))
+        for i in range(n):
+            r = read_frame(s)
+            check(r["id"] in expected, f"response {i} has an unknown id {r['id']}")
+            check((r["type"], r["body"]) == expected.pop(r["id"]),
+                  f"response {i} (id {r['id']}) has the wrong type or body")
+            check(r["id"] == order[i], f"response {i} out of order")
+    check(not expected, f"{len(expected)} requests not answered")
+    print(f"ok: {n} pipelined requests in one sendall, answered in order, matched by id")
+
+
+def check_refusals(port, counts):
+    with connect(port) as good:
+        check(call(good, 1, 1, b"before")["body"] == b"before", "good connection before")
+        counts.requests += 1
+        cases = [
+            ("bad magic", frame(REQUEST, 1, 2, magic=0x5858)),
+            ("body_length over --max-body", frame(REQUEST, 1, 3, length=MAX_BODY + 1)),
+            ("response sent to the server", frame(RESPONSE, 1, 4, b"")),
+        ]
+        for what, wire in cases:
+            with connect(port) as bad:
+                bad.sendall(wire)  # the header only: the server must not wait for a body
+                expect_closed(bad, what)
+            r = call(good, 2, 5, b"still here")
+            check(r["type"] == RESPONSE and r["body"] == b"ereh llits",
+                  f"other connection after {what}: {r}")
+            counts.requests += 1
+        counts.protocol_errors += 2
+        counts.misuse += 1
+    print("ok: bad magic, oversized body_length, response-to-server: closed; "
+          "another connection kept working")
+
+
+def stop_server(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        fail("rpc_echo did not exit within 10 s of SIGTERM")
+    return proc.returncode, out, err
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("server")
+    ap.add_argument("client")
+    ap.add_argument("--backend", default="epoll")
+    args = ap.parse_args()
+    proc, port = start_server(args.server, args.backend)
+    counts = Counts()
+    try:
+        counts.requests += run_rpc_client(args.client, port, 20000, 64, 100, 1)
+        counts.requests += run_rpc_client(args.client, port, 20000, 64, 100, 2)
+        counts.requests += run_rpc_client(args.client, port, 16, 4, 1 << 20, 1)
+        counts.requests += run_rpc_client(args.client, port, 16, 4, 1 << 20, 2)
+        check_methods(port, counts)
+        check_pipelining(port, counts)
+        check_refusals(port, counts)
+    finally:
+        code, out, err = stop_server(proc)
+    check(code == 0, f"rpc_echo exited with {code}: {err}")
+    m = re.search(r"rpc_echo: requests=(\d+) one_way=(\d+) unknown_method=(\d+) "
+                  r"misuse=(\d+) protocol_errors=(\d+)", out)
+    check(m is not None, f"no totals line at exit: {out!r}")
+    got = tuple(int(x) for x in m.groups())
+    want = (counts.requests, counts.one_way, counts.unknown_method, counts.misuse,
+            counts.protocol_errors)
+    check(got == want, f"server totals {m.group(0)!r}, expected {want}")
+    print(f"ok: SIGTERM -> exit 0 on {args.backend}; {m.group(0)}")
+
+
+if __name__ == "__main__":
+    main()
