@@ -18,7 +18,8 @@
 # REPEATS, IDLE_CONNS, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
 # SERVERS (default "ringnet-epoll ringnet-uring bare bare-uring"; the io_uring ones are
 # dropped with a message where the kernel refuses io_uring),
-# BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read).
+# BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read),
+# CLIENT_BACKEND (loadgen --backend: epoll by default, or io_uring / auto).
 # Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
 # failed (load generator errors, a server that did not start).
 set -euo pipefail
@@ -34,6 +35,7 @@ PORT_BASE=${PORT_BASE:-19000}
 RINGNET_LOOPS=${RINGNET_LOOPS:-1}
 BARE_FLAGS=${BARE_FLAGS:-}
 SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare bare-uring}
+CLIENT_BACKEND=${CLIENT_BACKEND:-epoll}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 DO_THROUGHPUT=1
@@ -58,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     --loops) RINGNET_LOOPS=$2; shift ;;
     --bare-flags) BARE_FLAGS=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
+    --client-backend) CLIENT_BACKEND=$2; shift ;;
     -h|--help) usage 0 ;;
     *) echo "echo_compare: unknown argument $1" >&2; usage 2 ;;
   esac
@@ -179,7 +182,7 @@ measure_once() {
   local line
   if line=$(taskset -c "$LOADGEN_CPU" "$LOADGEN" --port "$PORT" --conns "$conns" \
               --size "$size" --pipeline "$depth" --duration "$DURATION" --warmup "$WARMUP" \
-              --server-pid "$SERVER_PID" --csv 2>"$WORK/loadgen.err"); then
+              --backend "$CLIENT_BACKEND" --server-pid "$SERVER_PID" --csv 2>"$WORK/loadgen.err"); then
     local window rate p99 cpu_s cpu
     IFS=, read -r _ _ _ _ _ window _ rate _ _ p99 _ _ _ _ cpu_s cpu _ <<<"$line"
     RATE[$scen:$server]+="$rate "
@@ -327,7 +330,7 @@ header() {
        "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
   echo "- server on CPU $SERVER_CPU (ringnet: $RINGNET_LOOPS loop, --pin, --backend per row;" \
        "bare: ${BARE_FLAGS:-default flags})," \
-       "loadgen on CPU $LOADGEN_CPU, one loadgen thread, TCP over 127.0.0.1"
+       "loadgen ($CLIENT_BACKEND client) on CPU $LOADGEN_CPU, one loadgen thread, TCP over 127.0.0.1"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine" \
        "skews results: look at the spreads)"
   echo

@@ -1,6 +1,8 @@
 // loadgen: echo load generator for ringnet and its baselines. It does not use the engine.
 //
-// --threads raw epoll loops (loadgen_worker.cc) share --conns connections. Each connection
+// --threads raw event loops share --conns connections: edge-triggered epoll
+// (loadgen_worker.cc) or, with --backend io_uring, liburing (loadgen_uring_worker.cc).
+// Each connection
 // keeps --pipeline messages of --size bytes in flight; a message's bytes are derived from
 // (connection id, sequence number) (echo_payload.h) and every echoed byte is checked.
 // After --warmup seconds of traffic, a window of --duration seconds is measured:
@@ -118,8 +120,9 @@ double us(uint64_t ns) { return ns / 1e3; }
 void print_table(const LoadgenOptions& o, const Totals& t) {
   const WorkerStats& s = t.stats;
   double rate = t.window_s > 0 ? s.messages / t.window_s : 0;
-  std::printf("loadgen  %s  conns %zu  size %zu B  pipeline %zu  threads %zu\n",
-              o.target().c_str(), o.conns, o.size, o.pipeline, o.threads);
+  std::printf("loadgen  %s  conns %zu  size %zu B  pipeline %zu  threads %zu  client %s\n",
+              o.target().c_str(), o.conns, o.size, o.pipeline, o.threads,
+              backend_name(o.backend));
   std::printf("  %-14s %.2f s\n", "window", t.window_s);
   std::printf("  %-14s %llu\n", "messages", static_cast<unsigned long long>(s.messages));
   std::printf("  %-14s %.0f msgs/s\n", "throughput", rate);
@@ -155,8 +158,9 @@ void print_machine(const LoadgenOptions& o, const Totals& t) {
         "\"window_s\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.1f,\"mib_per_s\":%.3f,"
         "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,"
         "\"verify_errors\":%llu,\"conn_errors\":%llu,\"server_cpu_s\":%s,"
-        "\"server_cpu_us_per_msg\":%s,\"client_cpu_us_per_msg\":%.4f}\n"
-      : "%s,%zu,%zu,%zu,%zu,%.3f,%llu,%.1f,%.3f,%.2f,%.2f,%.2f,%.2f,%llu,%llu,%s,%s,%.4f\n";
+        "\"server_cpu_us_per_msg\":%s,\"client_cpu_us_per_msg\":%.4f,"
+        "\"client_backend\":\"%s\"}\n"
+      : "%s,%zu,%zu,%zu,%zu,%.3f,%llu,%.1f,%.3f,%.2f,%.2f,%.2f,%.2f,%llu,%llu,%s,%s,%.4f,%s\n";
   if (json && srv.empty()) srv = srv_per = "null";
   std::printf(fmt, o.target().c_str(), o.conns, o.size, o.pipeline, o.threads, t.window_s,
               static_cast<unsigned long long>(s.messages), rate,
@@ -164,7 +168,7 @@ void print_machine(const LoadgenOptions& o, const Totals& t) {
               us(s.latency.quantile(0.99)), us(s.latency.quantile(0.999)),
               us(s.latency.max()), static_cast<unsigned long long>(s.verify_errors),
               static_cast<unsigned long long>(s.conn_errors), srv.c_str(), srv_per.c_str(),
-              s.messages ? t.client_cpu_s * 1e6 / msgs : 0.0);
+              s.messages ? t.client_cpu_s * 1e6 / msgs : 0.0, backend_name(o.backend));
 }
 
 std::vector<std::unique_ptr<Worker>> make_workers(const LoadgenOptions& opts,
@@ -173,9 +177,27 @@ std::vector<std::unique_ptr<Worker>> make_workers(const LoadgenOptions& opts,
   for (size_t t = 0; t < opts.threads; ++t) {
     std::vector<uint64_t> ids;
     for (size_t id = t; id < opts.conns; id += opts.threads) ids.push_back(id);
-    workers.push_back(std::make_unique<Worker>(opts, target, std::move(ids), control));
+    workers.push_back(opts.backend == ClientBackend::kUring
+                          ? make_uring_worker(opts, target, std::move(ids), control)
+                          : make_epoll_worker(opts, target, std::move(ids), control));
   }
   return workers;
+}
+
+// Settles --backend auto; false (with a message) when io_uring was asked for but the
+// kernel refuses it.
+bool resolve_backend(LoadgenOptions* opts) {
+  if (opts->backend == ClientBackend::kEpoll) return true;
+  std::string why;
+  bool uring_ok = uring_available(&why);
+  if (opts->backend == ClientBackend::kAuto) {
+    opts->backend = uring_ok ? ClientBackend::kUring : ClientBackend::kEpoll;
+    std::fprintf(stderr, "loadgen: --backend auto: client uses %s%s\n",
+                 backend_name(opts->backend), uring_ok ? "" : (" (" + why + ")").c_str());
+    return true;
+  }
+  if (!uring_ok) std::fprintf(stderr, "loadgen: --backend io_uring: %s\n", why.c_str());
+  return uring_ok;
 }
 
 void add_stats(const WorkerStats& from, WorkerStats* to) {
@@ -243,6 +265,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!bench::raise_fd_limit(opts.conns)) return 2;
+  if (!bench::resolve_backend(&opts)) return 2;
   // Signals are taken synchronously by the main thread (sigtimedwait / signalfd); workers
   // inherit the blocked mask. Writes to a reset socket must fail with EPIPE, not kill us.
   signal(SIGPIPE, SIG_IGN);

@@ -23,7 +23,9 @@ verifies every echoed byte and reports throughput, latency and (optionally) serv
   --pipeline D      messages in flight per connection (default 1)
   --duration S      measured window in seconds (default 5)
   --warmup S        seconds of traffic before the window (default 1)
-  --threads N       load-generator threads, one epoll loop each (default 1)
+  --threads N       load-generator threads, one event loop each (default 1)
+  --backend B       client event loop: epoll (default), io_uring, or auto (io_uring
+                    when the kernel allows it, else epoll; the choice goes to stderr)
   --server-pid PID  sample the server's utime+stime over the window
   --idle            open --conns connections, send nothing, print "IDLE READY <n>",
                     hold them until stdin closes or SIGTERM/SIGINT
@@ -86,10 +88,20 @@ std::string LoadgenOptions::target() const {
   return "tcp " + host + ":" + std::to_string(port);
 }
 
+const char* backend_name(ClientBackend backend) {
+  switch (backend) {
+    case ClientBackend::kAuto: return "auto";
+    case ClientBackend::kEpoll: return "epoll";
+    case ClientBackend::kUring: return "io_uring";
+  }
+  return "?";
+}
+
+// New columns go at the end: scripts read the earlier ones by position.
 const char* loadgen_csv_header() {
   return "target,conns,size,pipeline,threads,window_s,messages,msgs_per_s,mib_per_s,"
          "p50_us,p99_us,p999_us,max_us,verify_errors,conn_errors,server_cpu_s,"
-         "server_cpu_us_per_msg,client_cpu_us_per_msg";
+         "server_cpu_us_per_msg,client_cpu_us_per_msg,client_backend";
 }
 
 LoadgenOptions parse_loadgen_options(int argc, char** argv) {
@@ -126,6 +138,12 @@ LoadgenOptions parse_loadgen_options(int argc, char** argv) {
       o.warmup_s = parse_seconds("--warmup", take_value(argc, argv, &i, "--warmup"));
     } else if (matches(a, "--threads")) {
       o.threads = parse_uint("--threads", take_value(argc, argv, &i, "--threads"));
+    } else if (matches(a, "--backend")) {
+      std::string_view v = take_value(argc, argv, &i, "--backend");
+      if (v == "auto") o.backend = ClientBackend::kAuto;
+      else if (v == "epoll") o.backend = ClientBackend::kEpoll;
+      else if (v == "io_uring") o.backend = ClientBackend::kUring;
+      else usage_error("--backend must be auto, epoll or io_uring");
     } else if (matches(a, "--server-pid")) {
       const char* v = take_value(argc, argv, &i, "--server-pid");
       o.server_pid = static_cast<int>(parse_uint("--server-pid", v));

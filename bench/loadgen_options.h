@@ -9,6 +9,11 @@ namespace bench {
 
 enum class OutputFormat { kTable, kCsv, kJson };
 
+// The client's own event loop. kAuto is resolved before workers start (loadgen.cc).
+enum class ClientBackend { kAuto, kEpoll, kUring };
+
+const char* backend_name(ClientBackend backend);  // "auto", "epoll", "io_uring"
+
 struct LoadgenOptions {
   std::string host = "127.0.0.1";
   int port = 0;                 // TCP target when unix_path is empty
@@ -21,6 +26,7 @@ struct LoadgenOptions {
   size_t threads = 1;
   int server_pid = 0;           // 0: do not sample server CPU
   bool idle = false;            // connect, send nothing, hold until stdin EOF / SIGTERM
+  ClientBackend backend = ClientBackend::kEpoll;
   OutputFormat format = OutputFormat::kTable;
 
   std::string target() const;  // "tcp 127.0.0.1:19000" or "unix /path"

@@ -1,5 +1,7 @@
 // The load-generator thread: connect in bounded batches, then keep `pipeline` messages in
-// flight per connection and verify every echoed byte. See loadgen_worker.h.
+// flight per connection and verify every echoed byte. The shared Worker base and the
+// edge-triggered epoll client; the io_uring client is in loadgen_uring_worker.cc.
+// See loadgen_worker.h.
 #include "loadgen_worker.h"
 
 #include <fcntl.h>
@@ -30,7 +32,6 @@ constexpr size_t kReadBufferBytes = 256 * 1024;
 // Reads per connection per wake-up. Without a cap one connection streaming big messages
 // (each echo completion sends the next) keeps the loop to itself and the others starve.
 constexpr int kReadsPerWakeup = 4;
-constexpr size_t kMaxIov = 64;
 constexpr size_t kMaxWriteBytes = 256 * 1024;  // per sendmsg; bounds time spent on one conn
 constexpr int kMaxEvents = 256;
 
@@ -39,13 +40,13 @@ constexpr int kMaxEvents = 256;
 std::atomic<int> g_error_lines{0};
 constexpr int kMaxErrorLines = 5;
 
+}  // namespace
+
 void report_error(const std::string& line) {
   if (g_error_lines.fetch_add(1, std::memory_order_relaxed) < kMaxErrorLines) {
     std::fprintf(stderr, "loadgen: %s\n", line.c_str());
   }
 }
-
-}  // namespace
 
 int64_t monotonic_ns() {
   timespec ts;
@@ -84,7 +85,7 @@ bool resolve_target(const LoadgenOptions& opts, Target* out, std::string* error)
 
 Worker::Worker(const LoadgenOptions& opts, const Target& target, std::vector<uint64_t> ids,
                RunControl* control)
-    : opts_(opts), target_(target), control_(control), rbuf_(kReadBufferBytes) {
+    : opts_(opts), control_(control), target_(target) {
   conns_.resize(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) conns_[i].id = ids[i];
   if (!opts.idle) sent_at_.assign(ids.size() * opts.pipeline, 0);
@@ -99,7 +100,7 @@ Worker::~Worker() {
 }
 
 void Worker::run() {
-  bool ok = epfd_ >= 0 && connect_all();
+  bool ok = epfd_ >= 0 && init() && connect_all();
   if (!ok) control_->stop.store(true);
   control_->ready.fetch_add(1);
   control_->ready.notify_all();
@@ -131,7 +132,7 @@ int Worker::start_connect(Conn& c) {
   // Registered once, for good, like the servers do: every edge is handled by state.
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = static_cast<uint64_t>(&c - conns_.data());
+  ev.data.u64 = index_of(c);
   epoll_ctl(epfd_, EPOLL_CTL_ADD, c.fd, &ev);
   int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&target_.addr), target_.len);
   if (rc == 0) {
@@ -201,92 +202,26 @@ bool Worker::connect_all() {
   return stats_.conn_errors == 0;
 }
 
-int Worker::epoll_wait_until(int64_t deadline_ns) {
-  std::array<epoll_event, kMaxEvents> events;
-  int64_t left_ms = (deadline_ns - monotonic_ns()) / 1'000'000 + 1;
-  int timeout = static_cast<int>(std::clamp<int64_t>(left_ms, 0, 100));
-  if (!still_readable_.empty()) timeout = 0;  // they have data now: do not block
-  int n = epoll_wait(epfd_, events.data(), kMaxEvents, timeout);
-  for (int i = 0; i < n; ++i) {
-    Conn& c = conns_[events[i].data.u64];
-    if (opts_.idle) {
-      // Nothing was sent, so any event but a writable edge means the server acted.
-      if (c.state == State::kOpen && (events[i].events & ~uint32_t{EPOLLOUT})) read_echoes(c);
-    } else {
-      on_traffic_event(c, events[i].events);
-    }
-  }
-  serve_still_readable();
-  return n;
-}
-
-void Worker::hold_loop() {
-  while (!control_->stop.load(std::memory_order_relaxed)) {
-    epoll_wait_until(monotonic_ns() + 100'000'000);
-  }
-}
-
-void Worker::traffic_loop() {
+void Worker::begin_traffic() {
   window_start_ = control_->window_start_ns.load();
   int64_t now = monotonic_ns();
   for (Conn& c : conns_) {
     for (size_t k = 0; k < opts_.pipeline; ++k) *sent_at(c, k) = now;
     flush(c);
   }
-  for (;;) {
-    int64_t end = control_->window_end_ns.load(std::memory_order_relaxed);
-    if (monotonic_ns() >= end || control_->stop.load(std::memory_order_relaxed)) break;
-    epoll_wait_until(end);
-  }
 }
 
-void Worker::on_traffic_event(Conn& c, uint32_t events) {
-  if (c.state != State::kOpen) return;
-  // Read first: completed echoes release pipeline slots, and the flush that follows them
-  // then also covers whatever an EPOLLOUT edge in the same event would have sent.
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_echoes(c);
-  if (c.state == State::kOpen && (events & EPOLLOUT)) flush(c);
-}
-
-// Connections that hit the read cap last round, served after this round's events (fresh
-// events for them may have read them already; then read() just says EAGAIN).
-void Worker::serve_still_readable() {
-  if (still_readable_.empty()) return;
-  serving_.swap(still_readable_);
-  for (uint32_t index : serving_) {
-    Conn& c = conns_[index];
-    if (c.state == State::kOpen) read_echoes(c);
-  }
-  serving_.clear();
-}
-
-void Worker::read_echoes(Conn& c) {
-  for (int reads = 0;; ++reads) {
-    if (reads == kReadsPerWakeup) {
-      still_readable_.push_back(static_cast<uint32_t>(&c - conns_.data()));
-      return;
-    }
-    ssize_t r = read(c.fd, rbuf_.data(), rbuf_.size());
-    if (r > 0) {
-      if (opts_.idle) return fail(c, "server sent data on an idle connection");
-      absorb(c, rbuf_.data(), static_cast<size_t>(r), monotonic_ns());
-      // A short read emptied the socket: later data raises a new edge, so skip the
-      // extra read() that would only return EAGAIN.
-      if (c.state != State::kOpen || static_cast<size_t>(r) < rbuf_.size()) return;
-    } else if (r == 0) {
-      return fail(c, "server closed the connection");
-    } else if (errno == EAGAIN) {
-      return;
-    } else if (errno != EINTR) {
-      return fail(c, std::string("read: ") + std::strerror(errno));
-    }
-  }
+bool Worker::window_over() const {
+  return monotonic_ns() >= control_->window_end_ns.load(std::memory_order_relaxed) ||
+         control_->stop.load(std::memory_order_relaxed);
 }
 
 void Worker::absorb(Conn& c, const char* data, size_t n, int64_t now) {
+  if (opts_.idle) return fail(c, "server sent data on an idle connection");
   const EchoPayload& payload = EchoPayload::instance();
   const size_t size = opts_.size;
-  if (c.rx_seq * size + c.rx_off + n > c.tx_seq * size + c.tx_off) {
+  // A send in flight may already have reached the server: its bytes count as sent.
+  if (c.rx_seq * size + c.rx_off + n > c.tx_seq * size + c.tx_off + c.tx_pending) {
     return fail(c, "server echoed more bytes than were sent");
   }
   uint64_t completed = 0;
@@ -323,23 +258,152 @@ void Worker::complete_message(Conn& c, int64_t now) {
   *slot = now;
 }
 
-void Worker::flush(Conn& c) {
+size_t Worker::next_send(const Conn& c, size_t max_bytes, iovec* iov, size_t* bytes) const {
   const EchoPayload& payload = EchoPayload::instance();
   const size_t size = opts_.size;
   const uint64_t limit = c.rx_seq + opts_.pipeline;  // messages allowed in flight
-  while (c.tx_seq < limit) {
-    std::array<iovec, kMaxIov> iov;
-    size_t cnt = 0, bytes = 0;
-    uint64_t seq = c.tx_seq;
-    size_t off = c.tx_off;
-    while (cnt < kMaxIov && bytes < kMaxWriteBytes && seq < limit) {
-      size_t want = std::min(size - off, kMaxWriteBytes - bytes);
-      std::string_view s = payload.slice(c.id, seq, off, want);
-      iov[cnt++] = {const_cast<char*>(s.data()), s.size()};
-      bytes += s.size();
-      off += s.size();
-      if (off == size) ++seq, off = 0;
+  size_t cnt = 0;
+  *bytes = 0;
+  uint64_t seq = c.tx_seq;
+  size_t off = c.tx_off;
+  while (cnt < kMaxIov && *bytes < max_bytes && seq < limit) {
+    size_t want = std::min(size - off, max_bytes - *bytes);
+    std::string_view s = payload.slice(c.id, seq, off, want);
+    iov[cnt++] = {const_cast<char*>(s.data()), s.size()};
+    *bytes += s.size();
+    off += s.size();
+    if (off == size) ++seq, off = 0;
+  }
+  return cnt;
+}
+
+void Worker::advance_sent(Conn& c, size_t n) {
+  uint64_t pos = c.tx_off + static_cast<uint64_t>(n);
+  c.tx_seq += pos / opts_.size;
+  c.tx_off = pos % opts_.size;
+}
+
+void Worker::fail(Conn& c, const std::string& why) {
+  ++stats_.conn_errors;
+  report_error("conn " + std::to_string(c.id) + ": " + why);
+  close_conn(c);
+}
+
+void Worker::close_conn(Conn& c) {
+  if (c.fd >= 0) close(c.fd);  // closing also removes it from the epoll set
+  c.fd = -1;
+  c.state = State::kClosed;
+}
+
+namespace {
+
+// The edge-triggered epoll client. Sockets stay registered (from the connect phase) for
+// good, like the servers do: every edge is handled by state.
+class EpollWorker final : public Worker {
+ public:
+  EpollWorker(const LoadgenOptions& opts, const Target& target, std::vector<uint64_t> ids,
+              RunControl* control)
+      : Worker(opts, target, std::move(ids), control), rbuf_(kReadBufferBytes) {}
+
+ private:
+  void traffic_loop() override;
+  void hold_loop() override;
+  void flush(Conn& c) override;
+  void on_traffic_event(Conn& c, uint32_t events);
+  void read_echoes(Conn& c);
+  void serve_still_readable();
+  int epoll_wait_until(int64_t deadline_ns);
+
+  std::vector<char> rbuf_;
+  std::vector<uint32_t> still_readable_;  // hit the per-wakeup read cap; data may remain
+  std::vector<uint32_t> serving_;
+};
+
+}  // namespace
+
+std::unique_ptr<Worker> make_epoll_worker(const LoadgenOptions& opts, const Target& target,
+                                          std::vector<uint64_t> ids, RunControl* control) {
+  return std::make_unique<EpollWorker>(opts, target, std::move(ids), control);
+}
+
+int EpollWorker::epoll_wait_until(int64_t deadline_ns) {
+  std::array<epoll_event, kMaxEvents> events;
+  int64_t left_ms = (deadline_ns - monotonic_ns()) / 1'000'000 + 1;
+  int timeout = static_cast<int>(std::clamp<int64_t>(left_ms, 0, 100));
+  if (!still_readable_.empty()) timeout = 0;  // they have data now: do not block
+  int n = epoll_wait(epfd_, events.data(), kMaxEvents, timeout);
+  for (int i = 0; i < n; ++i) {
+    Conn& c = conns_[events[i].data.u64];
+    if (opts_.idle) {
+      // Nothing was sent, so any event but a writable edge means the server acted.
+      if (c.state == State::kOpen && (events[i].events & ~uint32_t{EPOLLOUT})) read_echoes(c);
+    } else {
+      on_traffic_event(c, events[i].events);
     }
+  }
+  serve_still_readable();
+  return n;
+}
+
+void EpollWorker::hold_loop() {
+  while (!control_->stop.load(std::memory_order_relaxed)) {
+    epoll_wait_until(monotonic_ns() + 100'000'000);
+  }
+}
+
+void EpollWorker::traffic_loop() {
+  begin_traffic();
+  while (!window_over()) epoll_wait_until(control_->window_end_ns.load());
+}
+
+void EpollWorker::on_traffic_event(Conn& c, uint32_t events) {
+  if (c.state != State::kOpen) return;
+  // Read first: completed echoes release pipeline slots, and the flush that follows them
+  // then also covers whatever an EPOLLOUT edge in the same event would have sent.
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_echoes(c);
+  if (c.state == State::kOpen && (events & EPOLLOUT)) flush(c);
+}
+
+// Connections that hit the read cap last round, served after this round's events (fresh
+// events for them may have read them already; then read() just says EAGAIN).
+void EpollWorker::serve_still_readable() {
+  if (still_readable_.empty()) return;
+  serving_.swap(still_readable_);
+  for (uint32_t index : serving_) {
+    Conn& c = conns_[index];
+    if (c.state == State::kOpen) read_echoes(c);
+  }
+  serving_.clear();
+}
+
+void EpollWorker::read_echoes(Conn& c) {
+  for (int reads = 0;; ++reads) {
+    if (reads == kReadsPerWakeup) {
+      still_readable_.push_back(static_cast<uint32_t>(index_of(c)));
+      return;
+    }
+    ssize_t r = read(c.fd, rbuf_.data(), rbuf_.size());
+    if (r > 0) {
+      absorb(c, rbuf_.data(), static_cast<size_t>(r), monotonic_ns());
+      // A short read emptied the socket: later data raises a new edge, so skip the
+      // extra read() that would only return EAGAIN.
+      if (c.state != State::kOpen || static_cast<size_t>(r) < rbuf_.size()) return;
+    } else if (r == 0) {
+      return fail(c, "server closed the connection");
+    } else if (errno == EAGAIN) {
+      return;
+    } else if (errno != EINTR) {
+      return fail(c, std::string("read: ") + std::strerror(errno));
+    }
+  }
+}
+
+void EpollWorker::flush(Conn& c) {
+  for (;;) {
+    std::array<iovec, kMaxIov> iov;
+    size_t bytes = 0;
+    size_t cnt = next_send(c, kMaxWriteBytes, iov.data(), &bytes);
+    if (cnt == 0) return;
     msghdr msg{};
     msg.msg_iov = iov.data();
     msg.msg_iovlen = cnt;
@@ -349,19 +413,9 @@ void Worker::flush(Conn& c) {
       if (errno != EAGAIN) fail(c, std::string("send: ") + std::strerror(errno));
       return;  // EAGAIN: the next EPOLLOUT edge resumes here
     }
-    uint64_t pos = c.tx_off + static_cast<uint64_t>(w);
-    c.tx_seq += pos / size;
-    c.tx_off = pos % size;
+    advance_sent(c, static_cast<size_t>(w));
     if (static_cast<size_t>(w) < bytes) return;  // socket buffer full
   }
-}
-
-void Worker::fail(Conn& c, const std::string& why) {
-  ++stats_.conn_errors;
-  report_error("conn " + std::to_string(c.id) + ": " + why);
-  if (c.fd >= 0) close(c.fd);  // closing also removes it from the epoll set
-  c.fd = -1;
-  c.state = State::kClosed;
 }
 
 }  // namespace bench

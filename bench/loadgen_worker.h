@@ -1,20 +1,28 @@
-// One load-generator thread: its own edge-triggered epoll loop over its share of the
-// connections. Deliberately independent of the engine under test.
+// One load-generator thread over its share of the connections. Deliberately independent
+// of the engine under test.
+//
+// Worker holds what both clients share: the connect phase (non-blocking connects paced
+// through a private epoll set), per-connection stream positions, payload verification,
+// latency slots and statistics. EpollWorker (loadgen_worker.cc) and UringWorker
+// (loadgen_uring_worker.cc) only move bytes: they call absorb() with what arrived and
+// implement flush() to send what next_send() allows.
 //
 // Life of a worker (driven by RunControl, written by the main thread):
 //
-//   connect_all() --ready--> wait for go --> traffic loop until window end or stop
-//                                        \-> (idle mode) hold loop until stop
+//   init() -> connect_all() --ready--> wait for go --> traffic loop until window end or stop
+//                                                 \-> (idle mode) hold loop until stop
 //
 // Thread-safety: a Worker is used by its own thread only; the main thread reads stats()
 // after join(). RunControl fields are atomics shared by all.
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,58 +60,81 @@ int64_t monotonic_ns();
 
 class Worker {
  public:
-  // conn_ids: the global ids of the connections this worker owns (they seed payloads).
-  Worker(const LoadgenOptions& opts, const Target& target, std::vector<uint64_t> conn_ids,
-         RunControl* control);
-  ~Worker();
+  virtual ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
   void run();  // thread body
   const WorkerStats& stats() const { return stats_; }
 
- private:
+ protected:
   enum class State { kIdle, kConnecting, kOpen, kClosed };
   struct Conn {
     int fd = -1;
     uint64_t id = 0;
     State state = State::kIdle;
-    uint64_t tx_seq = 0;  // next byte to send: message tx_seq at offset tx_off
+    uint64_t tx_seq = 0;    // next byte to send: message tx_seq at offset tx_off
     size_t tx_off = 0;
-    uint64_t rx_seq = 0;  // next byte expected back: message rx_seq at offset rx_off
+    size_t tx_pending = 0;  // bytes in a submitted, not yet completed send (io_uring)
+    uint64_t rx_seq = 0;    // next byte expected back: message rx_seq at offset rx_off
     size_t rx_off = 0;
-    bool rx_bad = false;  // current message already failed verification
+    bool rx_bad = false;    // current message already failed verification
   };
 
+  static constexpr size_t kMaxIov = 64;
+
+  // conn_ids: the global ids of the connections this worker owns (they seed payloads).
+  Worker(const LoadgenOptions& opts, const Target& target, std::vector<uint64_t> conn_ids,
+         RunControl* control);
+
+  virtual bool init() { return true; }  // on the worker thread, before connecting
+  virtual void traffic_loop() = 0;
+  virtual void hold_loop() = 0;
+  virtual void flush(Conn& c) = 0;       // send what the pipeline allows
+  virtual void close_conn(Conn& c);      // close the socket, mark the connection closed
+
+  // Stamps every pipeline slot with now and flushes every connection.
+  void begin_traffic();
+  bool window_over() const;
+  // Verifies and consumes n echoed bytes, completes messages, flushes if any completed.
+  void absorb(Conn& c, const char* data, size_t n, int64_t now);
+  // Fills iov with the next bytes the pipeline allows, at most max_bytes; returns the
+  // count (0: nothing to send).
+  size_t next_send(const Conn& c, size_t max_bytes, iovec* iov, size_t* bytes) const;
+  void advance_sent(Conn& c, size_t n);  // the kernel took n more bytes
+  void fail(Conn& c, const std::string& why);
+  size_t index_of(const Conn& c) const { return static_cast<size_t>(&c - conns_.data()); }
+
+  const LoadgenOptions& opts_;
+  RunControl* control_;
+  int epfd_ = -1;  // connect phase; the epoll client keeps using it
+  std::vector<Conn> conns_;
+  WorkerStats stats_;
+
+ private:
   bool connect_all();
   int start_connect(Conn& c);
   void finish_connect(Conn& c, uint32_t events, size_t* in_flight);
   void wait_for_go();
-  void traffic_loop();
-  void hold_loop();
-  void on_traffic_event(Conn& c, uint32_t events);
-  void read_echoes(Conn& c);
-  void serve_still_readable();
-  void absorb(Conn& c, const char* data, size_t n, int64_t now);
   void complete_message(Conn& c, int64_t now);
-  void flush(Conn& c);
-  void fail(Conn& c, const std::string& why);
-  int epoll_wait_until(int64_t deadline_ns);
   int64_t* sent_at(const Conn& c, uint64_t seq) {
-    return &sent_at_[(&c - conns_.data()) * opts_.pipeline + seq % opts_.pipeline];
+    return &sent_at_[index_of(c) * opts_.pipeline + seq % opts_.pipeline];
   }
 
-  const LoadgenOptions& opts_;
   Target target_;
-  RunControl* control_;
-  int epfd_ = -1;
-  std::vector<Conn> conns_;
   std::vector<int64_t> sent_at_;  // send time of in-flight messages, pipeline slots per conn
-  std::vector<char> rbuf_;
-  std::vector<uint32_t> still_readable_;  // hit the per-wakeup read cap; data may remain
-  std::vector<uint32_t> serving_;
-  WorkerStats stats_;
   int64_t window_start_ = 0;
 };
+
+// Prints the first few error lines to stderr (one broken server may fail thousands).
+void report_error(const std::string& line);
+
+std::unique_ptr<Worker> make_epoll_worker(const LoadgenOptions& opts, const Target& target,
+                                          std::vector<uint64_t> conn_ids, RunControl* control);
+std::unique_ptr<Worker> make_uring_worker(const LoadgenOptions& opts, const Target& target,
+                                          std::vector<uint64_t> conn_ids, RunControl* control);
+
+// True when this kernel gives us a ring with a provided-buffer ring; else why not.
+bool uring_available(std::string* why);
 
 }  // namespace bench
