@@ -17,6 +17,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -61,6 +62,26 @@ struct StringSink {
     return Status::ok();
   }
 };
+
+// Appends several pieces (header, body, trailer) as one write where the sink has writev
+// (Conn does): one outbound-queue append, and a large body may go straight to the socket
+// instead of being copied behind its header. Otherwise one write per piece. Empty pieces
+// are skipped.
+template <ByteSink S, typename... Parts>
+Status write_parts(S& sink, const Parts&... pieces) {
+  const std::string_view parts[] = {std::string_view(pieces)...};
+  if constexpr (requires(std::span<const std::string_view> p) {
+                  { sink.writev(p) } -> std::same_as<Status>;
+                }) {
+    return sink.writev(std::span<const std::string_view>(parts));
+  } else {
+    for (std::string_view part : parts) {
+      if (part.empty()) continue;
+      if (Status s = sink.write(part); !s) return s;
+    }
+    return Status::ok();
+  }
+}
 
 template <typename C>
 concept Codec = requires(const C& c, std::string_view in, typename C::Frame& frame) {

@@ -48,26 +48,13 @@ class DelimiterCodec {
   template <ByteSink S>
   Status encode(std::string_view line, S& sink) const {
     if (Status s = check_encodable(line); !s) return s;
-    return write_pair(sink, line, options_.delimiter);
+    return write_parts(sink, line, options_.delimiter);
   }
 
   const Options& options() const { return options_; }
 
  private:
   Status check_encodable(std::string_view line) const;
-
-  // Both pieces in one call where the sink has writev (Conn): one queue append, and a
-  // large frame can still go straight to the socket instead of queueing behind its header.
-  template <ByteSink S>
-  static Status write_pair(S& sink, std::string_view first, std::string_view second) {
-    if constexpr (requires(std::span<const std::string_view> parts) { sink.writev(parts); }) {
-      const std::string_view parts[] = {first, second};
-      return sink.writev(parts);
-    } else {
-      if (Status s = sink.write(first); !s) return s;
-      return sink.write(second);
-    }
-  }
 
   Options options_;
 };

@@ -56,21 +56,6 @@ namespace detail {
 // Responses whose head and body fit here go out in one write without a heap allocation.
 inline constexpr size_t kResponseStackBytes = 4096;
 
-template <ByteSink S>
-Status write_parts(S& sink, std::string_view head, std::string_view body) {
-  if (body.empty()) return sink.write(head);
-  if constexpr (requires(std::span<const std::string_view> parts) {
-                  { sink.writev(parts) } -> std::same_as<Status>;
-                }) {
-    const std::string_view parts[2] = {head, body};
-    return sink.writev(std::span<const std::string_view>(parts));
-  } else {
-    Status s = sink.write(head);
-    if (!s) return s;
-    return sink.write(body);
-  }
-}
-
 // Head for `content_length` bytes, then `body` (empty for HEAD responses).
 template <ByteSink S>
 Status write_head_and_body(S& sink, int status, std::string_view content_type,

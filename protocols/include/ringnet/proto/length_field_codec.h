@@ -63,7 +63,7 @@ class LengthFieldCodec {
   Status encode(std::string_view body, S& sink) const {
     char header[8];
     if (Status s = encode_header(body.size(), header); !s) return s;
-    return write_pair(sink, std::string_view(header, options_.length_size), body);
+    return write_parts(sink, std::string_view(header, options_.length_size), body);
   }
 
   const Options& options() const { return options_; }
@@ -73,19 +73,6 @@ class LengthFieldCodec {
   static const char* check_options(const Options& options);
   // Fills header[0, length_size) for a body of body_size bytes.
   Status encode_header(size_t body_size, char* header) const;
-
-  // Both pieces in one call where the sink has writev (Conn): one queue append, and a
-  // large frame can still go straight to the socket instead of queueing behind its header.
-  template <ByteSink S>
-  static Status write_pair(S& sink, std::string_view first, std::string_view second) {
-    if constexpr (requires(std::span<const std::string_view> parts) { sink.writev(parts); }) {
-      const std::string_view parts[] = {first, second};
-      return sink.writev(parts);
-    } else {
-      if (Status s = sink.write(first); !s) return s;
-      return sink.write(second);
-    }
-  }
 
   Options options_;
   const char* options_error_;

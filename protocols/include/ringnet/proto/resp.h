@@ -241,15 +241,7 @@ Status write_bulk(S& sink, std::string_view bytes) {
     std::memcpy(buf + head + bytes.size(), "\r\n", 2);
     return sink.write(std::string_view(buf, head + bytes.size() + 2));
   }
-  std::string_view parts[3] = {std::string_view(buf, head), bytes, "\r\n"};
-  if constexpr (requires { sink.writev(std::span<const std::string_view>(parts)); }) {
-    return sink.writev(std::span<const std::string_view>(parts));
-  } else {
-    for (std::string_view part : parts) {
-      if (Status s = sink.write(part); !s) return s;
-    }
-    return Status::ok();
-  }
+  return write_parts(sink, std::string_view(buf, head), bytes, "\r\n");
 }
 // $-1 (a missing value)
 template <ByteSink S>

@@ -104,9 +104,7 @@ class RpcFrameCodec {
     RpcHeaderBytes header =
         encode_rpc_header(frame.type, frame.flags, frame.method, frame.request_id,
                           static_cast<uint32_t>(frame.body.size()));
-    if (Status s = sink.write(std::string_view(header.data(), header.size())); !s) return s;
-    if (frame.body.empty()) return Status::ok();
-    return sink.write(frame.body);
+    return write_parts(sink, std::string_view(header.data(), header.size()), frame.body);
   }
 
   const Options& options() const { return options_; }
