@@ -282,6 +282,28 @@ def table(title, peer, scenarios, results, servers):
     return "\n".join(lines) + "\n"
 
 
+def run_suite(args, suite, servers, scenarios):
+    """Runs every scenario on every server, interleaved, args.repeats times.
+    Returns ((results by (scenario, server), server names), failures)."""
+    results, failures = {}, 0
+    try:
+        for _ in range(args.repeats):
+            for sc, run in scenarios:
+                for s in servers:
+                    try:
+                        r = run(args, s)
+                        results.setdefault((sc, s.name), []).append(r)
+                        print(f"{suite} {sc:14} {s.name:15} {r['rps']:>12,.0f} req/s"
+                              f"  cpu {r['cpu_us']:.2f} us/req", flush=True)
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        failures += 1
+                        print(f"{suite} {sc} {s.name}: {e}", flush=True)
+    finally:
+        for s in servers:
+            s.stop()
+    return (results, [s.name for s in servers]), failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--suite", default="resp,http")
@@ -304,61 +326,25 @@ def main():
               f"{args.load_cpu}; median of {args.repeats} interleaved runs (min-max).", ""]
     failures = 0
     try:
-        if "resp" in suites:
-            missing = [t for t in ("redis-server", "redis-benchmark") if not shutil.which(t)]
+        suite_defs = {
+            "resp": (("redis-server", "redis-benchmark"), resp_servers,
+                     [(f"{t} P{p}", lambda a, s, t=t, p=p: resp_run(a, s, t, p))
+                      for t in ("ping_mbulk", "set", "get") for p in (1, 16)],
+                     "RESP: redis-benchmark -c 50 (-r 100000)", "redis"),
+            "http": (("nginx", "wrk"), http_servers,
+                     [(f"plaintext P{p}", lambda a, s, p=p: http_run(a, s, p, workdir))
+                      for p in (1, 16)],
+                     "HTTP: wrk -t1 -c50 /plaintext", "nginx"),
+        }
+        for suite in suites:
+            tools, start_servers, scenarios, title, peer = suite_defs[suite]
+            missing = [t for t in tools if not shutil.which(t)]
             if missing:
-                print(f"peer_compare: skipping resp: {', '.join(missing)} not installed")
-            else:
-                servers = resp_servers(args, workdir)
-                results, scenarios = {}, []
-                try:
-                    for rep in range(args.repeats):
-                        for test in ("ping_mbulk", "set", "get"):
-                            for pipeline in (1, 16):
-                                sc = f"{test} P{pipeline}"
-                                if sc not in scenarios:
-                                    scenarios.append(sc)
-                                for s in servers:
-                                    try:
-                                        r = resp_run(args, s, test, pipeline)
-                                        results.setdefault((sc, s.name), []).append(r)
-                                        print(f"resp {sc:14} {s.name:15} {r['rps']:>12,.0f} req/s"
-                                              f"  cpu {r['cpu_us']:.2f} us/req", flush=True)
-                                    except (RuntimeError, subprocess.TimeoutExpired) as e:
-                                        failures += 1
-                                        print(f"resp {sc} {s.name}: {e}", flush=True)
-                finally:
-                    for s in servers:
-                        s.stop()
-                report.append(table("RESP: redis-benchmark -c 50 (-r 100000)", "redis",
-                                    scenarios, results, [s.name for s in servers]))
-        if "http" in suites:
-            missing = [t for t in ("nginx", "wrk") if not shutil.which(t)]
-            if missing:
-                print(f"peer_compare: skipping http: {', '.join(missing)} not installed")
-            else:
-                servers = http_servers(args, workdir)
-                results, scenarios = {}, []
-                try:
-                    for rep in range(args.repeats):
-                        for pipeline in (1, 16):
-                            sc = f"plaintext P{pipeline}"
-                            if sc not in scenarios:
-                                scenarios.append(sc)
-                            for s in servers:
-                                try:
-                                    r = http_run(args, s, pipeline, workdir)
-                                    results.setdefault((sc, s.name), []).append(r)
-                                    print(f"http {sc:14} {s.name:15} {r['rps']:>12,.0f} req/s"
-                                          f"  cpu {r['cpu_us']:.2f} us/req", flush=True)
-                                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                                    failures += 1
-                                    print(f"http {sc} {s.name}: {e}", flush=True)
-                finally:
-                    for s in servers:
-                        s.stop()
-                report.append(table("HTTP: wrk -t1 -c50 /plaintext", "nginx", scenarios,
-                                    results, [s.name for s in servers]))
+                print(f"peer_compare: skipping {suite}: {', '.join(missing)} not installed")
+                continue
+            results, errors = run_suite(args, suite, start_servers(args, workdir), scenarios)
+            failures += errors
+            report.append(table(title, peer, [sc for sc, _ in scenarios], results[0], results[1]))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     text = "\n".join(report)
