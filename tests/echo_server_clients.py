@@ -9,31 +9,13 @@ Exits 77 (skipped) when the io_uring backend is asked for and the kernel refuses
 """
 import argparse
 import hashlib
-import os
 import random
-import re
 import selectors
-import signal
 import socket
-import subprocess
 import sys
 import time
 
-
-def start_server(binary, loops, backend):
-    proc = subprocess.Popen([binary, "--port", "0", "--loops", str(loops),
-                             "--backend", backend],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r":(\d+) ", line)
-    if not m:
-        proc.kill()
-        err = proc.stderr.read()
-        if backend == "io_uring" and "io_uring unavailable" in err:
-            print(f"skip: {err.strip()}")
-            sys.exit(77)
-        sys.exit(f"echo_server did not report its port: {line!r} {err}")
-    return proc, int(m.group(1))
+import sample_server
 
 
 class Client:
@@ -92,16 +74,11 @@ def main():
     ap.add_argument("--loops", type=int, default=2)
     ap.add_argument("--backend", default="epoll")
     args = ap.parse_args()
-    proc, port = start_server(args.binary, args.loops, args.backend)
+    proc, port = sample_server.start(args.binary, args.backend, "--loops", str(args.loops))
     try:
         remaining, bad = run_clients(port, args.conns)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            sys.exit("echo_server did not exit within 10 s of SIGTERM")
+        code, _, _ = sample_server.stop(proc)
     if remaining:
         sys.exit(f"{remaining} connections did not finish in time")
     if bad:

@@ -13,34 +13,16 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+import sample_server
+from sample_server import fail
+
 PLAINTEXT = b"Hello, World!"
 JSON = b'{"message":"Hello, World!"}'
-
-
-def fail(msg):
-    sys.exit(f"FAIL: {msg}")
-
-
-def start_server(binary, loops, backend):
-    proc = subprocess.Popen([binary, "--port", "0", "--loops", str(loops), "--backend", backend],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r":(\d+) ", line)
-    if not m:
-        proc.kill()
-        err = proc.stderr.read()
-        if backend == "io_uring" and "io_uring unavailable" in err:
-            print(f"skip: {err.strip()}")
-            sys.exit(77)
-        fail(f"http_server did not report its port: {line!r} {err}")
-    return proc, int(m.group(1))
 
 
 def curl(*args):
@@ -133,7 +115,7 @@ def check_curl(base, tmp):
 
 class Conn:
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = sample_server.connect(port)
         self.buf = b""
 
     def read_response(self):
@@ -260,7 +242,7 @@ def main():
         print("skip: curl not installed")
         sys.exit(77)
     started = time.monotonic()
-    proc, port = start_server(args.binary, args.loops, args.backend)
+    proc, port = sample_server.start(args.binary, args.backend, "--loops", str(args.loops))
     base = f"http://127.0.0.1:{port}"
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -270,14 +252,9 @@ def main():
         check_wrk(base)
         check_h2load(base)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            fail("http_server did not exit within 10 s of SIGTERM")
+        code, _, err = sample_server.stop(proc)
     if code != 0:
-        fail(f"http_server exited with {code}: {proc.stderr.read()}")
+        fail(f"http_server exited with {code}: {err}")
     print(f"ok: http_server on {args.backend} passed in {time.monotonic() - started:.1f} s; "
           "SIGTERM -> exit 0")
 

@@ -13,12 +13,13 @@ bytes plus "\\n", nil as an empty line, an error as its text plus "\\n\\n".
 import argparse
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+import sample_server
+from sample_server import connect, recv_n, recv_until_eof
 
 FAILURES = []
 
@@ -26,25 +27,6 @@ FAILURES = []
 def check(what, got, expected):
     if got != expected:
         FAILURES.append(f"{what}: expected {expected!r}, got {got!r}")
-
-
-def start_server(binary, loops, backend, log):
-    # stderr goes to a file: protocol errors are logged there and must never fill a pipe.
-    proc = subprocess.Popen([binary, "--port", "0", "--loops", str(loops),
-                             "--backend", backend],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r":(\d+) ", line)
-    if not m:
-        proc.kill()
-        proc.wait()
-        log.seek(0)
-        err = log.read().decode(errors="replace")
-        if backend == "io_uring" and "io_uring unavailable" in err:
-            print(f"skip: {err.strip()}")
-            sys.exit(77)
-        sys.exit(f"resp_server did not report its port: {line!r} {err}")
-    return proc, int(m.group(1))
 
 
 class Cli:
@@ -227,7 +209,7 @@ def check_binary_value(cli, port):
     s = connect(port)
     s.sendall(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$2\r\nok\r\n" % (len(key), key) +
               b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
-    check("binary key SET+GET", recv_exact(s, 13), b"+OK\r\n$2\r\nok\r\n")
+    check("binary key SET+GET", recv_n(s, 13), b"+OK\r\n$2\r\nok\r\n")
     s.close()
 
 
@@ -275,38 +257,14 @@ def check_benchmark(port, pipeline):
     print(f"redis-benchmark -P {pipeline}: " + "; ".join(rates))
 
 
-def connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return s
-
-
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def recv_until_eof(s):
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-
-
 def check_protocol_errors(port):
     good = connect(port)
     good.sendall(b"PING\r\n")
-    check("raw PING", recv_exact(good, 7), b"+PONG\r\n")
+    check("raw PING", recv_n(good, 7), b"+PONG\r\n")
     # Empty commands are skipped; pipelined commands come back in order.
     good.sendall(b"\r\n*0\r\n*-1\r\nECHO \"a b\"\r\n*2\r\n$4\r\nECHO\r\n$1\r\nz\r\nPING\r\n")
     expected = b"$3\r\na b\r\n$1\r\nz\r\n+PONG\r\n"
-    check("raw pipelined with empty commands", recv_exact(good, len(expected)), expected)
+    check("raw pipelined with empty commands", recv_n(good, len(expected)), expected)
     cases = [
         (b"*1\r\n$x\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
         (b"*abc\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
@@ -320,7 +278,7 @@ def check_protocol_errors(port):
         check(f"malformed {payload!r}", recv_until_eof(bad), reply)
         bad.close()
         good.sendall(b"*2\r\n$4\r\nECHO\r\n$5\r\nalive\r\n")
-        check("other connection after a protocol error", recv_exact(good, 11),
+        check("other connection after a protocol error", recv_n(good, 11),
               b"$5\r\nalive\r\n")
     good.close()
 
@@ -336,7 +294,9 @@ def main():
         sys.exit(77)
     started = time.monotonic()
     log = tempfile.TemporaryFile()
-    proc, port = start_server(args.binary, args.loops, args.backend, log)
+    # stderr goes to a file: protocol errors are logged there and must never fill a pipe.
+    proc, port = sample_server.start(args.binary, args.backend, "--loops", str(args.loops),
+                                     stderr_file=log)
     try:
         cli = Cli(port)
         check_commands(cli)
@@ -351,13 +311,7 @@ def main():
         if proc.poll() is not None:
             FAILURES.append(f"resp_server died: rc={proc.returncode}")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            sys.exit("resp_server did not exit within 10 s of SIGTERM")
+        code, _, _ = sample_server.stop(proc)
     if code != 0:
         FAILURES.append(f"resp_server exited with {code}")
     if FAILURES:

@@ -17,13 +17,13 @@ Exits 77 (skipped) when the io_uring backend is asked for and the kernel refuses
 """
 import argparse
 import re
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
-import time
+
+import sample_server
+from sample_server import fail
 
 MAGIC = 0x524E
 VERSION = 1
@@ -32,10 +32,6 @@ HEADER = struct.Struct(">HBBHHQI")  # magic, version, type, flags, method, reque
 assert HEADER.size == 20
 MAX_BODY = 2 * 1024 * 1024
 TIMEOUT = 10.0
-
-
-def fail(message):
-    sys.exit("FAIL: " + message)
 
 
 def check(condition, message):
@@ -51,13 +47,9 @@ def frame(ftype, method, request_id, body=b"", flags=0, magic=MAGIC, version=VER
 
 
 def recv_exact(sock, n):
-    data = bytearray()
-    while len(data) < n:
-        chunk = sock.recv(min(n - len(data), 1 << 20))
-        if not chunk:
-            fail(f"connection closed after {len(data)} of {n} bytes")
-        data += chunk
-    return bytes(data)
+    data = sample_server.recv_n(sock, n)
+    check(len(data) == n, f"connection closed after {len(data)} of {n} bytes")
+    return data
 
 
 def read_frame(sock):
@@ -69,9 +61,7 @@ def read_frame(sock):
 
 
 def connect(port):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    return sample_server.connect(port, timeout=TIMEOUT, nodelay=True)
 
 
 def send_in_background(sock, data):
@@ -98,22 +88,6 @@ def expect_closed(sock, what):
     except ConnectionResetError:
         fail(f"{what}: connection reset instead of closed")
     check(data == b"", f"{what}: server answered {data[:40]!r} instead of closing")
-
-
-def start_server(binary, backend):
-    proc = subprocess.Popen([binary, "--port", "0", "--loops", "2", "--backend", backend,
-                             "--max-body", str(MAX_BODY)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r":(\d+) ", line)
-    if not m:
-        proc.kill()
-        err = proc.stderr.read()
-        if backend == "io_uring" and "io_uring unavailable" in err:
-            print(f"skip: {err.strip()}")
-            sys.exit(77)
-        fail(f"rpc_echo did not report its port: {line!r} {err}")
-    return proc, int(m.group(1))
 
 
 def run_rpc_client(client, port, calls, window, size, method):
@@ -240,23 +214,14 @@ def check_refusals(port, counts):
           "another connection kept working")
 
 
-def stop_server(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        fail("rpc_echo did not exit within 10 s of SIGTERM")
-    return proc.returncode, out, err
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("server")
     ap.add_argument("client")
     ap.add_argument("--backend", default="epoll")
     args = ap.parse_args()
-    proc, port = start_server(args.server, args.backend)
+    proc, port = sample_server.start(args.server, args.backend, "--loops", "2",
+                                     "--max-body", str(MAX_BODY))
     counts = Counts()
     try:
         counts.requests += run_rpc_client(args.client, port, 20000, 64, 100, 1)
@@ -267,7 +232,7 @@ def main():
         check_pipelining(port, counts)
         check_refusals(port, counts)
     finally:
-        code, out, err = stop_server(proc)
+        code, out, err = sample_server.stop(proc)
     check(code == 0, f"rpc_echo exited with {code}: {err}")
     m = re.search(r"rpc_echo: requests=(\d+) one_way=(\d+) unknown_method=(\d+) "
                   r"misuse=(\d+) protocol_errors=(\d+)", out)

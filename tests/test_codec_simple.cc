@@ -9,42 +9,24 @@
 #include <ringnet/proto/length_field_codec.h>
 
 #include <atomic>
-#include <cstring>
-#include <memory>
-#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "codec_test_support.h"
 #include "test_support.h"
 
 namespace ringnet::proto {
 namespace {
 
 using namespace std::literals;
+using test::ExactBuffer;
+using test::inside;
 using test::Millis;
+using test::VectorSink;
 
 // ---- helpers --------------------------------------------------------------------------
-
-// `bytes` copied into a heap block of exactly that size, so that ASan reports any read
-// past the end of what decode was given.
-class ExactBuffer {
- public:
-  explicit ExactBuffer(std::string_view bytes)
-      : size_(bytes.size()), data_(new char[bytes.size() == 0 ? 1 : bytes.size()]) {
-    if (size_ != 0) std::memcpy(data_.get(), bytes.data(), size_);
-  }
-  std::string_view view() const { return {data_.get(), size_}; }
-
- private:
-  size_t size_;
-  std::unique_ptr<char[]> data_;
-};
-
-bool inside(std::string_view part, std::string_view whole) {
-  return part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size();
-}
 
 // `wire` starts with one complete frame of `consumed` bytes that decodes to `want`: every
 // shorter prefix must ask for more, the whole must give the frame (a view into the input),
@@ -52,17 +34,7 @@ bool inside(std::string_view part, std::string_view whole) {
 template <typename C>
 testing::AssertionResult frame_at_every_split(const C& codec, std::string_view wire,
                                               std::string_view want, size_t consumed) {
-  if (consumed > wire.size()) return testing::AssertionFailure() << "bad test: consumed";
-  for (size_t k = 0; k < consumed; ++k) {
-    ExactBuffer prefix(wire.substr(0, k));
-    std::string_view frame;
-    Decoded d = codec.decode(prefix.view(), frame);
-    if (d.kind != Decoded::kNeedMore) {
-      return testing::AssertionFailure()
-             << "prefix of " << k << " bytes: kind " << int(d.kind) << " (" << d.error.reason
-             << "), want kNeedMore";
-    }
-  }
+  if (auto r = test::needs_more_at_every_prefix(codec, wire, consumed); !r) return r;
   for (std::string_view in : {wire.substr(0, consumed), wire}) {
     ExactBuffer whole(in);
     std::string_view frame;
@@ -88,14 +60,8 @@ template <typename C>
 std::vector<std::string> decode_all(const C& codec, std::string_view in,
                                     std::string* leftover = nullptr, Decoded* last = nullptr) {
   std::vector<std::string> frames;
-  Decoded d;
-  for (;;) {
-    std::string_view frame;
-    d = codec.decode(in, frame);
-    if (d.kind != Decoded::kFrame || d.consumed == 0) break;
-    frames.emplace_back(frame);
-    in.remove_prefix(d.consumed);
-  }
+  Decoded d = test::decode_each(
+      codec, in, [&](std::string_view frame, const Decoded&) { frames.emplace_back(frame); });
   if (leftover) *leftover = std::string(in);
   if (last) *last = d;
   return frames;
@@ -581,37 +547,20 @@ TEST(LengthFieldCodec, EncodeRefusesWhatCannotBeSent) {
 
 // ---- sinks with writev ------------------------------------------------------------------
 
-// A ByteSink that also has writev (as Conn does) and counts the calls of each.
-struct GatherSink {
-  std::string out;
-  int writes = 0;
-  int writevs = 0;
-  Status write(std::string_view bytes) {
-    ++writes;
-    out.append(bytes);
-    return Status::ok();
-  }
-  Status writev(std::span<const std::string_view> parts) {
-    ++writevs;
-    for (std::string_view p : parts) out.append(p);
-    return Status::ok();
-  }
-};
-
 TEST(SimpleCodecEncode, HeaderAndBodyGoOutInOneWritev) {
-  GatherSink lines;
+  VectorSink lines;
   ASSERT_TRUE(delimiter("\r\n").encode("abc", lines).is_ok());
   EXPECT_EQ(lines.out, "abc\r\n");
   EXPECT_EQ(lines.writevs, 1);
   EXPECT_EQ(lines.writes, 0);
 
-  GatherSink frames;
+  VectorSink frames;
   ASSERT_TRUE(length_field({.length_size = 2}).encode("abc", frames).is_ok());
   EXPECT_EQ(frames.out, "\x00\x03" "abc"s);
   EXPECT_EQ(frames.writevs, 1);
   EXPECT_EQ(frames.writes, 0);
 
-  GatherSink refused;  // nothing at all on error
+  VectorSink refused;  // nothing at all on error
   EXPECT_FALSE(length_field({.length_size = 1}).encode(std::string(256, 'x'), refused).is_ok());
   EXPECT_FALSE(delimiter("\n").encode("a\nb", refused).is_ok());
   EXPECT_EQ(refused.writevs + refused.writes, 0);

@@ -60,12 +60,10 @@ class BracketHandler : public proto::FramedHandler<ByteLenCodec> {
   std::atomic<int> hints_{0};
 };
 
-class FramedTest : public testing::TestWithParam<Backend> {};
+class FramedTest : public HandlerTest<BracketHandler> {};
 
 TEST_P(FramedTest, SplitAndBatchedFramesAreDeliveredWholeAndInOrder) {
-  BracketHandler handler;
-  TestServer server(handler, test_options(GetParam()));
-  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(start(1));
   std::string wire, expect;
   for (int i = 0; i < 500; ++i) {
     std::string body = make_payload(static_cast<size_t>(i % 97), static_cast<uint64_t>(i));
@@ -74,7 +72,7 @@ TEST_P(FramedTest, SplitAndBatchedFramesAreDeliveredWholeAndInOrder) {
     expect += "[" + body + "]";
   }
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(c.connect_tcp(port()));
   c.set_nodelay();
   // Odd-sized pieces, so frames straddle arrivals; the server sees some whole frames in
   // one arrival and some split at every kind of boundary.
@@ -87,18 +85,14 @@ TEST_P(FramedTest, SplitAndBatchedFramesAreDeliveredWholeAndInOrder) {
   }
   ASSERT_TRUE(c.recv_exact(expect.size(), &got));
   EXPECT_TRUE(same_bytes(expect, got));
-  EXPECT_TRUE(wait_until([&] { return handler.frames_decoded() == 500; }, 5000ms))
-      << handler.frames_decoded();
-  EXPECT_EQ(handler.protocol_errors(), 0u);
+  EXPECT_TRUE(wait_until([&] { return handler_.frames_decoded() == 500; }, 5000ms))
+      << handler_.frames_decoded();
+  EXPECT_EQ(handler_.protocol_errors(), 0u);
 }
 
 TEST_P(FramedTest, ProtocolErrorAnswersAndClosesOnlyThatConnection) {
-  BracketHandler handler;
-  TestServer server(handler, test_options(GetParam()));
-  ASSERT_TRUE(server.start());
   Client good, bad;
-  ASSERT_TRUE(good.connect_tcp(server.port()));
-  ASSERT_TRUE(bad.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&good, &bad}));
 
   std::string got;
   ASSERT_TRUE(good.exchange(frame_of("one"), 5, &got));
@@ -111,20 +105,17 @@ TEST_P(FramedTest, ProtocolErrorAnswersAndClosesOnlyThatConnection) {
   std::string reply;
   EXPECT_EQ(bad.wait_end(5000ms, &reply), End::kEof);
   EXPECT_EQ(reply, "[x]E:frame too long\n");
-  EXPECT_TRUE(wait_until([&] { return handler.protocol_errors() == 1; }, 5000ms));
+  EXPECT_TRUE(wait_until([&] { return handler_.protocol_errors() == 1; }, 5000ms));
 
   got.clear();
   ASSERT_TRUE(good.exchange(frame_of("two"), 5, &got));
   EXPECT_EQ(got, "[two]");
-  EXPECT_EQ(handler.protocol_errors(), 1u);
+  EXPECT_EQ(handler_.protocol_errors(), 1u);
 }
 
 TEST_P(FramedTest, CloseFromOnMessageStopsLaterFrames) {
-  BracketHandler handler;
-  TestServer server(handler, test_options(GetParam()));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&c}));
   ASSERT_TRUE(c.send_all(frame_of("a") + frame_of("close") + frame_of("b")));
   std::string reply;
   EXPECT_EQ(c.wait_end(5000ms, &reply), End::kEof);
@@ -132,15 +123,12 @@ TEST_P(FramedTest, CloseFromOnMessageStopsLaterFrames) {
 }
 
 TEST_P(FramedTest, NeedMoreHintReachesTheHandlerThenTheFrameCompletes) {
-  BracketHandler handler;
-  TestServer server(handler, test_options(GetParam()));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&c}));
   std::string body(60, 'h');
   std::string wire = frame_of(body);
   ASSERT_TRUE(c.send_all(wire.substr(0, 11)));
-  ASSERT_TRUE(wait_until([&] { return handler.hints_.load() >= 1; }, 5000ms));
+  ASSERT_TRUE(wait_until([&] { return handler_.hints_.load() >= 1; }, 5000ms));
   EXPECT_FALSE(c.readable_within(50ms));  // nothing answered for a partial frame
   std::string got;
   ASSERT_TRUE(c.exchange(wire.substr(11), body.size() + 2, &got));
@@ -148,12 +136,10 @@ TEST_P(FramedTest, NeedMoreHintReachesTheHandlerThenTheFrameCompletes) {
 }
 
 TEST_P(FramedTest, CodecWordStartsAtZeroOnEveryConnection) {
-  BracketHandler handler;
-  TestServer server(handler, test_options(GetParam(), 1));
-  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(start(1));
   for (int round = 0; round < 3; ++round) {
     Client c;
-    ASSERT_TRUE(c.connect_tcp(server.port()));
+    ASSERT_TRUE(c.connect_tcp(port()));
     std::string got;
     ASSERT_TRUE(c.exchange(frame_of("word"), 8, &got));
     EXPECT_EQ(got, "[word:0]") << "round " << round;
@@ -162,16 +148,14 @@ TEST_P(FramedTest, CodecWordStartsAtZeroOnEveryConnection) {
     EXPECT_EQ(got, "[word:42]");
     c.close();
     // The next connection reuses the slot only once this one is gone.
-    ASSERT_TRUE(wait_until([&] { return server.engine().stats().open == 0; }, 5000ms));
+    ASSERT_TRUE(wait_until([&] { return server_->engine().stats().open == 0; }, 5000ms));
   }
 }
 
 TEST_P(FramedTest, FramesAreCountedOverEveryLoop) {
-  BracketHandler handler;
-  TestServer server(handler, test_options(GetParam(), 2));
-  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(start(2));
   std::vector<Client> clients;
-  ASSERT_TRUE(connect_many(server.port(), 4, &clients));
+  ASSERT_TRUE(connect_many(port(), 4, &clients));
   std::string wire, expect;
   for (int i = 0; i < 100; ++i) {
     wire += frame_of("f" + std::to_string(i));
@@ -182,8 +166,8 @@ TEST_P(FramedTest, FramesAreCountedOverEveryLoop) {
     ASSERT_TRUE(c.exchange(wire, expect.size(), &got));
     EXPECT_EQ(got, expect);
   }
-  EXPECT_TRUE(wait_until([&] { return handler.frames_decoded() == 400; }, 5000ms))
-      << handler.frames_decoded();
+  EXPECT_TRUE(wait_until([&] { return handler_.frames_decoded() == 400; }, 5000ms))
+      << handler_.frames_decoded();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FramedTest, testing::ValuesIn(test_backends()),

@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include <atomic>
-#include <memory>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -19,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "codec_test_support.h"
 #include "test_support.h"
 
 namespace ringnet::proto {
@@ -26,9 +26,13 @@ namespace {
 
 using namespace std::string_literals;
 using test::Client;
+using test::CountingSink;
 using test::End;
+using test::ExactBuffer;
+using test::inside;
 using test::Millis;
 using test::TestServer;
+using test::VectorSink;
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -62,37 +66,13 @@ Snapshot snap(const HttpRequest& r) {
   return s;
 }
 
-// Input in a heap block of exactly its size, so ASan flags any read past the end.
-class ExactBuffer {
- public:
-  explicit ExactBuffer(std::string_view bytes)
-      : data_(new char[bytes.size()]), size_(bytes.size()) {
-    if (size_ != 0) std::memcpy(data_.get(), bytes.data(), size_);
-  }
-  std::string_view view() const { return {data_.get(), size_}; }
-
- private:
-  std::unique_ptr<char[]> data_;
-  size_t size_;
-};
-
-bool inside(std::string_view part, std::string_view whole) {
-  return part.empty() ||
-         (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
-}
-
 // Every proper prefix needs more (with `hint_after_head` once `head_size` bytes are in);
 // the whole input is exactly one frame equal to `expected`.
 void expect_every_split(const Http1Codec& codec, std::string_view wire, const Snapshot& expected,
                         size_t head_size = 0, uint8_t hint_after_head = 0) {
-  for (size_t n = 0; n < wire.size(); ++n) {
-    ExactBuffer prefix(wire.substr(0, n));
-    HttpRequest req;
-    Decoded d = codec.decode(prefix.view(), req);
-    ASSERT_EQ(d.kind, Decoded::kNeedMore) << "prefix of " << n << " bytes: " << d.error.reason;
-    uint8_t hint = (head_size != 0 && n >= head_size) ? hint_after_head : 0;
-    ASSERT_EQ(d.hint, hint) << "prefix of " << n << " bytes";
-  }
+  ASSERT_TRUE(test::needs_more_at_every_prefix(codec, wire, wire.size(), [&](size_t n) {
+    return (head_size != 0 && n >= head_size) ? hint_after_head : uint8_t{0};
+  }));
   ExactBuffer whole(wire);
   HttpRequest req;
   Decoded d = codec.decode(whole.view(), req);
@@ -135,34 +115,6 @@ std::string mask_dates(std::string s) {
   }
   return s;
 }
-
-// A sink that counts write calls (no writev).
-struct CountingSink {
-  std::string out;
-  int writes = 0;
-  Status write(std::string_view bytes) {
-    ++writes;
-    out.append(bytes);
-    return Status::ok();
-  }
-};
-
-// A sink with writev, like Conn.
-struct VectorSink {
-  std::string out;
-  int writes = 0;
-  int writevs = 0;
-  Status write(std::string_view bytes) {
-    ++writes;
-    out.append(bytes);
-    return Status::ok();
-  }
-  Status writev(std::span<const std::string_view> parts) {
-    ++writevs;
-    for (std::string_view p : parts) out.append(p);
-    return Status::ok();
-  }
-};
 
 constexpr std::string_view kChunkedPost =
     "POST /upload?x=1 HTTP/1.1\r\n"
@@ -360,17 +312,11 @@ TEST(Http1Pipeline, SeveralRequestsInOneBufferComeOutInOrder) {
   std::string_view in = buf.view();
   std::vector<std::pair<std::string, std::string>> got;  // path, body
   std::vector<size_t> consumed;
-  HttpRequest req;
-  for (;;) {
-    Decoded r = codec.decode(in, req);
-    if (r.kind != Decoded::kFrame) {
-      EXPECT_EQ(r.kind, Decoded::kNeedMore);
-      break;
-    }
+  Decoded last = test::decode_each(codec, in, [&](const HttpRequest& req, const Decoded& r) {
     got.emplace_back(req.path, req.body);
     consumed.push_back(r.consumed);
-    in.remove_prefix(r.consumed);
-  }
+  });
+  EXPECT_EQ(last.kind, Decoded::kNeedMore);
   std::vector<std::pair<std::string, std::string>> want = {
       {"/one", ""}, {"/two", "abc"}, {"/upload", "hello, world"}, {"/four", ""}};
   EXPECT_EQ(got, want);
@@ -831,6 +777,13 @@ class HttpServerTest : public testing::TestWithParam<Backend> {
     if (!r) return r;
     return test::same_bytes(expected, mask_dates(got));
   }
+  // Reads until the server closes the connection and compares, dates masked.
+  static testing::AssertionResult expect_until_eof(Client& c, const std::string& expected) {
+    std::string got;
+    testing::AssertionResult r = c.recv_until_eof(&got);
+    if (!r) return r;
+    return test::same_bytes(expected, mask_dates(got));
+  }
   static size_t count_dates(const std::string& s) {
     size_t n = 0;
     for (size_t at = s.find("Date: <date>"); at != std::string::npos; at = s.find("Date: <date>", at + 1)) ++n;
@@ -879,9 +832,7 @@ TEST_P(HttpServerTest, Http10ClosesAfterTheResponse) {
   Client c = connect();
   // The second request in the same write must not be answered.
   ASSERT_TRUE(c.send_all("GET /old HTTP/1.0\r\n\r\nGET /ignored HTTP/1.0\r\n\r\n"));
-  std::string got;
-  ASSERT_TRUE(c.recv_until_eof(&got));
-  EXPECT_EQ(mask_dates(got), app_response("GET", "/old", "", false));
+  EXPECT_TRUE(expect_until_eof(c, app_response("GET", "/old", "", false)));
   EXPECT_EQ(app_.requests.load(), 1);
 }
 
@@ -890,18 +841,14 @@ TEST_P(HttpServerTest, Http10KeepAliveStaysOpen) {
   ASSERT_TRUE(c.send_all("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
   EXPECT_TRUE(expect_bytes(c, app_response("GET", "/a", "", true, true)));
   ASSERT_TRUE(c.send_all("GET /b HTTP/1.0\r\n\r\n"));
-  std::string got;
-  ASSERT_TRUE(c.recv_until_eof(&got));
-  EXPECT_EQ(mask_dates(got), app_response("GET", "/b", "", false));
+  EXPECT_TRUE(expect_until_eof(c, app_response("GET", "/b", "", false)));
 }
 
 TEST_P(HttpServerTest, ConnectionCloseIn11) {
   Client c = connect();
   ASSERT_TRUE(c.send_all("GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
                          "GET /c HTTP/1.1\r\nHost: h\r\n\r\n"));
-  std::string got;
-  ASSERT_TRUE(c.recv_until_eof(&got));
-  EXPECT_EQ(mask_dates(got), app_response("GET", "/a", "", true) + app_response("GET", "/b", "", false));
+  EXPECT_TRUE(expect_until_eof(c, app_response("GET", "/a", "", true) + app_response("GET", "/b", "", false)));
 }
 
 TEST_P(HttpServerTest, ExpectContinueIsAnsweredOncePerRequest) {
@@ -925,9 +872,7 @@ TEST_P(HttpServerTest, ExpectContinueIsAnsweredOncePerRequest) {
 TEST_P(HttpServerTest, TooLargeWithExpectGets413NotContinue) {
   Client c = connect();
   ASSERT_TRUE(c.send_all("POST /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n"));
-  std::string got;
-  ASSERT_TRUE(c.recv_until_eof(&got));
-  EXPECT_EQ(mask_dates(got), error_response(413));
+  EXPECT_TRUE(expect_until_eof(c, error_response(413)));
   EXPECT_EQ(app_.protocol_errors(), 1u);
 }
 
@@ -946,9 +891,7 @@ TEST_P(HttpServerTest, BadRequestGetsItsStatusAndEofOthersGoOn) {
     Client bad = connect();
     // A valid request first: it is answered before the bad one.
     ASSERT_TRUE(bad.send_all("GET /ok HTTP/1.1\r\nHost: h\r\n\r\n" + wire));
-    std::string got;
-    ASSERT_TRUE(bad.recv_until_eof(&got)) << status;
-    EXPECT_EQ(mask_dates(got), app_response("GET", "/ok", "", true) + error_response(status));
+    EXPECT_TRUE(expect_until_eof(bad, app_response("GET", "/ok", "", true) + error_response(status))) << status;
   }
   EXPECT_EQ(app_.protocol_errors(), 4u);
 

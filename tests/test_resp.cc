@@ -14,12 +14,15 @@
 #include <string_view>
 #include <vector>
 
+#include "codec_test_support.h"
 #include "test_support.h"
 
 namespace ringnet::proto {
 namespace {
 
 using namespace std::string_literals;
+using test::CountingSink;
+using test::VectorSink;
 using Args = std::vector<std::string>;
 
 Args args_of(const RespCommand& cmd) { return Args(cmd.begin(), cmd.end()); }
@@ -348,26 +351,6 @@ TEST(RespCommand, CaseInsensitiveName) {
 
 // ---- encoders -------------------------------------------------------------------------
 
-// Counts write() calls, to check the small replies go out in one.
-struct CountingSink {
-  std::string out;
-  int writes = 0;
-  Status write(std::string_view bytes) {
-    ++writes;
-    out.append(bytes);
-    return Status::ok();
-  }
-};
-
-struct VectorSink : CountingSink {
-  int writevs = 0;
-  Status writev(std::span<const std::string_view> parts) {
-    ++writevs;
-    for (std::string_view p : parts) out.append(p);
-    return Status::ok();
-  }
-};
-
 template <typename F>
 std::string written(F&& f, int expected_writes = 1) {
   CountingSink sink;
@@ -528,44 +511,35 @@ std::string bulk(std::string_view v) {
   return "$" + std::to_string(v.size()) + "\r\n" + std::string(v) + "\r\n";
 }
 
-class RespSocketTest : public testing::TestWithParam<Backend> {};
+class RespSocketTest : public HandlerTest<PingEchoHandler> {};
 
 TEST_P(RespSocketTest, PingAndEchoInBothForms) {
-  PingEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 2));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(2, {&c}));
   std::string request = "*1\r\n$4\r\nPING\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n"
                         "ECHO \"a b\"\r\n";
   std::string expected = "+PONG\r\n+PONG\r\n" + bulk("hello") + bulk("a b");
   std::string got;
   ASSERT_TRUE(c.exchange(request, expected.size(), &got));
   EXPECT_EQ(got, expected);
-  EXPECT_EQ(handler.commands.load(), 4u);
+  EXPECT_EQ(handler_.commands.load(), 4u);
 }
 
 TEST_P(RespSocketTest, EmptyCommandsNeverReachTheHandler) {
-  PingEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 1));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&c}));
   ASSERT_TRUE(c.send_all("\r\n*0\r\n"));
   ASSERT_TRUE(c.send_all("*-1\r\n   \r\n"));
   std::string got;
   ASSERT_TRUE(c.exchange("PING\r\n", 7, &got));
   EXPECT_EQ(got, "+PONG\r\n");
-  EXPECT_EQ(handler.commands.load(), 1u);
+  EXPECT_EQ(handler_.commands.load(), 1u);
   EXPECT_FALSE(c.readable_within(Millis(50)));  // nothing answered the empty commands
 }
 
 TEST_P(RespSocketTest, CommandSplitAcrossWritesIsAnsweredOnce) {
-  PingEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 1));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&c}));
   c.set_nodelay();
   std::string request = "*2\r\n$4\r\nECHO\r\n$11\r\nhello world\r\n";
   for (char byte : request) {
@@ -575,15 +549,12 @@ TEST_P(RespSocketTest, CommandSplitAcrossWritesIsAnsweredOnce) {
   std::string got;
   ASSERT_TRUE(c.recv_exact(bulk("hello world").size(), &got));
   EXPECT_EQ(got, bulk("hello world"));
-  EXPECT_EQ(handler.commands.load(), 1u);
+  EXPECT_EQ(handler_.commands.load(), 1u);
 }
 
 TEST_P(RespSocketTest, ThousandPipelinedCommandsAnsweredInOrder) {
-  PingEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 2));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(2, {&c}));
   std::string request;
   std::string expected;
   for (int i = 0; i < 1000; ++i) {
@@ -599,18 +570,14 @@ TEST_P(RespSocketTest, ThousandPipelinedCommandsAnsweredInOrder) {
   std::string got;
   ASSERT_TRUE(c.exchange(request, expected.size(), &got));
   EXPECT_TRUE(same_bytes(expected, got));
-  EXPECT_EQ(handler.commands.load(), 1000u);
-  EXPECT_EQ(handler.frames_decoded(), 1000u);
+  EXPECT_EQ(handler_.commands.load(), 1000u);
+  EXPECT_EQ(handler_.frames_decoded(), 1000u);
 }
 
 TEST_P(RespSocketTest, ProtocolErrorIsAnsweredAndClosesOnlyThatConnection) {
-  PingEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 2));
-  ASSERT_TRUE(server.start());
   Client good;
   Client bad;
-  ASSERT_TRUE(good.connect_tcp(server.port()));
-  ASSERT_TRUE(bad.connect_tcp(server.port()));
+  ASSERT_TRUE(start(2, {&good, &bad}));
   std::string got;
   ASSERT_TRUE(good.exchange("PING\r\n", 7, &got));
 
@@ -619,7 +586,7 @@ TEST_P(RespSocketTest, ProtocolErrorIsAnsweredAndClosesOnlyThatConnection) {
   std::string reply;
   ASSERT_TRUE(bad.recv_until_eof(&reply));
   EXPECT_EQ(reply, "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n");
-  EXPECT_EQ(handler.protocol_errors(), 1u);
+  EXPECT_EQ(handler_.protocol_errors(), 1u);
 
   got.clear();
   ASSERT_TRUE(good.exchange("*2\r\n$4\r\nECHO\r\n$2\r\nok\r\n", 8, &got));
@@ -627,11 +594,8 @@ TEST_P(RespSocketTest, ProtocolErrorIsAnsweredAndClosesOnlyThatConnection) {
 }
 
 TEST_P(RespSocketTest, OversizedBulkHeaderIsRejectedBeforeItsBody) {
-  PingEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 1));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&c}));
   ASSERT_TRUE(c.send_all("*2\r\n$4\r\nECHO\r\n$999999999\r\n"));
   std::string reply;
   ASSERT_TRUE(c.recv_until_eof(&reply));

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "codec_test_support.h"
 #include "test_support.h"
 
 namespace ringnet::proto {
@@ -137,13 +138,8 @@ TEST(RpcFrameDecode, EveryValidFrameSplitAtEveryByte) {
   const RpcFrameCodec codec;
   for (const RpcFrame& original : sample_frames()) {
     const std::string wire = encode_to_string(original);
-    for (size_t cut = 0; cut < wire.size(); ++cut) {
-      RpcFrame f;
-      Decoded d = codec.decode(std::string_view(wire).substr(0, cut), f);
-      ASSERT_EQ(d.kind, Decoded::kNeedMore)
-          << "cut " << cut << " of " << wire.size() << ": " << d.error.reason;
-      EXPECT_EQ(d.consumed, 0u);
-    }
+    ASSERT_TRUE(test::needs_more_at_every_prefix(codec, wire, wire.size()))
+        << "frame of " << wire.size() << " bytes";
     RpcFrame whole;
     Decoded d = codec.decode(wire, whole);
     ASSERT_EQ(d.kind, Decoded::kFrame) << d.error.reason;
@@ -168,16 +164,12 @@ TEST(RpcFrameDecode, SeveralFramesInOneBuffer) {
   buffer += partial.substr(0, 23);
 
   std::string_view rest = buffer;
-  for (const RpcFrame& expected : frames) {
-    RpcFrame f;
-    Decoded d = codec.decode(rest, f);
-    ASSERT_EQ(d.kind, Decoded::kFrame) << d.error.reason;
-    EXPECT_EQ(f, expected);
-    rest.remove_prefix(d.consumed);
-  }
+  std::vector<RpcFrame> got;
+  Decoded last = test::decode_each(codec, rest,
+                                   [&](const RpcFrame& f, const Decoded&) { got.push_back(f); });
+  EXPECT_EQ(got, frames);
   EXPECT_EQ(rest.size(), 23u);
-  RpcFrame f;
-  EXPECT_EQ(codec.decode(rest, f).kind, Decoded::kNeedMore);
+  EXPECT_EQ(last.kind, Decoded::kNeedMore);
 }
 
 TEST(RpcFrameDecode, RoundTripEveryType) {
@@ -439,14 +431,12 @@ testing::AssertionResult call(Client& c, uint64_t id, std::string_view body) {
   return testing::AssertionSuccess();
 }
 
-class RpcFramedTest : public testing::TestWithParam<Backend> {};
+class RpcFramedTest : public HandlerTest<RpcEchoHandler> {};
 
 // 500 requests of varied sizes in one write: 500 responses, in order, each with its
 // request's id and body, byte for byte.
 TEST_P(RpcFramedTest, PipelinedRequestsAnsweredInOrderWithMatchingIds) {
-  RpcEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 2));
-  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(start(2));
 
   constexpr int kCalls = 500;
   std::string requests;
@@ -459,7 +449,7 @@ TEST_P(RpcFramedTest, PipelinedRequestsAnsweredInOrderWithMatchingIds) {
     expected += encode({RpcType::kResponse, static_cast<uint16_t>(i & 1), method, id, body});
   }
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(c.connect_tcp(port()));
   std::string got;
   ASSERT_TRUE(c.exchange(requests, expected.size(), &got, Millis(30000)));
   EXPECT_TRUE(same_bytes(expected, got));
@@ -476,19 +466,17 @@ TEST_P(RpcFramedTest, PipelinedRequestsAnsweredInOrderWithMatchingIds) {
   }
   EXPECT_TRUE(rest.empty());
   EXPECT_FALSE(c.readable_within(Millis(50)));
-  EXPECT_EQ(handler.frames_decoded(), static_cast<uint64_t>(kCalls));
-  EXPECT_EQ(handler.protocol_errors(), 0u);
+  EXPECT_EQ(handler_.frames_decoded(), static_cast<uint64_t>(kCalls));
+  EXPECT_EQ(handler_.protocol_errors(), 0u);
 }
 
 // One frame dribbled out a byte at a time is answered once, whole.
 TEST_P(RpcFramedTest, FrameSentByteByByteIsAnsweredOnce) {
-  RpcEchoHandler handler;
-  TestServer server(handler, test_options(GetParam()));
-  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(start(1));
   const std::string body = make_payload(40, 3);
   const std::string wire = encode({RpcType::kRequest, 0, 2, 55, body});
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(c.connect_tcp(port()));
   c.set_nodelay();
   for (char ch : wire) {
     ASSERT_TRUE(c.send_all(std::string_view(&ch, 1)));
@@ -498,43 +486,33 @@ TEST_P(RpcFramedTest, FrameSentByteByByteIsAnsweredOnce) {
   ASSERT_TRUE(c.recv_exact(wire.size(), &got));
   EXPECT_TRUE(same_bytes(encode({RpcType::kResponse, 0, 2, 55, body}), got));
   EXPECT_FALSE(c.readable_within(Millis(50)));
-  EXPECT_EQ(handler.frames_decoded(), 1u);
+  EXPECT_EQ(handler_.frames_decoded(), 1u);
 }
 
 // A 4 MiB body survives the trip both ways.
 TEST_P(RpcFramedTest, LargeBodyRoundTrip) {
-  RpcEchoHandler handler;
-  TestServer server(handler, test_options(GetParam()));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&c}));
   EXPECT_TRUE(call(c, 9, make_payload(4 * 1024 * 1024, 9)));
 }
 
 // A one-way frame gets no reply: the next bytes back answer the request that follows it.
 TEST_P(RpcFramedTest, OneWayGetsNoReply) {
-  RpcEchoHandler handler;
-  TestServer server(handler, test_options(GetParam()));
-  ASSERT_TRUE(server.start());
   Client c;
-  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(start(1, {&c}));
   ASSERT_TRUE(c.send_all(encode({RpcType::kOneWay, 0, 1, 1, "fire"}) +
                          encode({RpcType::kOneWay, 0, 1, 2, "forget"})));
   EXPECT_TRUE(call(c, 3, "answered"));
   EXPECT_FALSE(c.readable_within(Millis(50)));
-  EXPECT_EQ(handler.one_way(), 2u);
+  EXPECT_EQ(handler_.one_way(), 2u);
 }
 
 // A connection with a bad magic is closed (no answer); a second connection, open before
 // and after, keeps working; exactly one protocol error is counted.
 TEST_P(RpcFramedTest, BadMagicClosesOnlyThatConnection) {
-  RpcEchoHandler handler;
-  TestServer server(handler, test_options(GetParam(), 2));
-  ASSERT_TRUE(server.start());
   Client good;
   Client bad;
-  ASSERT_TRUE(good.connect_tcp(server.port()));
-  ASSERT_TRUE(bad.connect_tcp(server.port()));
+  ASSERT_TRUE(start(2, {&good, &bad}));
   ASSERT_TRUE(call(good, 1, "before"));
 
   ASSERT_TRUE(bad.send_all(header_only(0x5858, 0)));
@@ -543,9 +521,9 @@ TEST_P(RpcFramedTest, BadMagicClosesOnlyThatConnection) {
   EXPECT_TRUE(data.empty()) << "server answered a bad frame with " << data.size() << " bytes";
 
   EXPECT_TRUE(call(good, 2, "after"));
-  EXPECT_TRUE(wait_until([&] { return handler.protocol_errors() >= 1; }, Millis(5000)));
-  EXPECT_EQ(handler.protocol_errors(), 1u);
-  EXPECT_EQ(handler.frames_decoded(), 2u);
+  EXPECT_TRUE(wait_until([&] { return handler_.protocol_errors() >= 1; }, Millis(5000)));
+  EXPECT_EQ(handler_.protocol_errors(), 1u);
+  EXPECT_EQ(handler_.frames_decoded(), 2u);
 }
 
 // body_length over max_body: closed right after the header, no body ever sent.

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -182,6 +183,29 @@ testing::AssertionResult connect_many(uint16_t port, size_t n, std::vector<Clien
 testing::AssertionResult echo_all(std::vector<Client>& clients,
                                   const std::vector<std::string>& payloads,
                                   Millis timeout = kIoTimeout);
+
+// ---- fixture ----------------------------------------------------------------------------
+
+// A socket test of one handler type on every backend (instantiate it with
+// testing::ValuesIn(test_backends())). The handler lives in the fixture; start() builds
+// and starts a server for it with the given number of loops and connects `clients` to it.
+// The server is stopped before the handler is destroyed.
+template <typename Handler>
+class HandlerTest : public testing::TestWithParam<Backend> {
+ protected:
+  testing::AssertionResult start(int loops = 1, std::initializer_list<Client*> clients = {}) {
+    server_.emplace(handler_, test_options(GetParam(), loops));
+    if (testing::AssertionResult r = server_->start(); !r) return r;
+    for (Client* c : clients) {
+      if (testing::AssertionResult r = c->connect_tcp(server_->port()); !r) return r;
+    }
+    return testing::AssertionSuccess();
+  }
+  uint16_t port() const { return server_->port(); }
+
+  Handler handler_;
+  std::optional<TestServer> server_;
+};
 
 // ---- handler --------------------------------------------------------------------------
 

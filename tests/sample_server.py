@@ -1,0 +1,94 @@
+"""Shared by the black-box scripts in tests/ (*_clients.py): start a sample server on an
+ephemeral port, stop it with SIGTERM, and a few blocking socket helpers. Plain Python 3
+standard library; the scripts import it from their own directory (Python puts a script's
+directory first on sys.path).
+
+Every sample server takes --port 0 --backend B and prints a line "... listening on
+HOST:PORT ..." on stdout once it accepts connections.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+
+def fail(message):
+    sys.exit("FAIL: " + message)
+
+
+def start(binary, backend, *args, stderr_file=None):
+    """Starts `binary --port 0 --backend BACKEND *args` and returns (proc, port).
+
+    stderr goes to a pipe, or to `stderr_file` (a binary file object) for a server that logs
+    so much that a pipe nobody reads could fill. Exits 77 (skip) when the io_uring backend
+    was asked for and the server says io_uring is unavailable; fails when it reports no port.
+    stdout is text and stays a pipe: the caller may read later lines (see stop()).
+    """
+    name = os.path.basename(binary)
+    proc = subprocess.Popen([binary, "--port", "0", "--backend", backend, *args],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE if stderr_file is None else stderr_file,
+                            text=True)
+    line = proc.stdout.readline()
+    m = re.search(r":(\d+) ", line)
+    if m:
+        return proc, int(m.group(1))
+    proc.kill()
+    proc.wait()
+    if stderr_file is None:
+        err = proc.stderr.read()
+    else:
+        stderr_file.seek(0)
+        err = stderr_file.read().decode(errors="replace")
+    if backend == "io_uring" and "io_uring unavailable" in err:
+        print(f"skip: {err.strip()}")
+        sys.exit(77)
+    fail(f"{name} did not report its port: {line!r} {err}")
+
+
+def stop(proc, timeout=10):
+    """Sends SIGTERM (unless the server has already exited) and waits for it to exit.
+
+    Returns (exit code, the rest of its stdout, its stderr — None when it went to a file).
+    Fails when the server is still running `timeout` seconds after the signal.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        fail(f"{os.path.basename(proc.args[0])} did not exit within {timeout} s of SIGTERM")
+    return proc.returncode, out, err
+
+
+def connect(port, timeout=10.0, nodelay=False):
+    """A blocking TCP connection to 127.0.0.1:port with a timeout on every operation."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def recv_n(sock, n):
+    """Receives until it has `n` bytes or the peer closes; shorter only at EOF."""
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(min(n - len(data), 1 << 20))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def recv_until_eof(sock):
+    """Everything the peer sends until it closes."""
+    data = bytearray()
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
