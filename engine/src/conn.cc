@@ -75,6 +75,19 @@ void ConnHandle::wake() const {
   if (loop_ != nullptr) loop_->wake_conn(id_);
 }
 
+void ConnHandle::dispatch(std::function<void(Conn*)> task) const {
+  if (loop_ == nullptr) {
+    task(nullptr);
+    return;
+  }
+  EventLoop* loop = loop_;
+  ConnId id = id_;
+  loop->post([loop, id, task = std::move(task)] {
+    Conn* c = loop->lookup(id);
+    task(c != nullptr && c->state() == Conn::State::kOpen ? c : nullptr);
+  });
+}
+
 void ConnHandle::close() const {
   if (loop_ == nullptr) return;
   EventLoop* loop = loop_;

@@ -69,6 +69,10 @@ class ConnHandle {
   void wake() const;
   // Any thread. Asks the loop to close the connection (flushing first).
   void close() const;
+  // Any thread. Runs `task` on the connection's loop thread with the connection, or with
+  // nullptr when it has closed meanwhile (or is closing: it takes no more writes). What
+  // the task writes is flushed at the end of that loop iteration, as from a callback.
+  void dispatch(std::function<void(Conn*)> task) const;
 
   bool valid() const { return loop_ != nullptr; }
   ConnId id() const { return id_; }

@@ -1,0 +1,1 @@
+// placeholder: the worker pool (issue 7)

@@ -1,0 +1,2 @@
+// placeholder (issue 7)
+#include <gtest/gtest.h>
