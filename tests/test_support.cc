@@ -173,7 +173,10 @@ std::string describe(const EngineStats& st) {
      << " reset=" << st.closed_by_reason[int(CloseReason::kReset)]
      << " error=" << st.closed_by_reason[int(CloseReason::kError)]
      << " local=" << st.closed_by_reason[int(CloseReason::kLocalClose)]
-     << " shutdown=" << st.closed_by_reason[int(CloseReason::kShutdown)] << ")"
+     << " shutdown=" << st.closed_by_reason[int(CloseReason::kShutdown)]
+     << " idle_timeout=" << st.closed_by_reason[int(CloseReason::kIdleTimeout)]
+     << " read_timeout=" << st.closed_by_reason[int(CloseReason::kReadTimeout)]
+     << " write_timeout=" << st.closed_by_reason[int(CloseReason::kWriteTimeout)] << ")"
      << " bytes_in=" << st.bytes_in << " bytes_out=" << st.bytes_out
      << " read_calls=" << st.read_calls << " write_calls=" << st.write_calls
      << " budget_yields=" << st.budget_yields << " tasks_run=" << st.tasks_run

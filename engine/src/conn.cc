@@ -44,6 +44,11 @@ Status Conn::flush() {
   return loop_->flush_now(*this);
 }
 
+void Conn::set_idle_timeout(std::chrono::milliseconds timeout) {
+  RINGNET_ASSERT_IN_LOOP(loop_);
+  loop_->set_idle_timeout(*this, timeout);
+}
+
 void Conn::close() {
   RINGNET_ASSERT_IN_LOOP(loop_);
   loop_->begin_close(*this, CloseReason::kLocalClose);

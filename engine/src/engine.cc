@@ -281,7 +281,7 @@ EngineStats Engine::stats() const {
     s.accepted += get(c.accepted);
     s.open += get(c.open);
     s.closed += get(c.closed);
-    for (int i = 0; i < 5; ++i) s.closed_by_reason[i] += get(c.closed_by_reason[i]);
+    for (int i = 0; i < kCloseReasonCount; ++i) s.closed_by_reason[i] += get(c.closed_by_reason[i]);
     s.bytes_in += get(c.bytes_in);
     s.bytes_out += get(c.bytes_out);
     s.read_calls += get(c.read_calls);

@@ -37,6 +37,16 @@ const Options& EventLoop::options() const { return engine_.opts; }
 
 Status EventLoop::init() {
   if (Status s = tasks_.init(); !s) return s;
+  const Options& o = engine_.opts;
+  auto ticks = [](std::chrono::milliseconds d) {
+    return d.count() <= 0 ? 0u
+                          : static_cast<uint32_t>(std::min<uint64_t>(TimerWheel::ticks_for(d),
+                                                                      UINT32_MAX));
+  };
+  idle_ticks_ = ticks(o.idle_timeout);
+  read_ticks_ = ticks(o.read_timeout);
+  write_ticks_ = ticks(o.write_timeout);
+  timeouts_on_ = idle_ticks_ != 0 || read_ticks_ != 0 || write_ticks_ != 0;
   if (engine_.opts.backend == Backend::kIoUring) {
     auto uring = std::make_unique<UringPoller>(*this);
     if (Status s = uring->init(engine_.opts); !s) return s;
@@ -96,18 +106,27 @@ void EventLoop::iterate() {
   int timeout = -1;
   if (task_signal_ || tasks_.has_backlog()) {
     timeout = 0;
-  } else if (timers_.size() > 0) {
-    timeout = timers_.next_timeout_ms(Clock::now());
+  } else if (timers_.size() > 0 || wheel_.size() > 0) {
+    Clock::time_point now = Clock::now();
+    int t = timers_.size() > 0 ? timers_.next_timeout_ms(now) : -1;
+    int w = wheel_.next_timeout_ms(now);
+    timeout = t < 0 ? w : (w < 0 ? t : std::min(t, w));
   }
   if (draining_) {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(drain_deadline_ - Clock::now());
     int cap = static_cast<int>(std::max<int64_t>(0, left.count()));
     timeout = timeout < 0 ? cap : std::min(timeout, cap);
   }
+  tick_fresh_ = false;  // the first activity dispatched by this poll reads the clock anew
   if (Status s = poller_->poll(timeout); !s) {
     log(LogLevel::kError, "loop {}: {} poll failed: {}", index_, poller_->name(), s.message());
   }
   if (timers_.size() > 0) timers_.run_due(Clock::now());
+  if (wheel_.size() > 0) {
+    wheel_.advance(Clock::now(), [this](detail::WheelTimer& t) {
+      on_conn_timer(*static_cast<Conn*>(t.owner));
+    });
+  }
   if (task_signal_ || tasks_.has_backlog()) {
     task_signal_ = false;
     bump(counters_.tasks_run, tasks_.run(engine_.opts.task_budget));
@@ -180,6 +199,13 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   c.dirty_ = c.readable_ = c.eof_ = c.hup_ = false;
   c.send_error_ = 0;
   c.remote_ = peer;
+  c.timer_.owner = &c;
+  c.idle_ticks_ = idle_ticks_;
+  c.read_since_ = c.write_since_ = 0;
+  if (timeouts_on_) {
+    c.last_active_ = now_tick();
+    update_timer(c);
+  }
   if (Status s = poller_->add_conn(c); !s) {
     log(LogLevel::kWarn, "loop {}: cannot watch fd {}: {}", index_, fd, s.message());
     ::close(fd);
@@ -204,11 +230,13 @@ void EventLoop::wake_conn(ConnId id) {
 
 void EventLoop::deliver_view(Conn& c, const char* data, size_t n) {
   bump(counters_.bytes_in, n);
+  note_activity(c);
   c.in_view_ = std::string_view(data, n);
   run_traffic(c);
 }
 
 void EventLoop::deliver_buffered(Conn& c) {
+  note_activity(c);
   c.in_view_ = c.in_.view();
   run_traffic(c);
 }
@@ -228,6 +256,7 @@ void EventLoop::run_traffic(Conn& c) {
     c.in_.release_if_empty();
     c.in_view_ = c.in_.view();
   }
+  if (read_ticks_ != 0) track_partial_input(c);
   apply_action(c, action);
 }
 
@@ -298,13 +327,93 @@ Status EventLoop::flush_now(Conn& c) {
 void EventLoop::after_send(Conn& c) {
   if (c.state_ == Conn::State::kClosing && c.out_.empty()) {
     close_conn(c, CloseInfo{c.close_reason_, 0});
+    return;
   }
+  if (timeouts_on_) {
+    note_activity(c);
+    if (write_ticks_ != 0) track_pending_output(c);
+  }
+}
+
+// ---------------------------------------------------------------- timeouts
+//
+// Activity only stores a tick; the wheel node is armed at the earliest deadline and, when
+// it fires, either closes the connection or re-arms at the deadline as it stands now. So
+// a busy connection touches the wheel about once per timeout period, not per message.
+
+void EventLoop::track_partial_input(Conn& c) {
+  if (c.in_.empty()) {
+    c.read_since_ = 0;
+  } else if (c.read_since_ == 0 && c.state_ == Conn::State::kOpen) {
+    c.read_since_ = now_tick();
+    update_timer(c);
+  }
+}
+
+void EventLoop::track_pending_output(Conn& c) {
+  if (c.out_.empty()) {
+    c.write_since_ = 0;
+  } else if (c.write_since_ == 0) {
+    c.write_since_ = now_tick();
+    update_timer(c);
+  }
+}
+
+void EventLoop::set_idle_timeout(Conn& c, std::chrono::milliseconds timeout) {
+  c.idle_ticks_ = timeout.count() <= 0
+                      ? 0
+                      : static_cast<uint32_t>(
+                            std::min<uint64_t>(TimerWheel::ticks_for(timeout), UINT32_MAX));
+  if (c.idle_ticks_ == 0) return;  // a later deadline, if any, re-arms itself when reached
+  timeouts_on_ = true;
+  c.last_active_ = now_tick();
+  // Re-arm from scratch: the new timeout may be shorter than what the node waits for.
+  wheel_.cancel(c.timer_);
+  update_timer(c);
+}
+
+void EventLoop::update_timer(Conn& c) {
+  uint64_t due = UINT64_MAX;
+  // +1: a deadline falls inside a tick; firing on the tick after never fires early.
+  if (c.idle_ticks_ != 0) due = std::min(due, c.last_active_ + c.idle_ticks_ + 1);
+  if (c.read_since_ != 0 && read_ticks_ != 0) due = std::min(due, c.read_since_ + read_ticks_ + 1);
+  if (c.write_since_ != 0 && write_ticks_ != 0) {
+    due = std::min(due, c.write_since_ + write_ticks_ + 1);
+  }
+  if (due == UINT64_MAX) return;
+  if (c.timer_.armed() && c.timer_.expires <= due) return;  // fires first, then re-checks
+  wheel_.arm(c.timer_, due);
+}
+
+void EventLoop::on_conn_timer(Conn& c) {
+  if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) return;
+  const uint64_t now = wheel_.now_tick();
+  if (c.write_since_ != 0 && write_ticks_ != 0 && now > c.write_since_ + write_ticks_) {
+    // The output cannot drain: flushing first would wait for ever.
+    return close_conn(c, CloseInfo{CloseReason::kWriteTimeout, 0});
+  }
+  if (c.read_since_ != 0 && read_ticks_ != 0 && now > c.read_since_ + read_ticks_) {
+    if (c.state_ == Conn::State::kOpen) {
+      begin_close(c, CloseReason::kReadTimeout);
+      update_timer(c);  // the flush may in turn time out (write_timeout)
+      return;
+    }
+  }
+  if (c.idle_ticks_ != 0 && now > c.last_active_ + c.idle_ticks_) {
+    if (c.state_ == Conn::State::kOpen) {
+      begin_close(c, CloseReason::kIdleTimeout);
+    } else {
+      return close_conn(c, CloseInfo{CloseReason::kIdleTimeout, 0});
+    }
+  }
+  update_timer(c);
 }
 
 void EventLoop::close_conn(Conn& c, CloseInfo info) {
   if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) return;
   c.state_ = Conn::State::kClosed;
   c.dirty_ = false;
+  wheel_.cancel(c.timer_);
   if (!c.out_.empty()) bump(counters_.outbound_dropped, c.out_.size());
   bool reusable = poller_->detach(c);
   handler_.on_close(c, info);

@@ -32,6 +32,7 @@
 #include "ringnet/handler.h"
 #include "task_queue.h"
 #include "timer_queue.h"
+#include "timer_wheel.h"
 
 namespace ringnet {
 
@@ -43,7 +44,7 @@ struct LoopCounters {
   std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
   std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
   std::atomic<uint64_t> recv_bundles{0};
-  std::atomic<uint64_t> closed_by_reason[5]{};
+  std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
 };
 
 inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
@@ -105,6 +106,11 @@ class EventLoop {
   // connection drained. Never called from inside a handler callback.
   void send_or_close(Conn& c);
   void close_conn(Conn& c, CloseInfo info);
+  // Timeouts (Options::idle/read/write_timeout): bytes moved for `c` now.
+  void note_activity(Conn& c) {
+    if (timeouts_on_) c.last_active_ = now_tick();
+  }
+  void set_idle_timeout(Conn& c, std::chrono::milliseconds timeout);
   // Closes after a socket error: ECONNRESET/EPIPE are a reset, anything else an error.
   void close_on_error(Conn& c, int err) { close_conn(c, error_close_info(err)); }
   static CloseInfo error_close_info(int err);
@@ -128,6 +134,19 @@ class EventLoop {
   void run_traffic(Conn& c);
   void apply_action(Conn& c, Action action);
   void begin_shutdown();
+  // The wheel tick of "now", read from the clock at most once per iteration.
+  uint64_t now_tick() {
+    if (!tick_fresh_) {
+      now_tick_ = wheel_.tick_of(Clock::now());
+      tick_fresh_ = true;
+    }
+    return now_tick_;
+  }
+  // Arms c's wheel node at its earliest deadline unless it already fires no later.
+  void update_timer(Conn& c);
+  void on_conn_timer(Conn& c);
+  void track_partial_input(Conn& c);
+  void track_pending_output(Conn& c);
   void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
@@ -140,6 +159,11 @@ class EventLoop {
   std::unique_ptr<Poller> poller_;
   TaskQueue tasks_;
   TimerQueue timers_;
+  TimerWheel wheel_;                    // connection timeouts
+  bool timeouts_on_ = false;            // any timeout option set (else no clock reads)
+  bool tick_fresh_ = false;             // now_tick_ read since this iteration's poll
+  uint64_t now_tick_ = 0;
+  uint32_t idle_ticks_ = 0, read_ticks_ = 0, write_ticks_ = 0;  // from Options
   BufferPool pool_;
   std::unique_ptr<char[]> spill_;
   std::deque<Conn> slots_;              // stable addresses; never shrinks while running

@@ -11,6 +11,9 @@ const char* close_reason_name(CloseReason reason) {
     case CloseReason::kError: return "error";
     case CloseReason::kLocalClose: return "local_close";
     case CloseReason::kShutdown: return "shutdown";
+    case CloseReason::kIdleTimeout: return "idle_timeout";
+    case CloseReason::kReadTimeout: return "read_timeout";
+    case CloseReason::kWriteTimeout: return "write_timeout";
   }
   return "unknown";
 }

@@ -20,6 +20,7 @@
 // ConnHandle usable from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,7 @@
 
 #include "ringnet/address.h"
 #include "ringnet/buffer.h"
+#include "ringnet/detail/wheel_timer.h"
 #include "ringnet/handler.h"
 #include "ringnet/status.h"
 
@@ -138,6 +140,11 @@ class Conn {
   uint32_t codec_word() const { return codec_word_; }
   void set_codec_word(uint32_t w) { codec_word_ = w; }
 
+  // ---- timeouts (loop thread only) ----
+  // This connection's idle timeout, replacing Options::idle_timeout (zero: none), counted
+  // from now; e.g. a short keep-alive timeout between HTTP requests.
+  void set_idle_timeout(std::chrono::milliseconds timeout);
+
   // Engine-internal construction; applications receive Conn& from callbacks only.
   explicit Conn(EventLoop* loop, BufferPool* pool) : loop_(loop), in_(pool), out_(pool) {}
   Conn(const Conn&) = delete;
@@ -160,6 +167,13 @@ class Conn {
   int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;
+  // Timeouts, in timer-wheel ticks (see Options::idle_timeout). One wheel node serves all
+  // three: it is armed at the earliest deadline and re-checks the others when it fires.
+  detail::WheelTimer timer_;
+  uint32_t idle_ticks_ = 0;     // 0: no idle timeout
+  uint64_t last_active_ = 0;    // tick of the last bytes in or out
+  uint64_t read_since_ = 0;     // tick since unconsumed inbound bytes wait (0: none)
+  uint64_t write_since_ = 0;    // tick since queued output waits (0: none)
   std::string_view in_view_;    // unread inbound bytes shown to the handler
   Buffer in_;                   // holds unread bytes between arrivals
   OutboundQueue out_;

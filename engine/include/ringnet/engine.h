@@ -30,7 +30,7 @@ struct EngineStats {
   uint64_t accepted = 0;         // connections accepted
   uint64_t open = 0;             // gauge: connections open now
   uint64_t closed = 0;           // connections closed, any reason
-  uint64_t closed_by_reason[5] = {};  // indexed by CloseReason
+  uint64_t closed_by_reason[kCloseReasonCount] = {};  // indexed by CloseReason
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint64_t read_calls = 0;       // read/readv syscalls

@@ -28,7 +28,11 @@ enum class CloseReason {
   kError,       // another socket error (see CloseInfo::error)
   kLocalClose,  // the application asked: Conn::close() or Action::kClose
   kShutdown,    // the engine is stopping
+  kIdleTimeout,   // no bytes in or out for Options::idle_timeout (or Conn::set_idle_timeout)
+  kReadTimeout,   // inbound bytes left unconsumed (a partial frame) for Options::read_timeout
+  kWriteTimeout,  // queued output not drained within Options::write_timeout
 };
+inline constexpr int kCloseReasonCount = 8;
 
 const char* close_reason_name(CloseReason reason);
 

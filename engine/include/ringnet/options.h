@@ -40,6 +40,15 @@ struct Options {
 
   bool ticker = false;                    // call EventHandler::on_tick
 
+  // Connection timeouts; zero turns one off. Each loop checks them on a timer wheel with
+  // 10 ms ticks: a timeout fires 10-20 ms after it is due, costs no syscall, and activity
+  // only stores a tick number (the deadline is re-checked when the wheel reaches it).
+  // on_close reports kIdleTimeout / kReadTimeout / kWriteTimeout.
+  std::chrono::milliseconds idle_timeout{0};   // no bytes in or out for this long
+  std::chrono::milliseconds read_timeout{0};   // inbound bytes left unconsumed this long
+                                               // (a frame that never completes)
+  std::chrono::milliseconds write_timeout{0};  // queued output not drained this long
+
   // Engine::stop(): how long connections with queued output may keep flushing (reading
   // nothing more) before they are closed anyway; the bytes left are counted as dropped.
   std::chrono::milliseconds stop_flush_timeout{2000};
