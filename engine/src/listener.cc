@@ -72,8 +72,9 @@ bool EventLoop::on_accept_error(Listener& l, int err) {
   if (err == EMFILE || err == ENFILE) return handle_fd_exhaustion(l, err);
   // ENOBUFS, ENOMEM and the like: the kernel is short; back off instead of spinning.
   bump(counters_.accept_errors);
-  log(LogLevel::kWarn, "accept on {}: {}; retrying in {} ms", l.addr.to_string(),
-      std::strerror(err), kAcceptRetryDelay.count());
+  // Shared by all loops and listeners: each may retry 20 times a second.
+  RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "accept on {}: {}; retrying in {} ms",
+                      l.addr.to_string(), std::strerror(err), kAcceptRetryDelay.count());
   arm_accept_retry(l);
   return false;
 }
@@ -86,8 +87,10 @@ bool EventLoop::handle_fd_exhaustion(Listener& l, int err) {
   bump(counters_.fd_exhausted);
   if (!exhausted_logged_) {
     exhausted_logged_ = true;  // once per burst: reset by the next successful accept
-    log(LogLevel::kWarn, "accept on {}: {}: refusing connections until fds free up",
-        l.addr.to_string(), std::strerror(err));
+    // Limited too: when fds free up and run out again per connection, bursts are short.
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1,
+                        "accept on {}: {}: refusing connections until fds free up",
+                        l.addr.to_string(), std::strerror(err));
   }
   if (spare_fd_ < 0) {
     arm_accept_retry(l);
