@@ -251,6 +251,7 @@ void Engine::wait() {
   impl.joined = true;
   impl.is_running = false;
   impl.handler.on_shutdown(*this);
+  flush_logs(std::chrono::seconds(1));  // what the loops logged reaches stderr before exit
 }
 
 Status Engine::run() {
@@ -295,6 +296,8 @@ EngineStats Engine::stats() const {
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);
     s.recv_bundles += get(c.recv_bundles);
+    s.read_pauses += get(c.read_pauses);
+    s.inbound_overflows += get(c.inbound_overflows);
   };
   for (const auto& loop : impl_->loops) add(loop->counters());
   if (impl_->acceptor) add(impl_->acceptor->counters());
