@@ -196,7 +196,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   c.id_ = ConnId{index, gen == 0 ? 1 : gen};
   c.fd_ = fd;
   c.state_ = Conn::State::kOpen;
-  c.dirty_ = c.readable_ = c.eof_ = c.hup_ = false;
+  c.dirty_ = c.readable_ = c.eof_ = c.hup_ = c.read_paused_ = false;
   c.send_error_ = 0;
   c.remote_ = peer;
   c.timer_.owner = &c;
@@ -231,12 +231,17 @@ void EventLoop::wake_conn(ConnId id) {
 void EventLoop::deliver_view(Conn& c, const char* data, size_t n) {
   bump(counters_.bytes_in, n);
   note_activity(c);
+  if (c.read_paused_) {  // a completion already in flight: keep it for the resume
+    c.in_.append(std::string_view(data, n));
+    return check_inbound_limit(c);
+  }
   c.in_view_ = std::string_view(data, n);
   run_traffic(c);
 }
 
 void EventLoop::deliver_buffered(Conn& c) {
   note_activity(c);
+  if (c.read_paused_) return check_inbound_limit(c);
   c.in_view_ = c.in_.view();
   run_traffic(c);
 }
@@ -257,7 +262,51 @@ void EventLoop::run_traffic(Conn& c) {
     c.in_view_ = c.in_.view();
   }
   if (read_ticks_ != 0) track_partial_input(c);
+  if (c.in_.readable_bytes() > 0) check_inbound_limit(c);
+  if (c.state_ == Conn::State::kOpen) check_backpressure(c);
   apply_action(c, action);
+}
+
+// ---------------------------------------------------------------- backpressure, limits
+
+void EventLoop::check_backpressure(Conn& c) {
+  const size_t high = engine_.opts.outbound_high_watermark;
+  if (high == 0) return;
+  if (!c.read_paused_ && c.out_.size() > high) {
+    c.read_paused_ = true;
+    bump(counters_.read_pauses);
+    poller_->pause_reading(c);
+    handler_.on_backpressure(c, true);
+  } else if (c.read_paused_ && c.out_.size() <= engine_.opts.outbound_low_watermark) {
+    c.read_paused_ = false;
+    poller_->resume_reading(c);
+    handler_.on_backpressure(c, false);
+    // Input that arrived while paused is shown now, from the loop rather than from inside
+    // the send that drained the queue.
+    if (!c.in_.empty()) {
+      ConnId id = c.id_;
+      post([this, id] {
+        Conn* conn = lookup(id);
+        if (conn != nullptr && conn->state_ == Conn::State::kOpen && !conn->read_paused_ &&
+            !conn->in_.empty()) {
+          deliver_buffered(*conn);
+        }
+      });
+    }
+  }
+}
+
+void EventLoop::check_inbound_limit(Conn& c) {
+  const size_t limit = engine_.opts.max_inbound_buffer;
+  if (limit == 0 || c.in_.readable_bytes() <= limit) return;
+  bump(counters_.inbound_overflows);
+  uint64_t dropped = 0;
+  if (inbound_log_limit_.allow(&dropped)) {
+    log(LogLevel::kWarn, "loop {}: {} holds {} unread bytes, over max_inbound_buffer {}; closing{}",
+        index_, c.remote_.to_string(), c.in_.readable_bytes(), limit,
+        dropped ? fmt::format(" ({} similar lines suppressed)", dropped) : std::string());
+  }
+  close_conn(c, CloseInfo{CloseReason::kError, EMSGSIZE});
 }
 
 void EventLoop::apply_action(Conn& c, Action action) {
@@ -333,6 +382,7 @@ void EventLoop::after_send(Conn& c) {
     note_activity(c);
     if (write_ticks_ != 0) track_pending_output(c);
   }
+  if (c.state_ == Conn::State::kOpen) check_backpressure(c);
 }
 
 // ---------------------------------------------------------------- timeouts

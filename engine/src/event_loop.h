@@ -30,6 +30,7 @@
 #include "ringnet/conn.h"
 #include "ringnet/engine.h"
 #include "ringnet/handler.h"
+#include "ringnet/log.h"
 #include "task_queue.h"
 #include "timer_queue.h"
 #include "timer_wheel.h"
@@ -44,6 +45,7 @@ struct LoopCounters {
   std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
   std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
   std::atomic<uint64_t> recv_bundles{0};
+  std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0};
   std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
 };
 
@@ -147,6 +149,8 @@ class EventLoop {
   void on_conn_timer(Conn& c);
   void track_partial_input(Conn& c);
   void track_pending_output(Conn& c);
+  void check_backpressure(Conn& c);
+  void check_inbound_limit(Conn& c);
   void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
@@ -179,6 +183,7 @@ class EventLoop {
   std::atomic<bool> stop_requested_{false};
   std::atomic<int64_t> load_{0};
   LoopCounters counters_;
+  LogRateLimit inbound_log_limit_{5};
 };
 
 // Debug-build check that loop-owned state is touched on its own thread.

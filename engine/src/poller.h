@@ -53,6 +53,11 @@ class Poller {
     (void)parts;
     return 0;
   }
+  // Backpressure: stop taking input from the connection / take it again. Bytes already on
+  // their way (a completion in flight) may still be delivered while paused; the loop
+  // keeps them buffered. resume_reading must make the loop read what waits in the socket.
+  virtual void pause_reading(Conn& conn) { (void)conn; }
+  virtual void resume_reading(Conn& conn) { (void)conn; }
   // At shutdown, just before the connection is closed: one last non-blocking attempt to
   // hand its queued bytes to the kernel.
   virtual void send_final(Conn& conn) = 0;

@@ -148,6 +148,7 @@ void EpollPoller::read_conn(Conn& c) {
   LoopCounters& counters = loop_.counters_mut();
   for (;;) {
     if (c.state() == Conn::State::kClosing) return discard_input(c);
+    if (c.read_paused_) return;  // the edge is spent; resume_reading reads on
     bool spill_read = c.in_.empty();
     size_t asked = 0;
     ssize_t n = read_once(c, &asked);
@@ -201,6 +202,11 @@ void EpollPoller::discard_input(Conn& c) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) loop_.close_on_error(c, errno);
     return;
   }
+}
+
+void EpollPoller::resume_reading(Conn& c) {
+  if (!c.readable_) pending_reads_.push_back(c.id());
+  c.readable_ = true;
 }
 
 void EpollPoller::serve_pending_reads() {

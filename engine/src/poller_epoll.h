@@ -41,6 +41,10 @@ class EpollPoller final : public Poller {
   void resume_accept(Listener& listener) override;
   int send(Conn& conn) override;
   void send_final(Conn& conn) override { (void)send(conn); }
+  // Nothing to tell the kernel: read_conn just leaves a paused connection's input in the
+  // socket (TCP flow control holds the peer back); resume queues a read before blocking.
+  void pause_reading(Conn&) override {}
+  void resume_reading(Conn& conn) override;
   size_t write_direct(Conn& conn, std::span<const std::string_view> parts) override;
   bool detach(Conn& conn) override;
   Status poll(int timeout_ms) override;

@@ -322,7 +322,19 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
   }
   // Multishot ended (ring ran dry, or the kernel chose to): re-arm while still reading.
   c = loop_.lookup(ConnId{tag.index, tag.generation});
-  if (c != nullptr && !ops.recv_armed && !ops.detached && !c->eof_) arm_recv(*c, ops);
+  if (c != nullptr && !ops.recv_armed && !ops.detached && !c->eof_ && !c->read_paused()) {
+    arm_recv(*c, ops);
+  }
+}
+
+void UringPoller::pause_reading(Conn& c) {
+  ConnOps& ops = ops_for(c.id().index);
+  if (ops.recv_armed) cancel(UringTag::for_conn(UringOp::kRecv, c.id()));
+}
+
+void UringPoller::resume_reading(Conn& c) {
+  ConnOps& ops = ops_for(c.id().index);
+  if (!ops.recv_armed && !ops.detached && !c.eof_) arm_recv(c, ops);
 }
 
 // One buffer, or with bundles several consecutive ones in ring order, each full but the

@@ -47,6 +47,10 @@ class UringPoller final : public Poller {
   Status add_conn(Conn& conn) override;
   int send(Conn& conn) override;
   void send_final(Conn& conn) override;
+  // Backpressure: cancel the multishot receive (completions already in flight are kept
+  // buffered by the loop) / arm it again.
+  void pause_reading(Conn& conn) override;
+  void resume_reading(Conn& conn) override;
   bool detach(Conn& conn) override;
   void drain_before_exit() override;
   Status poll(int timeout_ms) override;

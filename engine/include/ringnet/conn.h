@@ -112,6 +112,8 @@ class Conn {
   Status flush();
   // Bytes queued and not yet accepted by the kernel.
   size_t outbound_buffered() const { return out_.size(); }
+  // True while reading is paused by backpressure (see EventHandler::on_backpressure).
+  bool read_paused() const { return read_paused_; }
   // Convenience for the loop thread; from other threads use handle().async_write.
   void async_write(std::string_view bytes, WriteCallback done = {}) {
     handle().async_write(bytes, std::move(done));
@@ -162,6 +164,7 @@ class Conn {
   bool dirty_ = false;          // on the loop's flush list this iteration
   bool readable_ = false;       // on the loop's still-readable list (read budget hit)
   bool eof_ = false;            // peer sent FIN (read returned 0)
+  bool read_paused_ = false;    // backpressure: output over the high watermark
   bool hup_ = false;            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
   uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
   int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end

@@ -61,6 +61,12 @@ class EventHandler {
   virtual void on_close(Conn&, CloseInfo) {}
   // Periodic tick (Options::ticker), on loop 0's thread. First call right after start.
   virtual TickResult on_tick() { return {std::chrono::seconds(1), Action::kNone}; }
+  // The connection's queued output passed Options::outbound_high_watermark (paused =
+  // true): the engine stops reading from it, so a peer that sends requests without
+  // reading the answers is held back by TCP instead of growing our memory. paused = false
+  // once the output drained below outbound_low_watermark and reading resumed. Writing
+  // from here is allowed (and queues more).
+  virtual void on_backpressure(Conn&, bool /*paused*/) {}
   // Once, after every loop has stopped and every connection is closed.
   virtual void on_shutdown(Engine&) {}
 };

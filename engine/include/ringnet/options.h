@@ -49,6 +49,16 @@ struct Options {
                                                // (a frame that never completes)
   std::chrono::milliseconds write_timeout{0};  // queued output not drained this long
 
+  // Backpressure: above `high` bytes of queued output a connection stops being read (and
+  // the handler hears on_backpressure); reading resumes once the queue drained to `low`.
+  // high = 0 turns it off.
+  size_t outbound_high_watermark = 4u << 20;
+  size_t outbound_low_watermark = 1u << 20;
+  // Unread inbound bytes one connection may hold (a frame still incomplete). Past it the
+  // connection is closed (kError, EMSGSIZE) and counted in inbound_overflows. This also
+  // caps the largest frame a codec can receive. 0 = no limit.
+  size_t max_inbound_buffer = 64u << 20;
+
   // Engine::stop(): how long connections with queued output may keep flushing (reading
   // nothing more) before they are closed anyway; the bytes left are counted as dropped.
   std::chrono::milliseconds stop_flush_timeout{2000};

@@ -1,0 +1,147 @@
+// Backpressure and inbound limits over real sockets: a client that sends requests and
+// never reads the answers is held back by TCP once the connection's queued output passes
+// the high watermark (the server stops reading it), so server memory stays bounded; when
+// the client reads again everything flows, intact; the handler hears both edges. A peer
+// that sends an endless partial frame is cut off at max_inbound_buffer.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <fstream>
+#include <string>
+
+#include "test_support.h"
+
+namespace ringnet::test {
+namespace {
+
+// Resident set size of this process, in bytes.
+size_t rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  in >> pages >> resident;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+class PressureHandler : public EchoHandler {
+ public:
+  void on_backpressure(Conn& c, bool paused) override {
+    (paused ? pauses_ : resumes_).fetch_add(1);
+    if (paused) max_queued_at_pause_.store(c.outbound_buffered());
+  }
+  std::atomic<int> pauses_{0}, resumes_{0};
+  std::atomic<size_t> max_queued_at_pause_{0};
+};
+
+class BackpressureTest : public testing::TestWithParam<Backend> {};
+
+// Sends from `chunk` repeatedly until `total` bytes went out or nothing moved for `stall`.
+size_t send_until_stalled(Client& c, const std::string& chunk, size_t total, Millis stall) {
+  size_t sent = 0;
+  while (sent < total) {
+    pollfd p{c.fd(), POLLOUT, 0};
+    if (::poll(&p, 1, static_cast<int>(stall.count())) <= 0) break;  // stalled
+    size_t want = std::min(chunk.size(), total - sent);
+    ssize_t n = ::send(c.fd(), chunk.data(), want, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) sent += static_cast<size_t>(n);
+    else if (errno != EAGAIN && errno != EINTR) break;
+  }
+  return sent;
+}
+
+TEST_P(BackpressureTest, AClientThatNeverReadsCannotGrowServerMemory) {
+  PressureHandler handler;
+  Options o = test_options(GetParam(), 1);
+  o.outbound_high_watermark = 4u << 20;
+  o.outbound_low_watermark = 1u << 20;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+
+  const size_t total = 100u << 20;
+  std::string chunk = make_payload(1u << 20, 42);
+  const size_t rss_before = rss_bytes();
+  size_t sent = send_until_stalled(c, chunk, total, 500ms);
+  const size_t rss_stalled = rss_bytes();
+  EngineStats st = server.engine().stats();
+  // Without backpressure the server would read all 100 MiB and queue it as output.
+  EXPECT_LT(sent, 32u << 20) << "the client was never held back";
+  EXPECT_LT(rss_stalled - std::min(rss_stalled, rss_before), 48u << 20)
+      << "rss grew from " << rss_before << " to " << rss_stalled;
+  EXPECT_GE(st.read_pauses, 1u) << describe(st);
+  EXPECT_EQ(handler.pauses_.load(), 1);
+  EXPECT_GT(handler.max_queued_at_pause_.load(), o.outbound_high_watermark);
+
+  // Now read: every byte comes back in order, and the rest of the 100 MiB goes through.
+  size_t received = 0;
+  uint64_t want_sum = 0, got_sum = 0;  // position-weighted sums over the byte stream
+  std::string buf(1u << 20, '\0');
+  size_t pos_sent = 0;
+  auto account_sent = [&](size_t upto) {
+    for (; pos_sent < upto; ++pos_sent) {
+      want_sum += static_cast<unsigned char>(chunk[pos_sent % chunk.size()]) * (pos_sent % 251 + 1);
+    }
+  };
+  account_sent(sent);
+  Clock::time_point deadline = Clock::now() + 60s;
+  while (received < total && Clock::now() < deadline) {
+    pollfd p{c.fd(), static_cast<short>(POLLIN | (sent < total ? POLLOUT : 0)), 0};
+    if (::poll(&p, 1, 1000) < 0) break;
+    if (p.revents & POLLIN) {
+      ssize_t n = ::recv(c.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+      ASSERT_GT(n, 0) << "server closed the connection";
+      for (ssize_t i = 0; i < n; ++i) {
+        size_t at = received + static_cast<size_t>(i);
+        got_sum += static_cast<unsigned char>(buf[static_cast<size_t>(i)]) * (at % 251 + 1);
+        ASSERT_EQ(buf[static_cast<size_t>(i)], chunk[at % chunk.size()]) << "at byte " << at;
+      }
+      received += static_cast<size_t>(n);
+    }
+    if ((p.revents & POLLOUT) && sent < total) {
+      size_t off = sent % chunk.size();
+      size_t want = std::min(chunk.size() - off, total - sent);
+      ssize_t n = ::send(c.fd(), chunk.data() + off, want, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+        account_sent(sent);
+      }
+    }
+  }
+  EXPECT_EQ(received, total);
+  EXPECT_EQ(got_sum, want_sum);
+  EXPECT_TRUE(wait_until([&] { return handler.resumes_.load() >= 1; }, 2000ms));
+  EXPECT_EQ(handler.closes(), 0u);
+}
+
+// Keeps every byte unread (a frame that never completes).
+class HoardHandler : public EchoHandler {
+ public:
+  Action on_traffic(Conn&) override { return Action::kNone; }
+};
+
+TEST_P(BackpressureTest, InboundOverTheLimitClosesTheConnection) {
+  HoardHandler handler;
+  Options o = test_options(GetParam(), 1);
+  o.max_inbound_buffer = 1u << 20;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  Client hoarder, other;
+  ASSERT_TRUE(hoarder.connect_tcp(server.port()));
+  ASSERT_TRUE(other.connect_tcp(server.port()));
+  std::string chunk = make_payload(64u << 10, 7);
+  size_t sent = send_until_stalled(hoarder, chunk, 8u << 20, 500ms);
+  EXPECT_GT(sent, 1u << 20);
+  CloseRecord rec;
+  ASSERT_TRUE(handler.wait_close_for_port(hoarder.local_port(), &rec));
+  EXPECT_EQ(rec.reason, CloseReason::kError);
+  EXPECT_EQ(rec.error, EMSGSIZE);
+  EXPECT_TRUE(wait_until([&] { return server.engine().stats().inbound_overflows == 1; }, 2000ms));
+  EXPECT_EQ(handler.closes(), 1u);  // the other connection is untouched
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackpressureTest, testing::ValuesIn(test_backends()),
+                         backend_param_name);
+
+}  // namespace
+}  // namespace ringnet::test
