@@ -1,13 +1,16 @@
-// Backpressure and inbound limits over real sockets: a client that sends requests and
-// never reads the answers is held back by TCP once the connection's queued output passes
-// the high watermark (the server stops reading it), so server memory stays bounded; when
-// the client reads again everything flows, intact; the handler hears both edges. A peer
-// that sends an endless partial frame is cut off at max_inbound_buffer.
+// Backpressure and limits over real sockets: a client that sends requests and never reads
+// the answers is held back by TCP once the connection's queued output passes the high
+// watermark (the server stops reading it), so server memory stays bounded; when the
+// client reads again everything flows, intact; the handler hears both edges. A peer that
+// sends an endless partial frame is cut off at max_inbound_buffer. Connections over
+// max_connections / max_connections_per_loop are refused at accept and counted, and the
+// engine keeps serving the others.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <fstream>
+#include <vector>
 #include <string>
 
 #include "test_support.h"
@@ -138,6 +141,62 @@ TEST_P(BackpressureTest, InboundOverTheLimitClosesTheConnection) {
   EXPECT_EQ(rec.error, EMSGSIZE);
   EXPECT_TRUE(wait_until([&] { return server.engine().stats().inbound_overflows == 1; }, 2000ms));
   EXPECT_EQ(handler.closes(), 1u);  // the other connection is untouched
+}
+
+TEST_P(BackpressureTest, ConnectionsOverMaxConnectionsAreRefusedAndCounted) {
+  EchoHandler handler;
+  Options o = test_options(GetParam(), 2);
+  o.max_connections = 5;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  std::vector<Client> admitted(5);
+  for (Client& c : admitted) {
+    ASSERT_TRUE(c.connect_tcp(server.port()));
+    ASSERT_TRUE(c.echo("in"));
+  }
+  for (int i = 0; i < 3; ++i) {
+    Client extra;
+    ASSERT_TRUE(extra.connect_tcp(server.port()));  // the kernel completes the handshake
+    EXPECT_EQ(extra.wait_end(3000ms), End::kEof) << i;
+  }
+  EXPECT_TRUE(wait_until([&] { return server.engine().stats().refused_limit == 3; }, 2000ms))
+      << describe(server.engine().stats());
+  for (Client& c : admitted) EXPECT_TRUE(c.echo("still served"));
+  // Room again once two leave.
+  for (int i = 0; i < 2; ++i) {
+    uint16_t port = admitted[i].local_port();
+    admitted[i].close();
+    ASSERT_TRUE(handler.wait_close_for_port(port, nullptr));
+  }
+  std::vector<Client> more(2);
+  for (Client& c : more) {
+    ASSERT_TRUE(c.connect_tcp(server.port()));
+    EXPECT_TRUE(c.echo("admitted again"));
+  }
+  EXPECT_EQ(handler.opens(), 7u);
+}
+
+TEST_P(BackpressureTest, ConnectionsOverThePerLoopLimitAreRefused) {
+  EchoHandler handler;
+  Options o = test_options(GetParam(), 2);
+  o.max_connections_per_loop = 2;
+  o.balancer = Balancer::kLeastConnections;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  std::vector<Client> clients(6);
+  size_t served = 0, refused = 0;
+  for (Client& c : clients) {
+    ASSERT_TRUE(c.connect_tcp(server.port()));
+    std::string got;
+    if (c.exchange("x", 1, &got, 2000ms)) {
+      ++served;
+    } else {
+      ++refused;
+    }
+  }
+  EXPECT_EQ(served, 4u);
+  EXPECT_EQ(refused, 2u);
+  EXPECT_EQ(server.engine().stats().refused_limit, 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackpressureTest, testing::ValuesIn(test_backends()),

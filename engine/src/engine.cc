@@ -113,14 +113,37 @@ EventLoop& Engine::Impl::pick_loop(const SockAddr& peer) {
   return *loops[rr_next++ % n];
 }
 
+// Max connections: checked where the socket is accepted, before any loop adopts it.
+bool Engine::Impl::over_limit(EventLoop& from, EventLoop& target, const SockAddr& peer, int fd) {
+  const char* which = nullptr;
+  if (opts.max_connections != 0 &&
+      open_conns.load(std::memory_order_relaxed) >= static_cast<int64_t>(opts.max_connections)) {
+    which = "max_connections";
+  } else if (opts.max_connections_per_loop != 0 &&
+             target.load().load(std::memory_order_relaxed) >=
+                 static_cast<int64_t>(opts.max_connections_per_loop)) {
+    which = "max_connections_per_loop";
+  }
+  if (which == nullptr) return false;
+  ::close(fd);
+  bump(from.counters_mut().refused_limit);
+  RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "refusing {}: {} reached", peer.to_string(), which);
+  return true;
+}
+
 void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer) {
-  sockets::tune_accepted(fd, peer.family(), opts);
   if (acceptor == nullptr) {  // reuse_port: the accepting loop keeps it
+    if (over_limit(from, from, peer, fd)) return;
+    sockets::tune_accepted(fd, peer.family(), opts);
     from.load().fetch_add(1, std::memory_order_relaxed);
+    open_conns.fetch_add(1, std::memory_order_relaxed);
     from.adopt(fd, peer);
     return;
   }
   EventLoop& target = pick_loop(peer);
+  if (over_limit(from, target, peer, fd)) return;
+  sockets::tune_accepted(fd, peer.family(), opts);
+  open_conns.fetch_add(1, std::memory_order_relaxed);
   // Counted now, not at adoption, so a burst of accepts sees its own assignments.
   target.load().fetch_add(1, std::memory_order_relaxed);
   target.post([&target, fd, peer] { target.adopt(fd, peer); });
@@ -295,6 +318,7 @@ EngineStats Engine::stats() const {
     s.buffer_ring_empty += get(c.buffer_ring_empty);
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);
+    s.refused_limit += get(c.refused_limit);
     s.recv_bundles += get(c.recv_bundles);
     s.read_pauses += get(c.read_pauses);
     s.inbound_overflows += get(c.inbound_overflows);

@@ -52,6 +52,9 @@ struct Engine::Impl {
   bool stop_requested = false;       // under mu
   bool joined = false;
   std::atomic<bool> is_running{false};
+  // Connections accepted and not yet closed, over every loop (Options::max_connections).
+  std::atomic<int64_t> open_conns{0};
+  bool over_limit(EventLoop& from, EventLoop& target, const SockAddr& peer, int fd);
 };
 
 }  // namespace ringnet

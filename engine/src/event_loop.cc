@@ -179,6 +179,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
     ::close(fd);
     load_.fetch_sub(1, std::memory_order_relaxed);
+  engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
     bump(counters_.refused_stopping);
     return;
   }
@@ -213,6 +214,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
     c.state_ = Conn::State::kFree;
     free_slots_.push_back(index);
     load_.fetch_sub(1, std::memory_order_relaxed);
+  engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
     bump(counters_.accept_errors);
     return;
   }
@@ -230,6 +232,9 @@ void EventLoop::wake_conn(ConnId id) {
 
 void EventLoop::deliver_view(Conn& c, const char* data, size_t n) {
   bump(counters_.bytes_in, n);
+  // Closed while a completion batch was being handed over (e.g. over max_inbound_buffer):
+  // the rest of the batch is dropped.
+  if (c.state_ != Conn::State::kOpen) return;
   note_activity(c);
   if (c.read_paused_) {  // a completion already in flight: keep it for the resume
     c.in_.append(std::string_view(data, n));
@@ -240,6 +245,7 @@ void EventLoop::deliver_view(Conn& c, const char* data, size_t n) {
 }
 
 void EventLoop::deliver_buffered(Conn& c) {
+  if (c.state_ != Conn::State::kOpen) return;
   note_activity(c);
   if (c.read_paused_) return check_inbound_limit(c);
   c.in_view_ = c.in_.view();
@@ -479,6 +485,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   counters_.open.store(counters_.open.load(std::memory_order_relaxed) - 1,
                        std::memory_order_relaxed);
   load_.fetch_sub(1, std::memory_order_relaxed);
+  engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
   if (reusable) free_slot(c);
 }
 

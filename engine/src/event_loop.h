@@ -45,7 +45,7 @@ struct LoopCounters {
   std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
   std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
   std::atomic<uint64_t> recv_bundles{0};
-  std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0};
+  std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0}, refused_limit{0};
   std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
 };
 

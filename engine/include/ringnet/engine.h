@@ -41,6 +41,7 @@ struct EngineStats {
   uint64_t tasks_run = 0;        // cross-thread tasks executed
   uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
   uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
+  uint64_t refused_limit = 0;    // sockets closed at accept: max_connections(_per_loop)
   uint64_t buffer_ring_empty = 0; // io_uring: receives that found no provided buffer
   uint64_t cq_overflows = 0;     // io_uring: times the completion queue overflowed
   uint64_t recv_bundles = 0;     // io_uring: receives that filled more than one buffer
