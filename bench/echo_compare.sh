@@ -17,7 +17,8 @@
 # Scenario = CONNSxSIZExPIPELINE. Environment overrides: SCENARIOS, DURATION, WARMUP,
 # REPEATS, IDLE_CONNS, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
 # SERVERS (default "ringnet-epoll ringnet-uring bare bare-uring"; the io_uring ones are
-# dropped with a message where the kernel refuses io_uring),
+# dropped with a message where the kernel refuses io_uring; ringnet-uring-nobundle is
+# ringnet-uring without receive bundles),
 # BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read),
 # CLIENT_BACKEND (loadgen --backend: epoll by default, or io_uring / auto).
 # Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
@@ -344,10 +345,11 @@ main() {
     exit 2
   done
   build
-  if [[ " $SERVERS " == *" ringnet-uring "* ]] && ! uring_works; then
-    log "io_uring unavailable here: dropping ringnet-uring and bare-uring"
-    SERVERS=${SERVERS//ringnet-uring/}
-    SERVERS=${SERVERS//bare-uring/}
+  if [[ " $SERVERS " == *uring* ]] && ! uring_works; then
+    log "io_uring unavailable here: dropping ringnet-uring* and bare-uring"
+    local kept="" s
+    for s in $SERVERS; do [[ $s == *uring* ]] || kept+="$s "; done
+    SERVERS=$kept
   fi
   local report="$WORK/report.md"
   header >"$report"

@@ -85,13 +85,6 @@ struct Options {
   // kernel has them, 6.10+). Measured here: same CPU per message for small messages,
   // 0.94x CPU and 1.07x throughput for 1 MiB messages.
   bool uring_recv_bundle = true;
-  // Incremental buffer consumption (IOU_PBUF_RING_INC, kernel 6.12+; off where the kernel
-  // lacks it): a receive takes only the bytes it needs from a provided buffer, so many
-  // small receives share one buffer instead of each using up a whole one. Off: measured
-  // here (kernel 6.18, 512 x 16 KiB buffers, io_uring client) it makes no difference —
-  // server CPU per message on/off 0.97-1.01x for 50x64B (pipeline 1 and 16), 1.00x for
-  // 16 KiB, 0.95-1.04x for 1 MiB messages, 0.98x with 1000 connections.
-  bool uring_buffer_incremental = false;
 };
 
 }  // namespace ringnet
