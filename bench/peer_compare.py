@@ -117,16 +117,22 @@ def measure(server, argv, requests_of):
     return out.stdout, requests_of(out.stdout), after - before
 
 
-# ---- resp ------------------------------------------------------------------------------
-
-def resp_servers(args, workdir):
-    bin_ = os.path.join(args.build_dir, "samples", "resp_server")
+def ringnet_servers(args, workdir, sample):
+    """The sample on each backend, one loop, pinned like the peer."""
+    bin_ = os.path.join(args.build_dir, "samples", sample)
     servers = []
     for backend in ("epoll", "io_uring"):
         port = free_port()
         servers.append(Server(f"ringnet-{backend}", [bin_, "--port", str(port), "--loops", "1",
                                                      "--backend", backend], port,
                               args.server_cpu, workdir))
+    return servers
+
+
+# ---- resp ------------------------------------------------------------------------------
+
+def resp_servers(args, workdir):
+    servers = ringnet_servers(args, workdir, "resp_server")
     port = free_port()
     servers.append(Server("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                                     "--save", "", "--appendonly", "no", "--daemonize", "no",
@@ -188,13 +194,7 @@ request = function() return req end
 
 
 def http_servers(args, workdir):
-    bin_ = os.path.join(args.build_dir, "samples", "http_server")
-    servers = []
-    for backend in ("epoll", "io_uring"):
-        port = free_port()
-        servers.append(Server(f"ringnet-{backend}", [bin_, "--port", str(port), "--loops", "1",
-                                                     "--backend", backend], port,
-                              args.server_cpu, workdir))
+    servers = ringnet_servers(args, workdir, "http_server")
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
