@@ -3,16 +3,18 @@
 //
 //   <sample> [--host H] [--port N] [--unix PATH] [--loops N] [--balancer rr|lc|hash]
 //            [--reuseport] [--pin] [--backend auto|epoll|io_uring] [--no-uring-bundle]
-//            [sample-specific flags]
+//            [--drain-timeout MS] [sample-specific flags]
 //
 // Prints one "listening on <address> (N loops, backend)" line per listener once it
-// accepts connections; SIGINT/SIGTERM stop it cleanly (exit 0).
+// accepts connections. SIGINT/SIGTERM drain it gracefully (Engine::shutdown): listeners
+// close at once, requests already received are answered, and after --drain-timeout
+// (default 5000 ms) whatever is still busy is closed; then it exits 0.
 #pragma once
 
 #include <ringnet/engine.h>
+#include <ringnet/signals.h>
 
-#include <pthread.h>
-#include <csignal>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +29,7 @@ struct Flags {
   std::string host = "127.0.0.1";
   int port = 9000;
   std::string unix_path;
+  std::chrono::milliseconds drain_timeout{5000};
   ringnet::Options options;
 };
 
@@ -88,6 +91,8 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
       f.options.reuse_port = true;
     } else if (a == "--pin") {
       f.options.pin_loops = true;
+    } else if (a == "--drain-timeout") {
+      f.drain_timeout = std::chrono::milliseconds(number());
     } else if (a == "--no-uring-bundle") {
       f.options.uring_recv_bundle = false;
     } else if (!extra || !extra(a, value)) {
@@ -95,21 +100,6 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
     }
   }
   return f;
-}
-
-// Blocks SIGINT/SIGTERM in every thread (loop threads inherit the mask) and waits for
-// them on a helper thread, so stopping runs in normal thread context, not a handler.
-inline void stop_on_signals(ringnet::Engine& engine) {
-  static sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([&engine] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    engine.stop();
-  }).detach();
 }
 
 // Listens, starts, prints the listening lines, waits for a signal. Returns the exit code.
@@ -124,7 +114,7 @@ inline int run(const char* name, ringnet::EventHandler& handler, const Flags& fl
     std::fprintf(stderr, "%s: listen %s: %s\n", name, addr.c_str(), s.message().c_str());
     return 1;
   }
-  stop_on_signals(engine);
+  ringnet::ShutdownOnSignals signals(engine, flags.drain_timeout);
   if (ringnet::Status s = engine.start(); !s) {
     std::fprintf(stderr, "%s: start: %s\n", name, s.message().c_str());
     return 1;
@@ -135,6 +125,12 @@ inline int run(const char* name, ringnet::EventHandler& handler, const Flags& fl
   }
   std::fflush(stdout);
   engine.wait();
+  if (signals.received() != 0) {
+    ringnet::EngineStats st = engine.stats();
+    std::fprintf(stderr, "%s: drained after signal %d (%llu connections closed at the deadline)\n",
+                 name, signals.received(),
+                 static_cast<unsigned long long>(st.drain_deadline_closed));
+  }
   return 0;
 }
 

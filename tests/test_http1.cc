@@ -851,6 +851,21 @@ TEST_P(HttpServerTest, ConnectionCloseIn11) {
   EXPECT_TRUE(expect_until_eof(c, app_response("GET", "/a", "", true) + app_response("GET", "/b", "", false)));
 }
 
+TEST_P(HttpServerTest, DrainingAnswersWithConnectionCloseThenCloses) {
+  Client c = connect();
+  ASSERT_TRUE(c.send_all("GET /a HTTP/1.1\r\nHost: h\r\n\r\n"));
+  EXPECT_TRUE(expect_bytes(c, app_response("GET", "/a", "", true)));
+  ASSERT_TRUE(c.send_all("GET /b HTTP/1.1\r\nHo"));  // a request half received ...
+  ASSERT_TRUE(test::wait_until([&] { return server_.engine().stats().bytes_in > 0; }, Millis(2000)));
+  std::this_thread::sleep_for(Millis(50));
+  server_.engine().shutdown(Millis(3000));  // ... when the drain begins
+  std::this_thread::sleep_for(Millis(50));
+  ASSERT_TRUE(c.send_all("st: h\r\n\r\n"));
+  // Answered, but no longer kept alive: "Connection: close", then EOF.
+  EXPECT_TRUE(expect_until_eof(c, app_response("GET", "/b", "", false)));
+  EXPECT_EQ(app_.requests.load(), 2);
+}
+
 TEST_P(HttpServerTest, ExpectContinueIsAnsweredOncePerRequest) {
   Client c = connect();
   for (int round = 0; round < 2; ++round) {

@@ -60,6 +60,8 @@ ConnHandle Conn::handle() const { return ConnHandle(loop_, id_); }
 
 int Conn::loop_index() const { return loop_->index(); }
 
+bool Conn::draining() const { return loop_->graceful_draining(); }
+
 // ---------------------------------------------------------------- ConnHandle (any thread)
 
 void ConnHandle::async_write(std::string_view bytes, WriteCallback done) const {

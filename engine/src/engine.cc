@@ -149,11 +149,12 @@ void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& pe
   target.post([&target, fd, peer] { target.adopt(fd, peer); });
 }
 
-void Engine::Impl::request_stop() {
+void Engine::Impl::request_stop(std::chrono::milliseconds drain) {
   {
     std::lock_guard lock(mu);
     if (stop_requested) return;
     stop_requested = true;
+    drain_for = drain;
     if (!threads_live) return;  // start() sends it once the loops run
   }
   send_stop(false);
@@ -285,6 +286,10 @@ Status Engine::run() {
 
 void Engine::stop() { impl_->request_stop(); }
 
+void Engine::shutdown(std::chrono::milliseconds deadline) {
+  impl_->request_stop(std::max(deadline, std::chrono::milliseconds(0)));
+}
+
 bool Engine::running() const { return impl_->is_running.load(); }
 
 int Engine::loop_count() const { return impl_->opts.loops; }
@@ -319,6 +324,7 @@ EngineStats Engine::stats() const {
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);
     s.refused_limit += get(c.refused_limit);
+    s.drain_deadline_closed += get(c.drain_deadline_closed);
     s.recv_bundles += get(c.recv_bundles);
     s.read_pauses += get(c.read_pauses);
     s.inbound_overflows += get(c.inbound_overflows);

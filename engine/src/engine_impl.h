@@ -21,7 +21,7 @@ struct Engine::Impl {
   EventLoop& pick_loop(const SockAddr& peer);
   // Any thread: begin stopping (idempotent). Before the loops run it is latched and
   // carried out as soon as they do.
-  void request_stop();
+  void request_stop(std::chrono::milliseconds drain = std::chrono::milliseconds(-1));
   // Stops the acceptor first (no new sockets), and the loops once it has: a socket the
   // acceptor handed over is queued ahead of the loop's stop, so it is opened and closed
   // like any other instead of vanishing. `direct`: tell every loop at once (used when
@@ -50,6 +50,9 @@ struct Engine::Impl {
   std::atomic<bool> started{false};  // loops exist (stats may read them)
   bool threads_live = false;         // under mu: loop threads run and take stop requests
   bool stop_requested = false;       // under mu
+  // shutdown(deadline): drain gracefully for this long; negative = stop() (flush only).
+  // Written under mu before the stop is sent; loops read it after (the task queue orders it).
+  std::chrono::milliseconds drain_for{-1};
   bool joined = false;
   std::atomic<bool> is_running{false};
   // Connections accepted and not yet closed, over every loop (Options::max_connections).

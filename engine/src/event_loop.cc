@@ -150,10 +150,16 @@ void EventLoop::request_stop(std::function<void()> then) {
 // kClosing: input is no longer shown to the handler) until they drained or the deadline.
 void EventLoop::begin_shutdown() {
   draining_ = true;
-  drain_deadline_ = Clock::now() + engine_.opts.stop_flush_timeout;
+  const std::chrono::milliseconds drain = engine_.drain_for;
+  graceful_ = drain.count() >= 0;
+  drain_deadline_ = Clock::now() + (graceful_ ? drain : engine_.opts.stop_flush_timeout);
   close_listeners();
   for (Conn& c : slots_) {
     if (c.state_ != Conn::State::kOpen) continue;
+    if (graceful_) {  // keep serving what was received; idle ones go now
+      if (c.out_.empty() && c.in_.empty()) close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
+      continue;
+    }
     if (c.out_.empty()) {
       close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
     } else {
@@ -271,6 +277,7 @@ void EventLoop::run_traffic(Conn& c) {
   if (c.in_.readable_bytes() > 0) check_inbound_limit(c);
   if (c.state_ == Conn::State::kOpen) check_backpressure(c);
   apply_action(c, action);
+  close_if_drained(c);
 }
 
 // ---------------------------------------------------------------- backpressure, limits
@@ -389,6 +396,7 @@ void EventLoop::after_send(Conn& c) {
     if (write_ticks_ != 0) track_pending_output(c);
   }
   if (c.state_ == Conn::State::kOpen) check_backpressure(c);
+  close_if_drained(c);
 }
 
 // ---------------------------------------------------------------- timeouts
@@ -519,6 +527,7 @@ void EventLoop::shutdown_all() {
   close_listeners();
   for (Conn& c : slots_) {
     if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) continue;
+    if (graceful_) bump(counters_.drain_deadline_closed);  // still busy at the deadline
     if (!c.out_.empty()) poller_->send_final(c);
     close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
   }

@@ -46,6 +46,7 @@ struct LoopCounters {
   std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
   std::atomic<uint64_t> recv_bundles{0};
   std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0}, refused_limit{0};
+  std::atomic<uint64_t> drain_deadline_closed{0};
   std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
 };
 
@@ -113,6 +114,8 @@ class EventLoop {
     if (timeouts_on_) c.last_active_ = now_tick();
   }
   void set_idle_timeout(Conn& c, std::chrono::milliseconds timeout);
+  // Engine::shutdown(): connections are still served, and close once idle.
+  bool graceful_draining() const { return graceful_; }
   // Closes after a socket error: ECONNRESET/EPIPE are a reset, anything else an error.
   void close_on_error(Conn& c, int err) { close_conn(c, error_close_info(err)); }
   static CloseInfo error_close_info(int err);
@@ -151,6 +154,12 @@ class EventLoop {
   void track_pending_output(Conn& c);
   void check_backpressure(Conn& c);
   void check_inbound_limit(Conn& c);
+  // Graceful drain: closes `c` once it holds no unread input and no queued output.
+  void close_if_drained(Conn& c) {
+    if (graceful_ && c.state_ == Conn::State::kOpen && c.out_.empty() && c.in_.empty()) {
+      begin_close(c, CloseReason::kShutdown);
+    }
+  }
   void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
@@ -178,6 +187,7 @@ class EventLoop {
   bool exhausted_logged_ = false;
   bool stopping_ = false;               // leave run() after this iteration
   bool draining_ = false;               // stop requested: flushing until drain_deadline_
+  bool graceful_ = false;               // shutdown(deadline): still serving while draining
   Clock::time_point drain_deadline_;
   bool task_signal_ = false;            // eventfd fired since tasks last ran
   std::atomic<bool> stop_requested_{false};

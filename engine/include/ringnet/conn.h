@@ -112,6 +112,10 @@ class Conn {
   Status flush();
   // Bytes queued and not yet accepted by the kernel.
   size_t outbound_buffered() const { return out_.size(); }
+  // True once Engine::shutdown() began a graceful drain: finish what was received, stop
+  // keep-alive (e.g. answer with "Connection: close"); the engine closes the connection
+  // as soon as it is idle.
+  bool draining() const;
   // True while reading is paused by backpressure (see EventHandler::on_backpressure).
   bool read_paused() const { return read_paused_; }
   // Convenience for the loop thread; from other threads use handle().async_write.

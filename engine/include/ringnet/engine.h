@@ -12,6 +12,7 @@
 // listen_addrs() and loop_count() may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -42,6 +43,7 @@ struct EngineStats {
   uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
   uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
   uint64_t refused_limit = 0;    // sockets closed at accept: max_connections(_per_loop)
+  uint64_t drain_deadline_closed = 0;  // connections still busy when shutdown()'s deadline came
   uint64_t buffer_ring_empty = 0; // io_uring: receives that found no provided buffer
   uint64_t cq_overflows = 0;     // io_uring: times the completion queue overflowed
   uint64_t recv_bundles = 0;     // io_uring: receives that filled more than one buffer
@@ -77,6 +79,13 @@ class Engine {
   // nothing more, close every connection (on_close with kShutdown, or the reason it was
   // already closing for), call on_shutdown, let wait()/run() return.
   void stop();
+  // Any thread: graceful drain, for SIGTERM. Listeners close at once; connections holding
+  // no unread input and no queued output close now (kShutdown); the others keep being
+  // read and served — Conn::draining() is true, so protocol code can stop keep-alive —
+  // and each closes as soon as it is idle. At `deadline` whatever is still open is closed
+  // (kShutdown) and counted in EngineStats::drain_deadline_closed. Then as stop(). The
+  // first of stop()/shutdown() decides how the engine stops.
+  void shutdown(std::chrono::milliseconds deadline);
 
   bool running() const;
   int loop_count() const;

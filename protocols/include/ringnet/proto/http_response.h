@@ -99,14 +99,17 @@ Status write_response_head(S& sink, int status, std::string_view content_type,
 }
 
 // The answer to `req`: keep-alive as the request allows, "Connection: keep-alive" for an
-// HTTP/1.0 client that asked for it (1.0 closes by default), headers only for HEAD.
+// HTTP/1.0 client that asked for it (1.0 closes by default), headers only for HEAD. While
+// the engine drains (Conn::draining(), on a Conn sink) the answer says "Connection: close".
 template <ByteSink S>
 Status respond(S& sink, const HttpRequest& req, int status, std::string_view content_type,
                std::string_view body, std::initializer_list<HttpHeader> extra = {}) {
   std::string_view sent_body = req.method == "HEAD" ? std::string_view() : body;
   std::span<const HttpHeader> fields(extra.begin(), extra.size());
   HttpHeader with_keep_alive[16];
-  if (req.keep_alive && req.version == HttpVersion::k10) {
+  bool keep_alive = req.keep_alive;
+  if constexpr (requires { sink.draining(); }) keep_alive = keep_alive && !sink.draining();
+  if (keep_alive && req.version == HttpVersion::k10) {
     if (extra.size() >= std::size(with_keep_alive)) {
       return Status::invalid("respond: too many extra header fields");
     }
@@ -115,7 +118,7 @@ Status respond(S& sink, const HttpRequest& req, int status, std::string_view con
     fields = std::span<const HttpHeader>(with_keep_alive, extra.size() + 1);
   }
   return detail::write_head_and_body(sink, status, content_type, body.size(), sent_body,
-                                     req.keep_alive, fields);
+                                     keep_alive, fields);
 }
 
 }  // namespace ringnet::proto

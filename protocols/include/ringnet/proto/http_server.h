@@ -48,7 +48,8 @@ class HttpServerHandler : public FramedHandler<Http1Codec> {
     Action action = on_request(conn, request);
     conn.set_codec_word(conn.codec_word() & ~kContinueSent);  // the next request starts fresh
     if (action != Action::kNone) return action;
-    return request.keep_alive ? Action::kNone : Action::kClose;
+    // Draining (Engine::shutdown): no more keep-alive; respond() said "Connection: close".
+    return request.keep_alive && !conn.draining() ? Action::kNone : Action::kClose;
   }
 
   Action on_need_more(Conn& conn, uint8_t hint) override {

@@ -1,0 +1,32 @@
+// ShutdownOnSignals: SIGTERM/SIGINT start a graceful Engine::shutdown(deadline), the way a
+// pod being replaced expects. Opt-in; construct it on the main thread before
+// Engine::start(): it blocks the two signals in the calling thread — the loop threads
+// created afterwards inherit the mask — and a helper thread takes them with sigwait(), so
+// no asynchronous signal handler ever runs. Destroying it (after wait()) ends that thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace ringnet {
+
+class Engine;
+
+class ShutdownOnSignals {
+ public:
+  ShutdownOnSignals(Engine& engine, std::chrono::milliseconds deadline);
+  ~ShutdownOnSignals();
+  ShutdownOnSignals(const ShutdownOnSignals&) = delete;
+  ShutdownOnSignals& operator=(const ShutdownOnSignals&) = delete;
+
+  // The signal that started the drain, or 0.
+  int received() const { return received_.load(); }
+
+ private:
+  std::atomic<int> received_{0};
+  std::atomic<bool> leaving_{false};
+  std::thread thread_;
+};
+
+}  // namespace ringnet

@@ -1,0 +1,155 @@
+// Engine::shutdown(deadline), the graceful drain, over real sockets on both backends:
+// requests already received are all answered before their connections close; idle
+// connections close at once; the listener refuses new connections at once; connections
+// still busy at the deadline (a partial request, output the peer never reads) are closed
+// then and counted; the engine stops as soon as the last connection is done.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "test_support.h"
+
+namespace ringnet::test {
+namespace {
+
+// "N\n" -> "ok N\n"; counts the requests it has answered. A slow server: each answer
+// takes `work` (it sleeps, standing in for real work), at most `per_call` are answered
+// per on_traffic and it wakes itself for the rest, so requests it has received wait,
+// unanswered, in its inbound buffer.
+class CountingLineHandler : public EchoHandler {
+ public:
+  explicit CountingLineHandler(int per_call = 1 << 30,
+                               std::chrono::microseconds work = std::chrono::microseconds(0))
+      : per_call_(per_call), work_(work) {}
+  Action on_traffic(Conn& c) override {
+    std::string_view in = c.peek();
+    size_t at = 0;
+    std::string out;
+    int answered = 0;
+    for (size_t nl; answered < per_call_ && (nl = in.find('\n', at)) != std::string_view::npos;
+         at = nl + 1, ++answered) {
+      out += "ok ";
+      out += in.substr(at, nl + 1 - at);
+      received_.fetch_add(1);
+      if (work_.count() > 0) std::this_thread::sleep_for(work_);
+      if (in.substr(at, nl - at) == "flood") out += std::string(16u << 20, 'f');
+    }
+    c.discard(at);
+    if (c.peek().find('\n') != std::string_view::npos) c.wake();  // more to answer
+    if (!out.empty() && !c.write(out)) return Action::kClose;
+    if (c.draining()) saw_draining_.store(true);
+    return Action::kNone;
+  }
+  std::atomic<int> received_{0};
+  std::atomic<bool> saw_draining_{false};
+
+ private:
+  int per_call_;
+  std::chrono::microseconds work_;
+};
+
+std::string requests(int n, std::string* replies) {
+  std::string wire;
+  for (int i = 0; i < n; ++i) {
+    wire += std::to_string(i) + "\n";
+    *replies += "ok " + std::to_string(i) + "\n";
+  }
+  return wire;
+}
+
+class DrainTest : public testing::TestWithParam<Backend> {};
+
+TEST_P(DrainTest, EveryRequestReceivedBeforeShutdownIsAnswered) {
+  CountingLineHandler handler(10, std::chrono::microseconds(50));  // ~0.25 s of work
+  Options o = test_options(GetParam(), 2);
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  std::vector<Client> busy;
+  ASSERT_TRUE(connect_many(server.port(), 20, &busy));
+  Client idle;
+  ASSERT_TRUE(idle.connect_tcp(server.port()));
+  std::string replies;
+  std::string wire = requests(500, &replies);
+  for (Client& c : busy) ASSERT_TRUE(c.send_all(wire));
+  // Every request has been read by the server, most are not answered yet.
+  const uint64_t total = 20 * wire.size();
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().bytes_in == total; }, 5000ms,
+                         Millis(0)));
+  const int answered_before = handler.received_.load();
+
+  Clock::time_point t0 = Clock::now();
+  server.engine().shutdown(3000ms);
+  EXPECT_EQ(idle.wait_end(1000ms), End::kEof);  // idle: closed at once
+  // The listener is closed at once: new connections are refused.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        Client late;
+        return !late.connect_tcp(server.port(), "127.0.0.1", 200ms);
+      },
+      1000ms));
+  for (size_t i = 0; i < busy.size(); ++i) {
+    std::string got;
+    EXPECT_EQ(busy[i].wait_end(5000ms, &got), End::kEof) << "client " << i;
+    EXPECT_TRUE(same_bytes(replies, got)) << "client " << i;
+  }
+  server.engine().wait();
+  EXPECT_LT(Clock::now() - t0, 2000ms);  // done long before the deadline
+  EXPECT_LT(answered_before, 20 * 500) << "the drain had nothing left to finish";
+  EXPECT_EQ(handler.received_.load(), 20 * 500);
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.drain_deadline_closed, 0u) << describe(st);
+  EXPECT_EQ(st.closed_by_reason[int(CloseReason::kShutdown)], 21u) << describe(st);
+}
+
+TEST_P(DrainTest, ConnectionsStillBusyAtTheDeadlineAreClosedAndCounted) {
+  CountingLineHandler handler;
+  TestServer server(handler, test_options(GetParam(), 1));
+  ASSERT_TRUE(server.start());
+  Client partial, stuck, done;
+  ASSERT_TRUE(partial.connect_tcp(server.port()));
+  ASSERT_TRUE(stuck.connect_tcp(server.port()));
+  ASSERT_TRUE(done.connect_tcp(server.port()));
+  ASSERT_TRUE(partial.send_all("12"));      // a request that never completes
+  ASSERT_TRUE(stuck.send_all("flood\n"));   // 16 MiB answer the client never reads
+  ASSERT_TRUE(done.send_all("7\n"));
+  ASSERT_TRUE(wait_until([&] { return handler.received_.load() == 2; }, 5000ms));
+
+  Clock::time_point t0 = Clock::now();
+  server.engine().shutdown(500ms);
+  std::string got;
+  EXPECT_EQ(done.wait_end(2000ms, &got), End::kEof);
+  EXPECT_EQ(got, "ok 7\n");
+  server.engine().wait();
+  Millis took = std::chrono::duration_cast<Millis>(Clock::now() - t0);
+  EXPECT_GE(took, 500ms);
+  EXPECT_LT(took, 1500ms);
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.drain_deadline_closed, 2u) << describe(st);
+  EXPECT_GT(st.outbound_dropped, 0u) << describe(st);
+  EXPECT_EQ(partial.wait_end(1000ms), End::kEof);
+}
+
+TEST_P(DrainTest, HandlersSeeTheDrainingFlag) {
+  CountingLineHandler handler;
+  TestServer server(handler, test_options(GetParam(), 1));
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(c.send_all("1"));  // partial: keeps the connection open through the drain
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().bytes_in == 1; }, 5000ms));
+  EXPECT_FALSE(handler.saw_draining_.load());
+  server.engine().shutdown(2000ms);
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(c.send_all("\n"));  // completes the request while draining
+  std::string got;
+  EXPECT_EQ(c.wait_end(3000ms, &got), End::kEof);
+  EXPECT_EQ(got, "ok 1\n");
+  EXPECT_TRUE(handler.saw_draining_.load());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, DrainTest, testing::ValuesIn(test_backends()),
+                         backend_param_name);
+
+}  // namespace
+}  // namespace ringnet::test
