@@ -102,8 +102,11 @@ class PoolHandler : public EchoHandler {
 };
 
 // Writes a submit error back to the client as "ERR <message>".
+// A job's failure (it threw, or shutdown cancelled it), as one line to the client.
+void reply_error(Conn& c, const Status& err) { c.write("ERR " + err.message() + "\n").ignore(); }
+
 void reply_status(Conn& c, const Status& s) {
-  if (!s) c.write("ERR " + s.message() + "\n").ignore();
+  if (!s) reply_error(c, s);
 }
 
 class WorkerPoolTest : public testing::TestWithParam<Backend> {
@@ -292,9 +295,7 @@ TEST_P(WorkerPoolTest, ThrowingWorkIsCountedAndReported) {
     auto done = [&h](Conn&, std::string&&) { h.done_runs.fetch_add(1); };
     Status s = line == "silent"
                    ? h.pool->submit(c, work, done)
-                   : h.pool->submit(c, work, done, [](Conn& conn, const Status& err) {
-                       conn.write("ERR " + err.message() + "\n").ignore();
-                     });
+                   : h.pool->submit(c, work, done, reply_error);
     reply_status(c, s);
   };
   ASSERT_TRUE(start(1, {.threads = 2, .queue_capacity = 8}));
@@ -327,9 +328,7 @@ TEST_P(WorkerPoolTest, ShutdownCancelsQueuedConnectionJobWithError) {
           return line;
         },
         [](Conn& conn, std::string&& r) { conn.write("done " + r + "\n").ignore(); },
-        [](Conn& conn, const Status& err) {
-          conn.write("ERR " + err.message() + "\n").ignore();
-        });
+        reply_error);
     reply_status(c, s);
   };
   ASSERT_TRUE(start(1, {.threads = 1, .queue_capacity = 4}));
