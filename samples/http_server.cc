@@ -70,5 +70,6 @@ int main(int argc, char** argv) {
       },
       "[--max-body BYTES]");
   HelloHandler handler(http);
-  return sample::run("http_server", handler, flags);
+  return sample::run("http_server", handler, flags,
+                     [&handler](ringnet::MetricsWriter& w) { handler.write_metrics(w, "http"); });
 }

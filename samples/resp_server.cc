@@ -455,5 +455,6 @@ int main(int argc, char** argv) {
   sample::Flags flags = sample::parse_flags(argc, argv);
   flags.options.ticker = true;  // drives the active expiry sweep
   RespServer server;
-  return sample::run("resp_server", server, flags);
+  return sample::run("resp_server", server, flags,
+                     [&server](ringnet::MetricsWriter& w) { server.write_metrics(w, "resp"); });
 }

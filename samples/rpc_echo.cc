@@ -148,5 +148,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   RpcEchoHandler handler{RpcFrameCodec(codec_options)};
-  return sample::run("rpc_echo", handler, flags);
+  return sample::run("rpc_echo", handler, flags,
+                     [&handler](ringnet::MetricsWriter& w) { handler.write_metrics(w, "rpc"); });
 }

@@ -3,10 +3,12 @@
 //
 //   <sample> [--host H] [--port N] [--unix PATH] [--loops N] [--balancer rr|lc|hash]
 //            [--reuseport] [--pin] [--backend auto|epoll|io_uring] [--no-uring-bundle]
-//            [--drain-timeout MS] [sample-specific flags]
+//            [--drain-timeout MS] [--admin-port N] [--no-metrics] [sample-specific flags]
 //
 // Prints one "listening on <address> (N loops, backend)" line per listener once it
-// accepts connections. SIGINT/SIGTERM drain it gracefully (Engine::shutdown): listeners
+// accepts connections. --admin-port N serves /metrics (Prometheus text) and /healthz on
+// host:N (0 picks a free port) and prints "admin on <address>". --no-metrics turns the
+// loop histograms off (Options::metrics), to measure what they cost. SIGINT/SIGTERM drain it gracefully (Engine::shutdown): listeners
 // close at once, requests already received are answered, and after --drain-timeout
 // (default 5000 ms) whatever is still busy is closed; then it exits 0.
 #pragma once
@@ -30,6 +32,7 @@ struct Flags {
   int port = 9000;
   std::string unix_path;
   std::chrono::milliseconds drain_timeout{5000};
+  int admin_port = -1;  // -1: no admin listener
   ringnet::Options options;
 };
 
@@ -42,7 +45,8 @@ using ExtraFlag = std::function<bool(std::string_view flag, const std::function<
                "%s: bad argument '%s'\n"
                "usage: %s [--host H] [--port N] [--unix PATH] [--loops N]\n"
                "          [--balancer rr|lc|hash] [--reuseport] [--pin]\n"
-               "          [--backend auto|epoll|io_uring] [--no-uring-bundle] %s\n",
+               "          [--backend auto|epoll|io_uring] [--no-uring-bundle]\n"
+               "          [--drain-timeout MS] [--admin-port N] [--no-metrics] %s\n",
                prog, bad, prog, extra_usage);
   std::exit(2);
 }
@@ -93,6 +97,11 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
       f.options.pin_loops = true;
     } else if (a == "--drain-timeout") {
       f.drain_timeout = std::chrono::milliseconds(number());
+    } else if (a == "--admin-port") {
+      f.admin_port = number();
+      if (f.admin_port > 65535) usage(prog, arg, extra_usage);
+    } else if (a == "--no-metrics") {
+      f.options.metrics = false;
     } else if (a == "--no-uring-bundle") {
       f.options.uring_recv_bundle = false;
     } else if (!extra || !extra(a, value)) {
@@ -102,8 +111,12 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
   return f;
 }
 
+// A sample's own metric families, appended to /metrics (see Engine::add_metrics).
+using Collector = std::function<void(ringnet::MetricsWriter&)>;
+
 // Listens, starts, prints the listening lines, waits for a signal. Returns the exit code.
-inline int run(const char* name, ringnet::EventHandler& handler, const Flags& flags) {
+inline int run(const char* name, ringnet::EventHandler& handler, const Flags& flags,
+               Collector collector = {}) {
   ringnet::Engine engine(handler, flags.options);
   std::string host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]"
                                                                 : flags.host;
@@ -114,6 +127,15 @@ inline int run(const char* name, ringnet::EventHandler& handler, const Flags& fl
     std::fprintf(stderr, "%s: listen %s: %s\n", name, addr.c_str(), s.message().c_str());
     return 1;
   }
+  if (flags.admin_port >= 0) {
+    std::string admin = "tcp://" + host + ":" + std::to_string(flags.admin_port);
+    if (ringnet::Status s = engine.listen_admin(admin); !s) {
+      std::fprintf(stderr, "%s: admin listener %s: %s\n", name, admin.c_str(),
+                   s.message().c_str());
+      return 1;
+    }
+    if (collector) engine.add_metrics(std::move(collector));
+  }
   ringnet::ShutdownOnSignals signals(engine, flags.drain_timeout);
   if (ringnet::Status s = engine.start(); !s) {
     std::fprintf(stderr, "%s: start: %s\n", name, s.message().c_str());
@@ -122,6 +144,9 @@ inline int run(const char* name, ringnet::EventHandler& handler, const Flags& fl
   for (const ringnet::SockAddr& a : engine.listen_addrs()) {
     std::printf("listening on %s (%d loops, %s)\n", a.to_string().c_str(), engine.loop_count(),
                 ringnet::backend_name(engine.options().backend));
+  }
+  if (flags.admin_port >= 0) {
+    std::printf("admin on %s (/metrics, /healthz)\n", engine.admin_addr().to_string().c_str());
   }
   std::fflush(stdout);
   engine.wait();

@@ -5,6 +5,8 @@
 // then and counted; the engine stops as soon as the last connection is done.
 #include <gtest/gtest.h>
 
+#include <ringnet/worker_pool.h>
+
 #include <string>
 #include <vector>
 
@@ -146,6 +148,83 @@ TEST_P(DrainTest, HandlersSeeTheDrainingFlag) {
   EXPECT_EQ(c.wait_end(3000ms, &got), End::kEof);
   EXPECT_EQ(got, "ok 1\n");
   EXPECT_TRUE(handler.saw_draining_.load());
+}
+
+// "N\n" -> a pool job that takes `work`, then "done N\n" from the loop. While the job
+// runs the connection holds no input and no output: only the pool's hold (Conn::hold)
+// keeps the drain from taking it for idle and closing it with the answer still to come.
+class PoolLineHandler : public EchoHandler {
+ public:
+  PoolLineHandler(WorkerPool& pool, Millis work) : pool_(pool), work_(work) {}
+  Action on_traffic(Conn& c) override {
+    size_t nl;
+    while ((nl = c.peek().find('\n')) != std::string_view::npos) {
+      std::string id(c.next(nl + 1).substr(0, nl));
+      Status s = pool_.submit(
+          c,
+          [id, work = work_] {
+            std::this_thread::sleep_for(work);
+            return "done " + id + "\n";
+          },
+          [](Conn& conn, std::string&& answer) { conn.write(answer).ignore(); });
+      if (!s) return Action::kClose;
+    }
+    return Action::kNone;
+  }
+
+ private:
+  WorkerPool& pool_;
+  Millis work_;
+};
+
+TEST_P(DrainTest, PoolJobsInFlightAreAnsweredBeforeTheDrainCloses) {
+  WorkerPool pool({.threads = 2});
+  PoolLineHandler handler(pool, 300ms);
+  TestServer server(handler, test_options(GetParam(), 1));
+  ASSERT_TRUE(pool.start());
+  ASSERT_TRUE(server.start());
+  Client a, b, idle;
+  ASSERT_TRUE(a.connect_tcp(server.port()));
+  ASSERT_TRUE(b.connect_tcp(server.port()));
+  ASSERT_TRUE(idle.connect_tcp(server.port()));
+  ASSERT_TRUE(a.send_all("1\n2\n"));
+  ASSERT_TRUE(b.send_all("3\n"));
+  ASSERT_TRUE(wait_until([&] { return pool.stats().submitted == 3; }, 5000ms));
+  server.engine().shutdown(5000ms);
+  EXPECT_EQ(idle.wait_end(1000ms), End::kEof);  // idle: closed at once
+  std::string got_a, got_b;
+  ASSERT_TRUE(a.recv_until_eof(&got_a, 3000ms));
+  ASSERT_TRUE(b.recv_until_eof(&got_b, 3000ms));
+  // Two pool threads: the two answers may come in either order.
+  EXPECT_TRUE(got_a == "done 1\ndone 2\n" || got_a == "done 2\ndone 1\n") << got_a;
+  EXPECT_EQ(got_b, "done 3\n");
+  server.engine().wait();
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.drain_deadline_closed, 0u) << describe(st);
+  EXPECT_EQ(pool.stats().results_delivered, 3u);
+}
+
+TEST_P(DrainTest, PoolJobStuckPastTheDeadlineIsClosedAndCounted) {
+  WorkerPool pool({.threads = 1});
+  PoolLineHandler handler(pool, 1500ms);
+  TestServer server(handler, test_options(GetParam(), 1));
+  ASSERT_TRUE(pool.start());
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(c.send_all("9\n"));
+  ASSERT_TRUE(wait_until([&] { return pool.stats().busy_threads == 1; }, 5000ms));
+  Clock::time_point t0 = Clock::now();
+  server.engine().shutdown(300ms);
+  std::string got;
+  EXPECT_EQ(c.wait_end(2000ms, &got), End::kEof);
+  EXPECT_EQ(got, "");
+  server.engine().wait();
+  EXPECT_LT(Clock::now() - t0, 1200ms);  // the engine did not wait for the job
+  EXPECT_EQ(server.engine().stats().drain_deadline_closed, 1u);
+  pool.shutdown();  // the job ends; its answer finds no connection (nor a running loop)
+  EXPECT_EQ(pool.stats().results_discarded, 1u);
+  EXPECT_EQ(pool.stats().results_delivered, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DrainTest, testing::ValuesIn(test_backends()),

@@ -17,6 +17,13 @@ namespace {
 constexpr size_t kDirectWriteMin = 8 * 1024;
 }  // namespace
 
+void Conn::release() {
+  RINGNET_ASSERT_IN_LOOP(loop_);
+  if (holds_ == 0) return;
+  --holds_;
+  loop_->close_if_drained(*this);  // the last piece of work a drain waited for
+}
+
 Status Conn::write(std::string_view bytes) {
   return writev(std::span<const std::string_view>(&bytes, 1));
 }
@@ -27,6 +34,7 @@ Status Conn::writev(std::span<const std::string_view> parts) {
   size_t total = 0;
   for (std::string_view part : parts) total += part.size();
   if (total == 0) return Status::ok();
+  bump(loop_->counters_mut().conn_writes);
   size_t skip = 0;  // bytes the kernel took directly
   if (out_.empty() && total >= kDirectWriteMin) skip = loop_->write_direct(*this, parts);
   for (std::string_view part : parts) {
@@ -87,12 +95,19 @@ void ConnHandle::dispatch(std::function<void(Conn*)> task) const {
     task(nullptr);
     return;
   }
-  EventLoop* loop = loop_;
-  ConnId id = id_;
-  loop->post([loop, id, task = std::move(task)] {
-    Conn* c = loop->lookup(id);
-    task(c != nullptr && c->state() == Conn::State::kOpen ? c : nullptr);
-  });
+  struct OnLoop {
+    EventLoop* loop;
+    ConnId id;
+    std::function<void(Conn*)> task;
+    void operator()() {
+      Conn* c = loop->lookup(id);
+      task(c != nullptr && c->state() == Conn::State::kOpen ? c : nullptr);
+    }
+  };
+  TaskQueue::Task wrapped = OnLoop{loop_, id_, std::move(task)};
+  // The engine has stopped and its loops are gone: the connection is too. Say so now
+  // rather than leave the task queued, unrun, until the Engine is destroyed.
+  if (!loop_->try_post(wrapped)) wrapped.target<OnLoop>()->task(nullptr);
 }
 
 void ConnHandle::close() const {

@@ -233,6 +233,9 @@ Status Engine::start() {
     }
     spec.fds.clear();  // the loops own them now
   }
+  if (impl.admin) {
+    if (Status s = impl.admin->start(); !s) return Status::invalid("admin listener: " + s.message());
+  }
   impl.started = true;
   Action boot = impl.handler.on_boot(*this);
   if (boot == Action::kShutdown) impl.request_stop();
@@ -274,6 +277,7 @@ void Engine::wait() {
   for (auto& spec : impl.specs) unlink_unix_path(spec.bound);
   impl.joined = true;
   impl.is_running = false;
+  if (impl.admin) impl.admin->stop_and_wait();  // /metrics stays up through the drain
   impl.handler.on_shutdown(*this);
   flush_logs(std::chrono::seconds(1));  // what the loops logged reaches stderr before exit
 }
@@ -291,6 +295,27 @@ void Engine::shutdown(std::chrono::milliseconds deadline) {
 }
 
 bool Engine::running() const { return impl_->is_running.load(); }
+
+bool Engine::stopping() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stop_requested;
+}
+
+Status Engine::listen_admin(std::string_view address) {
+  if (impl_->started) return Status::invalid("listen_admin() after start()");
+  if (impl_->admin) return Status::invalid("listen_admin(): there is one already");
+  auto admin = std::make_unique<AdminServer>(*this);
+  if (Status s = admin->listen(address); !s) return s;
+  impl_->admin = std::move(admin);
+  return Status::ok();
+}
+
+SockAddr Engine::admin_addr() const { return impl_->admin ? impl_->admin->bound() : SockAddr(); }
+
+void Engine::add_metrics(std::function<void(MetricsWriter&)> collector) {
+  std::lock_guard lock(impl_->mu_metrics);
+  impl_->collectors.push_back(std::move(collector));
+}
 
 int Engine::loop_count() const { return impl_->opts.loops; }
 
@@ -328,9 +353,20 @@ EngineStats Engine::stats() const {
     s.recv_bundles += get(c.recv_bundles);
     s.read_pauses += get(c.read_pauses);
     s.inbound_overflows += get(c.inbound_overflows);
+    s.traffic_calls += get(c.traffic_calls);
+    s.conn_writes += get(c.conn_writes);
+    c.flush_bytes.merge_into(s.flush_bytes);
+    c.batch_events.merge_into(s.batch_events);
+    c.busy_ns.merge_into(s.busy_ns);
   };
-  for (const auto& loop : impl_->loops) add(loop->counters());
-  if (impl_->acceptor) add(impl_->acceptor->counters());
+  for (const auto& loop : impl_->loops) {
+    add(loop->counters());
+    s.queued_tasks += loop->queued_tasks();
+  }
+  if (impl_->acceptor) {
+    add(impl_->acceptor->counters());
+    s.queued_tasks += impl_->acceptor->queued_tasks();
+  }
   return s;
 }
 

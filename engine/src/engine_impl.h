@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "admin_server.h"
 #include "event_loop.h"
 #include "ringnet/engine.h"
 
@@ -57,6 +58,9 @@ struct Engine::Impl {
   std::atomic<bool> is_running{false};
   // Connections accepted and not yet closed, over every loop (Options::max_connections).
   std::atomic<int64_t> open_conns{0};
+  std::unique_ptr<AdminServer> admin;   // listen_admin()
+  mutable std::mutex mu_metrics;        // guards collectors
+  std::vector<std::function<void(MetricsWriter&)>> collectors;
   bool over_limit(EventLoop& from, EventLoop& target, const SockAddr& peer, int fd);
 };
 

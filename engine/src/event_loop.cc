@@ -47,6 +47,7 @@ Status EventLoop::init() {
   read_ticks_ = ticks(o.read_timeout);
   write_ticks_ = ticks(o.write_timeout);
   timeouts_on_ = idle_ticks_ != 0 || read_ticks_ != 0 || write_ticks_ != 0;
+  metrics_on_ = o.metrics;
   if (engine_.opts.backend == Backend::kIoUring) {
     auto uring = std::make_unique<UringPoller>(*this);
     if (Status s = uring->init(engine_.opts); !s) return s;
@@ -100,6 +101,7 @@ void EventLoop::drain_after_exit() {
   stopping_ = true;
   while (tasks_.run(SIZE_MAX) > 0) {
   }
+  for (TaskQueue::Task& task : tasks_.close()) task();  // posted since the last run
 }
 
 void EventLoop::iterate() {
@@ -132,6 +134,11 @@ void EventLoop::iterate() {
     bump(counters_.tasks_run, tasks_.run(engine_.opts.task_budget));
   }
   flush_dirty();
+  if (batch_started_) {
+    batch_started_ = false;
+    auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - batch_start_);
+    counters_.busy_ns.record(static_cast<uint64_t>(std::max<int64_t>(busy.count(), 0)));
+  }
   if (draining_ && (counters_.open.load(std::memory_order_relaxed) == 0 ||
                     Clock::now() >= drain_deadline_)) {
     stopping_ = true;
@@ -157,7 +164,7 @@ void EventLoop::begin_shutdown() {
   for (Conn& c : slots_) {
     if (c.state_ != Conn::State::kOpen) continue;
     if (graceful_) {  // keep serving what was received; idle ones go now
-      if (c.out_.empty() && c.in_.empty()) close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
+      if (idle_for_drain(c)) close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
       continue;
     }
     if (c.out_.empty()) {
@@ -185,7 +192,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
     ::close(fd);
     load_.fetch_sub(1, std::memory_order_relaxed);
-  engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
     bump(counters_.refused_stopping);
     return;
   }
@@ -205,6 +212,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   c.state_ = Conn::State::kOpen;
   c.dirty_ = c.readable_ = c.eof_ = c.hup_ = c.read_paused_ = false;
   c.send_error_ = 0;
+  c.holds_ = 0;
   c.remote_ = peer;
   c.timer_.owner = &c;
   c.idle_ticks_ = idle_ticks_;
@@ -220,7 +228,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
     c.state_ = Conn::State::kFree;
     free_slots_.push_back(index);
     load_.fetch_sub(1, std::memory_order_relaxed);
-  engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
     bump(counters_.accept_errors);
     return;
   }
@@ -262,6 +270,7 @@ void EventLoop::deliver_buffered(Conn& c) {
 // handler left unread: bytes shown from the spill area are copied in (the spill is reused
 // by the next read), bytes consumed from the buffer are dropped from it.
 void EventLoop::run_traffic(Conn& c) {
+  bump(counters_.traffic_calls);
   Action action = handler_.on_traffic(c);
   if (c.in_.empty()) {
     if (!c.in_view_.empty()) {

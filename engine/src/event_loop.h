@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "listener.h"
+#include "loop_histogram.h"
 #include "poller.h"
 #include "ringnet/buffer.h"
 #include "ringnet/conn.h"
@@ -47,7 +48,12 @@ struct LoopCounters {
   std::atomic<uint64_t> recv_bundles{0};
   std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0}, refused_limit{0};
   std::atomic<uint64_t> drain_deadline_closed{0};
+  std::atomic<uint64_t> traffic_calls{0}, conn_writes{0};
   std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
+  // Options::metrics: recorded only when on.
+  LoopHistogram flush_bytes;    // bytes per send syscall (writev / io_uring send)
+  LoopHistogram batch_events;   // events (epoll) or completions (io_uring) per wake-up
+  LoopHistogram busy_ns;        // one iteration from the wake-up to its flush, in ns
 };
 
 inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
@@ -68,11 +74,14 @@ class EventLoop {
   // and reports the result through `ready`; on success runs iterations until stopped,
   // then closes what it owns.
   void run(std::promise<Status>& ready);
-  // After the thread was joined: run tasks still queued (late accepted sockets are closed).
+  // After the thread was joined: run tasks still queued (late accepted sockets are closed),
+  // then close the queue: try_post fails from now on.
   void drain_after_exit();
 
   // ---- any thread ----
   void post(TaskQueue::Task task) { tasks_.post(std::move(task)); }
+  // False (task untouched) once the loop has exited for good (see drain_after_exit).
+  bool try_post(TaskQueue::Task& task) { return tasks_.try_post(task); }
   void wake_conn(ConnId id);
   // Asks the loop to stop: it closes its listeners at once, runs `then` (on the loop
   // thread), lets queued output flush until Options::stop_flush_timeout, closes its
@@ -80,6 +89,7 @@ class EventLoop {
   void request_stop(std::function<void()> then = {});
   int index() const { return index_; }
   const LoopCounters& counters() const { return counters_; }
+  uint64_t queued_tasks() const { return tasks_.depth(); }
   // Connections assigned to this loop and not yet closed (least-connections balancer).
   std::atomic<int64_t>& load() { return load_; }
 
@@ -99,6 +109,22 @@ class EventLoop {
   char* spill() { return spill_.get(); }
   static constexpr size_t kSpillSize = 64 * 1024;
   void on_wakeup() { task_signal_ = true; }  // the task eventfd fired (poller consumed it)
+  // The wait returned with `events` ready, before any is dispatched: where the busy part
+  // of an iteration starts (Options::metrics). One clock read, shared with the timeouts.
+  void begin_batch(size_t events) {
+    if (!metrics_on_) return;
+    batch_start_ = Clock::now();
+    batch_started_ = true;
+    if (timeouts_on_) {
+      now_tick_ = wheel_.tick_of(batch_start_);
+      tick_fresh_ = true;
+    }
+    counters_.batch_events.record(events);
+  }
+  // A send syscall handed `bytes` to the kernel.
+  void note_flush(uint64_t bytes) {
+    if (metrics_on_) counters_.flush_bytes.record(bytes);
+  }
   // Fresh bytes for a connection holding no unread bytes; `data` need only live until
   // this returns (spill area, provided buffer): what the handler leaves is copied.
   void deliver_view(Conn& c, const char* data, size_t n);
@@ -116,6 +142,16 @@ class EventLoop {
   void set_idle_timeout(Conn& c, std::chrono::milliseconds timeout);
   // Engine::shutdown(): connections are still served, and close once idle.
   bool graceful_draining() const { return graceful_; }
+  // Graceful drain: closes `c` once it holds no unread input, no queued output and no
+  // work in flight elsewhere (Conn::hold).
+  void close_if_drained(Conn& c) {
+    if (graceful_ && c.state_ == Conn::State::kOpen && idle_for_drain(c)) {
+      begin_close(c, CloseReason::kShutdown);
+    }
+  }
+  static bool idle_for_drain(const Conn& c) {
+    return c.out_.empty() && c.in_.empty() && c.holds_ == 0;
+  }
   // Closes after a socket error: ECONNRESET/EPIPE are a reset, anything else an error.
   void close_on_error(Conn& c, int err) { close_conn(c, error_close_info(err)); }
   static CloseInfo error_close_info(int err);
@@ -154,12 +190,6 @@ class EventLoop {
   void track_pending_output(Conn& c);
   void check_backpressure(Conn& c);
   void check_inbound_limit(Conn& c);
-  // Graceful drain: closes `c` once it holds no unread input and no queued output.
-  void close_if_drained(Conn& c) {
-    if (graceful_ && c.state_ == Conn::State::kOpen && c.out_.empty() && c.in_.empty()) {
-      begin_close(c, CloseReason::kShutdown);
-    }
-  }
   void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
@@ -174,6 +204,9 @@ class EventLoop {
   TimerQueue timers_;
   TimerWheel wheel_;                    // connection timeouts
   bool timeouts_on_ = false;            // any timeout option set (else no clock reads)
+  bool metrics_on_ = false;             // Options::metrics: histograms recorded
+  bool batch_started_ = false;          // begin_batch ran this iteration
+  Clock::time_point batch_start_;
   bool tick_fresh_ = false;             // now_tick_ read since this iteration's poll
   uint64_t now_tick_ = 0;
   uint32_t idle_ticks_ = 0, read_ticks_ = 0, write_ticks_ = 0;  // from Options

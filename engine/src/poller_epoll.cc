@@ -82,6 +82,7 @@ Status EpollPoller::poll(int timeout_ms) {
     if (errno == EINTR) return Status::ok();
     return Status::from_errno(errno, "epoll_wait");
   }
+  loop_.begin_batch(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) dispatch(events_[i]);
   if (static_cast<size_t>(n) == events_.size() && events_.size() < kMaxEvents) {
     events_.resize(events_.size() * 2);  // a full batch: take more per call next time
@@ -242,6 +243,7 @@ int EpollPoller::send(Conn& c) {
       return errno;
     }
     bump(counters.bytes_out, static_cast<uint64_t>(n));
+    loop_.note_flush(static_cast<uint64_t>(n));
     c.out_.consume(static_cast<size_t>(n));
     if (static_cast<size_t>(n) < want) break;
   }
@@ -266,6 +268,7 @@ size_t EpollPoller::write_direct(Conn& c, std::span<const std::string_view> part
   bump(counters.write_calls);
   if (n <= 0) return 0;
   bump(counters.bytes_out, static_cast<uint64_t>(n));
+  loop_.note_flush(static_cast<uint64_t>(n));
   return static_cast<size_t>(n);
 }
 

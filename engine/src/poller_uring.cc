@@ -236,6 +236,7 @@ Status UringPoller::poll(int timeout_ms) {
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
     return Status::from_errno(-rc, "io_uring_submit_and_wait");
   }
+  loop_.begin_batch(io_uring_cq_ready(&ring_));
   // Each completion is copied out and marked seen before it is handled, so handlers that
   // queue more work never hold CQ slots.
   io_uring_cqe* cqe = nullptr;
@@ -379,6 +380,7 @@ void UringPoller::on_send(UringTag tag, int res) {
   }
   bump(loop_.counters_mut().write_calls);
   bump(loop_.counters_mut().bytes_out, static_cast<uint64_t>(res));
+  loop_.note_flush(static_cast<uint64_t>(res));
   c->out_.consume(static_cast<size_t>(res));
   if (!c->out_.empty()) return submit_send(*c, ops);
   loop_.after_send(*c);

@@ -20,11 +20,32 @@ Status TaskQueue::init() const {
 }
 
 void TaskQueue::post(Task task) {
-  {
+  // A closed queue keeps the task: it is destroyed with the queue, unrun, as before close.
+  if (!try_post(task)) {
     std::lock_guard lock(mu_);
     tasks_.push_back(std::move(task));
   }
+}
+
+bool TaskQueue::try_post(Task& task) {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return false;
+    // Counted under the lock, so the loop cannot run (and subtract) it first.
+    depth_.fetch_add(1, std::memory_order_relaxed);
+    tasks_.push_back(std::move(task));
+  }
   wake();
+  return true;
+}
+
+std::deque<TaskQueue::Task> TaskQueue::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  std::deque<Task> left;
+  left.swap(tasks_);
+  depth_.store(0, std::memory_order_relaxed);
+  return left;
 }
 
 void TaskQueue::wake() {
@@ -57,6 +78,7 @@ size_t TaskQueue::run(size_t budget) {
   // Tasks posted while the flag was still set rang no bell: take them now so that
   // has_backlog() keeps the loop from blocking while they wait.
   if (running_.empty()) refill();
+  if (ran > 0) depth_.fetch_sub(ran, std::memory_order_relaxed);
   return ran;
 }
 

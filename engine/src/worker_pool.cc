@@ -183,30 +183,37 @@ void WorkerPool::Impl::execute(JobPtr job) {
       }
     }
   }
-  if (!job->target_.valid()) return;              // fire-and-forget
-  if (!error.is_ok() && !job->on_error_) return;  // nothing to hand back
+  if (!job->target_.valid()) return;  // fire-and-forget
+  // Nothing to hand back, and no hold to release.
+  if (!error.is_ok() && !job->on_error_ && !job->holds_conn_) return;
   send_reply(std::move(job), std::move(error));
 }
 
 void WorkerPool::Impl::send_reply(JobPtr job, Status status) {
   // Written before dispatch posts the task: the task queue's lock orders it before the
   // loop thread (or the destructor, wherever the last reference goes) reads it.
+  // A failure with no on_error travels back only to release the connection's hold: it is
+  // no result, so it is counted neither delivered nor discarded.
+  const bool release_only = !status.is_ok() && !job->on_error_;
   job->shared_ = shared;
-  job->reply_ = detail::PoolJob::Reply::kPending;
+  job->reply_ = release_only ? detail::PoolJob::Reply::kNone : detail::PoolJob::Reply::kPending;
   const ConnHandle target = job->target_;
-  target.dispatch([job = std::move(job), status = std::move(status)](Conn* c) {
+  target.dispatch([job = std::move(job), status = std::move(status), release_only](Conn* c) {
     detail::PoolShared& s = *job->shared_;
-    job->reply_ = detail::PoolJob::Reply::kSettled;
+    if (!release_only) job->reply_ = detail::PoolJob::Reply::kSettled;
     if (c == nullptr) {
-      s.discarded.fetch_add(1, std::memory_order_release);
+      if (!release_only) s.discarded.fetch_add(1, std::memory_order_release);
       return;
     }
-    s.delivered.fetch_add(1, std::memory_order_release);
     if (status.is_ok()) {
+      s.delivered.fetch_add(1, std::memory_order_release);
       job->deliver(*c);
-    } else {
+    } else if (job->on_error_) {
+      s.delivered.fetch_add(1, std::memory_order_release);
       job->on_error_(*c, status);
     }
+    // After the answer was queued: a draining connection with nothing left closes now.
+    if (job->holds_conn_) c->release();
   });
 }
 
@@ -267,7 +274,7 @@ void WorkerPool::shutdown(ShutdownMode mode) {
   impl_->not_empty.notify_all();
   for (JobPtr& job : dropped) {
     impl_->shared->cancelled.fetch_add(1, std::memory_order_release);
-    if (job->target_.valid() && job->on_error_) {
+    if (job->target_.valid() && (job->on_error_ || job->holds_conn_)) {
       impl_->send_reply(std::move(job), Status::invalid("worker pool shut down before the job ran"));
     }
   }
@@ -280,8 +287,9 @@ void WorkerPool::shutdown(ShutdownMode mode) {
 }
 
 Status WorkerPool::enqueue(std::shared_ptr<detail::PoolJob> job, ConnHandle target,
-                           WorkerErrorCallback on_error) {
+                           WorkerErrorCallback on_error, Conn* hold) {
   job->target_ = target;
+  job->holds_conn_ = hold != nullptr;  // before a pool thread can see the job
   job->on_error_ = std::move(on_error);
   job->enqueued_ = Clock::now();
   {
@@ -299,6 +307,8 @@ Status WorkerPool::enqueue(std::shared_ptr<detail::PoolJob> job, ConnHandle targ
     impl_->shared->submitted.fetch_add(1, std::memory_order_relaxed);
   }
   impl_->not_empty.notify_one();
+  // On the loop thread, which is also where the reply runs (later), so it cannot come first.
+  if (hold != nullptr) hold->hold();
   return Status::ok();
 }
 
@@ -321,6 +331,67 @@ WorkerPoolStats WorkerPool::stats() const {
   st.scheduling_delay = s.delay.snapshot();
   st.run_time = s.run_time.snapshot();
   return st;
+}
+
+void WorkerPool::write_metrics(MetricsWriter& w, std::initializer_list<const WorkerPool*> pools) {
+  struct Row {
+    std::string label;
+    WorkerPoolStats st;
+  };
+  std::vector<Row> rows;
+  for (const WorkerPool* p : pools) {
+    rows.push_back({"pool=\"" + MetricsWriter::escape_label(p->options().name) + "\"", p->stats()});
+  }
+  auto counter = [&](std::string_view name, std::string_view help, uint64_t WorkerPoolStats::*f) {
+    w.family(name, MetricType::kCounter, help);
+    for (const Row& r : rows) w.value(r.label, r.st.*f);
+  };
+  auto gauge = [&](std::string_view name, std::string_view help, uint64_t WorkerPoolStats::*f) {
+    w.family(name, MetricType::kGauge, help);
+    for (const Row& r : rows) w.value(r.label, r.st.*f);
+  };
+  w.family("ringnet_pool_jobs_total", MetricType::kCounter, "Worker pool jobs, by outcome.");
+  for (const Row& r : rows) {
+    w.value(r.label + ",outcome=\"completed\"", r.st.completed);
+    w.value(r.label + ",outcome=\"failed\"", r.st.failed);
+    w.value(r.label + ",outcome=\"cancelled\"", r.st.cancelled);
+    w.value(r.label + ",outcome=\"rejected\"", r.st.rejected);
+  }
+  counter("ringnet_pool_submitted_total", "Jobs accepted into the queue.",
+          &WorkerPoolStats::submitted);
+  w.family("ringnet_pool_results_total", MetricType::kCounter,
+           "Job results sent back to a connection's loop: delivered, or discarded (closed).");
+  for (const Row& r : rows) {
+    w.value(r.label + ",fate=\"delivered\"", r.st.results_delivered);
+    w.value(r.label + ",fate=\"discarded\"", r.st.results_discarded);
+  }
+  gauge("ringnet_pool_queue_depth", "Jobs waiting to start.", &WorkerPoolStats::queue_depth);
+  gauge("ringnet_pool_queue_capacity", "Queue bound; submits beyond it are rejected.",
+        &WorkerPoolStats::queue_capacity);
+  gauge("ringnet_pool_busy_threads", "Pool threads running a job now.",
+        &WorkerPoolStats::busy_threads);
+  gauge("ringnet_pool_threads", "Pool threads started.", &WorkerPoolStats::threads);
+  // DurationHistogram bucket i holds durations under 2^i us: cumulative counts per 4x.
+  auto durations = [&](std::string_view name, std::string_view help,
+                       DurationHistogram WorkerPoolStats::*f) {
+    w.family(name, MetricType::kHistogram, help);
+    for (const Row& r : rows) {
+      const DurationHistogram& h = r.st.*f;
+      std::vector<MetricsWriter::Bucket> buckets;
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i + 1 < DurationHistogram::kBuckets; ++i) {
+        cumulative += h.buckets[i];
+        if (i % 2 == 0 && i <= 26) {
+          buckets.push_back({double(DurationHistogram::bucket_upper_us(i)) * 1e-6, cumulative});
+        }
+      }
+      w.histogram(r.label, buckets, double(h.sum_ns) * 1e-9, h.count);
+    }
+  };
+  durations("ringnet_pool_scheduling_delay_seconds", "From submit to the start of the work.",
+            &WorkerPoolStats::scheduling_delay);
+  durations("ringnet_pool_run_seconds", "From the start to the end of the work.",
+            &WorkerPoolStats::run_time);
 }
 
 }  // namespace ringnet

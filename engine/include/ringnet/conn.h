@@ -127,6 +127,14 @@ class Conn {
   // Flushes what is queued, then closes. on_close follows with kLocalClose.
   void close();
 
+  // Work for this connection is in flight elsewhere (a WorkerPool job does this for you,
+  // or your own async call): until the matching release(), a graceful drain does not take
+  // the connection for idle, so the answer still gets out. A hold never outlives the
+  // connection; the drain deadline still closes it. Loop thread.
+  void hold() { ++holds_; }
+  void release();
+  uint32_t holds() const { return holds_; }
+
   // ---- identity ----
   ConnHandle handle() const;
   ConnId id() const { return id_; }
@@ -171,6 +179,7 @@ class Conn {
   bool read_paused_ = false;    // backpressure: output over the high watermark
   bool hup_ = false;            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
   uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
+  uint32_t holds_ = 0;          // hold() minus release(): work in flight elsewhere
   int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "ringnet/address.h"
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
+#include "ringnet/metrics.h"
 #include "ringnet/options.h"
 #include "ringnet/status.h"
 
@@ -49,6 +51,13 @@ struct EngineStats {
   uint64_t recv_bundles = 0;     // io_uring: receives that filled more than one buffer
   uint64_t read_pauses = 0;      // backpressure: times a connection stopped being read
   uint64_t inbound_overflows = 0; // connections closed for holding > max_inbound_buffer
+  uint64_t traffic_calls = 0;    // on_traffic calls for fresh input
+  uint64_t conn_writes = 0;      // Conn::write/writev calls that queued bytes
+  uint64_t queued_tasks = 0;     // gauge: cross-thread tasks posted and not yet run
+  // Options::metrics (empty when off):
+  Log2Histogram flush_bytes;     // bytes per send syscall
+  Log2Histogram batch_events;    // events / completions per loop wake-up
+  Log2Histogram busy_ns;         // loop iteration, wake-up to flush, in nanoseconds
 };
 
 struct LoopStats {
@@ -68,6 +77,21 @@ class Engine {
   // Adds a listen address ("tcp://127.0.0.1:0", "[::1]:9000", "unix:/tmp/s"). Binds now,
   // so errors (address in use...) come back here. Before start() only.
   Status listen(std::string_view address);
+  // An admin listener, served by the engine on its own thread (not the loops'), with
+  //   GET /metrics   every metric in Prometheus text format (write_metrics)
+  //   GET /healthz   200 "ok" while serving, 503 "draining" once stop/shutdown began
+  // Binds now. Before start() only; at most one.
+  Status listen_admin(std::string_view address);
+  // The admin listener's bound address (family AF_UNSPEC when there is none).
+  SockAddr admin_addr() const;
+  // Adds a collector that appends the application's own families to every /metrics
+  // answer (and write_metrics). It runs on the admin thread, concurrently with the loops:
+  // it must read thread-safe state only (atomics, or its own lock). Any thread.
+  void add_metrics(std::function<void(MetricsWriter&)> collector);
+  // Renders the engine's metrics (per loop, label loop="N" or "acceptor") and then the
+  // collectors' into `out`. Any thread; lock-free with respect to the loops.
+  void write_metrics(MetricsWriter& out) const;
+
   // Starts the loops; returns once they run. on_boot has been called.
   Status start();
   // Blocks until the engine has stopped: connections closed, on_shutdown run, joined.
@@ -88,6 +112,8 @@ class Engine {
   void shutdown(std::chrono::milliseconds deadline);
 
   bool running() const;
+  // stop() or shutdown() was called (or on_tick/a callback asked to shut down).
+  bool stopping() const;
   int loop_count() const;
   // Bound addresses, in listen() order (ports resolved when 0 was asked for).
   std::vector<SockAddr> listen_addrs() const;

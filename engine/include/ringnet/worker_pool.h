@@ -58,6 +58,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +66,7 @@
 #include <utility>
 
 #include "ringnet/conn.h"
+#include "ringnet/metrics.h"
 #include "ringnet/status.h"
 
 namespace ringnet {
@@ -153,6 +155,7 @@ class PoolJob {
   std::chrono::steady_clock::time_point enqueued_;
   std::shared_ptr<PoolShared> shared_;  // set when a reply is posted
   Reply reply_ = Reply::kNone;
+  bool holds_conn_ = false;  // the target was held at submit: the reply releases it
 };
 
 template <typename Work>
@@ -217,20 +220,46 @@ class WorkerPool {
   // Runs `work()` on a pool thread, then `done(conn, result)` on conn's loop thread if the
   // connection is still open (`done(conn)` when work returns void); otherwise the result
   // is discarded and counted. `on_error` (optional) gets failures, as described above.
-  // Work, Done may be move-only. Returns at once:
+  // The connection is held (Conn::hold) until the reply has run, so a graceful drain
+  // waits for the answer. Work, Done may be move-only. Returns at once:
   //   ok                                       queued
   //   code EAGAIN, "worker pool queue full (capacity N): ..."   counted in `rejected`
   //   code -1, "worker pool not started" / "worker pool is shut down"
-  // Loop thread of `conn` (it reads conn.handle()).
+  // Loop thread of `conn`.
   template <typename Work, typename Done>
   Status submit(Conn& conn, Work&& work, Done&& done, WorkerErrorCallback on_error = {}) {
-    return submit(conn.handle(), std::forward<Work>(work), std::forward<Done>(done),
-                  std::move(on_error));
+    return enqueue(make_job(std::forward<Work>(work), std::forward<Done>(done)), conn.handle(),
+                   std::move(on_error), &conn);
   }
-  // The same for a connection known by its handle. Any thread.
+  // The same for a connection known by its handle, from any thread. The connection is
+  // not held (a hold is loop-thread state): take one yourself if a drain must wait.
   template <typename Work, typename Done>
   Status submit(const ConnHandle& conn, Work&& work, Done&& done,
                 WorkerErrorCallback on_error = {}) {
+    return enqueue(make_job(std::forward<Work>(work), std::forward<Done>(done)), conn,
+                   std::move(on_error), nullptr);
+  }
+  // Fire-and-forget: runs `job()` on a pool thread; nothing comes back. Any thread.
+  template <typename Job>
+    requires std::invocable<std::decay_t<Job>&>
+  Status submit(Job&& job) {
+    return enqueue(
+        std::make_shared<detail::PlainJob<std::decay_t<Job>>>(std::forward<Job>(job)), {}, {});
+  }
+
+  // Any thread; lock-free (atomics only, so fields are not one consistent snapshot).
+  WorkerPoolStats stats() const;
+  // Prometheus families ringnet_pool_* (jobs by outcome, queue depth, busy threads,
+  // scheduling delay and run time histograms), labelled pool="<options.name>". For
+  // Engine::add_metrics. Several pools go in one call: a family may appear only once.
+  void write_metrics(MetricsWriter& w) const { write_metrics(w, {this}); }
+  static void write_metrics(MetricsWriter& w, std::initializer_list<const WorkerPool*> pools);
+  const WorkerPoolOptions& options() const { return options_; }
+
+ private:
+  struct Impl;
+  template <typename Work, typename Done>
+  static std::shared_ptr<detail::PoolJob> make_job(Work&& work, Done&& done) {
     using W = std::decay_t<Work>;
     using D = std::decay_t<Done>;
     static_assert(std::is_invocable_v<W&>, "work must be callable with no arguments");
@@ -243,26 +272,12 @@ class WorkerPool {
       static_assert(std::is_invocable_v<D&, Conn&, R&&>,
                     "done must be callable as done(Conn&, R&&), R being work's result");
     }
-    auto job = std::make_shared<detail::ConnJob<W, D, R>>(std::forward<Work>(work),
-                                                          std::forward<Done>(done));
-    return enqueue(std::move(job), conn, std::move(on_error));
+    return std::make_shared<detail::ConnJob<W, D, R>>(std::forward<Work>(work),
+                                                      std::forward<Done>(done));
   }
-  // Fire-and-forget: runs `job()` on a pool thread; nothing comes back. Any thread.
-  template <typename Job>
-    requires std::invocable<std::decay_t<Job>&>
-  Status submit(Job&& job) {
-    return enqueue(
-        std::make_shared<detail::PlainJob<std::decay_t<Job>>>(std::forward<Job>(job)), {}, {});
-  }
-
-  // Any thread; lock-free (atomics only, so fields are not one consistent snapshot).
-  WorkerPoolStats stats() const;
-  const WorkerPoolOptions& options() const { return options_; }
-
- private:
-  struct Impl;
+  // `hold`: the connection to hold until the reply ran (loop thread), or null.
   Status enqueue(std::shared_ptr<detail::PoolJob> job, ConnHandle target,
-                 WorkerErrorCallback on_error);
+                 WorkerErrorCallback on_error, Conn* hold = nullptr);
 
   WorkerPoolOptions options_;
   std::unique_ptr<Impl> impl_;

@@ -13,11 +13,13 @@
 // closes that connection only; the engine and the other connections go on.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/log.h"
+#include "ringnet/metrics.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/proto/loop_counter.h"
 
@@ -81,6 +83,16 @@ class FramedHandler : public EventHandler {
   // Totals over every loop; any thread.
   uint64_t frames_decoded() const { return frames_.sum(); }
   uint64_t protocol_errors() const { return errors_.sum(); }
+  // ringnet_frames_total / ringnet_protocol_errors_total{protocol="<name>"}, for
+  // Engine::add_metrics. One framed handler per writer (a family appears once).
+  void write_metrics(MetricsWriter& w, std::string_view protocol) const {
+    std::string label = "protocol=\"" + MetricsWriter::escape_label(protocol) + "\"";
+    w.family("ringnet_frames_total", MetricType::kCounter, "Frames decoded and handled.");
+    w.value(label, frames_decoded());
+    w.family("ringnet_protocol_errors_total", MetricType::kCounter,
+             "Malformed or over-limit input: answered where the protocol can, then closed.");
+    w.value(label, protocol_errors());
+  }
 
  private:
   C codec_;
