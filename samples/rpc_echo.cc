@@ -1,29 +1,43 @@
 // rpc_echo: an RPC server on the binary RPC frame (ringnet/proto/rpc_frame.h).
 //
-//   rpc_echo --port 9000 [--max-body N] [--loops N] [--backend auto|epoll|io_uring] ...
+//   rpc_echo --port 9000 [--max-body N] [--pool-threads N] [--loops N] [--backend ...] ...
 //
-// Requests, answered in arrival order on their connection:
+// Requests:
 //   method 1  echo:    a response with the request's request_id, flags, method and body
 //   method 2  reverse: the same, with the body bytes in reverse order
+//   method 3  sleep:   blocking work on the worker pool (--pool-threads, default 4): the
+//             body starts with a 4-byte big-endian millisecond count (at most 10000),
+//             slept on a pool thread; then the body comes back as with echo. Its answer
+//             may overtake earlier requests of the connection: clients match by id.
+//   method 4  hang:    taken and never answered, as by a handler stuck on a downstream
+//             call. The connection is held (Conn::hold), so a drain waits for it until
+//             its deadline closes it.
 //   other     an error frame with the request's request_id and method, body
 //             "unknown method N"
+// Methods 1, 2 and errors are answered at once, in arrival order on their connection.
 // One-way frames get no reply, whatever their method; they are counted.
 // Response and error frames are answers, which only a server sends: a client sending one
 // is confused about its role, so the connection is closed (logged, rate-limited) without
 // an answer. A malformed header (bad magic, version or type, body_length over --max-body,
 // 10 MiB by default) closes the connection the same way, before any body is read.
 //
-// On SIGINT/SIGTERM it prints one line of totals and exits 0:
+// A sleep request that cannot be queued (pool full) gets an error frame "busy".
+//
+// On SIGINT/SIGTERM it drains (requests received are answered, --drain-timeout), prints one
+// line of totals and exits 0:
 //   rpc_echo: requests=N one_way=N unknown_method=N misuse=N protocol_errors=N
 #include <ringnet/log.h>
 #include <ringnet/proto/framed_handler.h>
 #include <ringnet/proto/loop_counter.h>
 #include <ringnet/proto/rpc_frame.h>
+#include <ringnet/worker_pool.h>
 
 #include <charconv>
 #include <cinttypes>
 #include <cstdio>
+#include <string>
 #include <string_view>
+#include <thread>
 
 #include "sample_main.h"
 
@@ -38,10 +52,14 @@ using ringnet::proto::RpcType;
 
 constexpr uint16_t kMethodEcho = 1;
 constexpr uint16_t kMethodReverse = 2;
+constexpr uint16_t kMethodSleep = 3;
+constexpr uint16_t kMethodHang = 4;
+constexpr uint32_t kMaxSleepMs = 10000;
 
 class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec> {
  public:
-  explicit RpcEchoHandler(RpcFrameCodec codec) : FramedHandler(codec) {}
+  RpcEchoHandler(RpcFrameCodec codec, ringnet::WorkerPool& pool)
+      : FramedHandler(codec), pool_(pool) {}
 
   Action on_message(Conn& conn, const RpcFrame& frame) override {
     const int loop = conn.loop_index();
@@ -61,7 +79,20 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
     return on_protocol_error(conn, {"rpc: response/error frame sent to a server", 0});
   }
 
+  // Here, not in main: threads started after the signal mask was set (sample::run sets it
+  // before Engine::start) never take SIGTERM themselves.
+  Action on_boot(ringnet::Engine&) override {
+    if (Status s = pool_.start(); !s) {
+      ringnet::log(ringnet::LogLevel::kError, "rpc_echo: worker pool: {}", s.message());
+      return Action::kShutdown;
+    }
+    return Action::kNone;
+  }
+
   void on_shutdown(ringnet::Engine&) override {
+    // The loops are gone: jobs not started are dropped, running ones finish and their
+    // answers are discarded (counted). Before the Engine is destroyed, as the pool needs.
+    pool_.shutdown(ringnet::WorkerPool::ShutdownMode::kDiscardQueued);
     std::printf("rpc_echo: requests=%" PRIu64 " one_way=%" PRIu64 " unknown_method=%" PRIu64
                 " misuse=%" PRIu64 " protocol_errors=%" PRIu64 "\n",
                 requests_.sum(), one_way_.sum(), unknown_method_.sum(), misuse_.sum(),
@@ -78,6 +109,11 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
         return codec().encode(reply, conn).is_ok();
       case kMethodReverse:
         return write_reversed(conn, request);
+      case kMethodSleep:
+        return sleep_on_pool(conn, request);
+      case kMethodHang:
+        conn.hold();  // released never: the connection's close ends it
+        return true;
       default:
         break;
     }
@@ -110,6 +146,35 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
     return true;
   }
 
+  bool sleep_on_pool(Conn& conn, const RpcFrame& request) {
+    const auto* b = reinterpret_cast<const unsigned char*>(request.body.data());
+    uint32_t ms = request.body.size() < 4 ? 0 : (uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 |
+                                                 uint32_t{b[2]} << 8 | uint32_t{b[3]});
+    RpcFrame reply = request;
+    if (request.body.size() < 4 || ms > kMaxSleepMs) {
+      reply.type = RpcType::kError;
+      reply.body = "sleep: body must start with a big-endian u32 of at most 10000 ms";
+      return codec().encode(reply, conn).is_ok();
+    }
+    // The frame is a view into the inbound buffer: the job takes copies.
+    Status s = pool_.submit(
+        conn,
+        [ms, body = std::string(request.body)]() mutable {
+          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+          return std::move(body);
+        },
+        [this, reply](Conn& c, std::string&& body) mutable {
+          reply.type = RpcType::kResponse;
+          reply.body = body;
+          if (!codec().encode(reply, c)) c.close();
+        });
+    if (s) return true;
+    reply.type = RpcType::kError;
+    reply.body = "busy";  // the pool's queue is full
+    return codec().encode(reply, conn).is_ok();
+  }
+
+  ringnet::WorkerPool& pool_;
   ringnet::proto::LoopCounter requests_;
   ringnet::proto::LoopCounter one_way_;
   ringnet::proto::LoopCounter unknown_method_;
@@ -134,20 +199,38 @@ bool parse_body_limit(std::string_view text, uint32_t* out) {
 
 int main(int argc, char** argv) {
   ringnet::proto::RpcFrameOptions codec_options;
+  ringnet::WorkerPoolOptions pool_options{.threads = 4, .queue_capacity = 4096,
+                                          .name = "rpc-pool"};
   bool bad_max_body = false;
+  bool bad_pool = false;
   sample::Flags flags = sample::parse_flags(
       argc, argv,
       [&](std::string_view flag, const std::function<std::string_view()>& value) {
-        if (flag != "--max-body") return false;
-        bad_max_body = !parse_body_limit(value(), &codec_options.max_body);
-        return true;
+        if (flag == "--max-body") {
+          bad_max_body = !parse_body_limit(value(), &codec_options.max_body);
+          return true;
+        }
+        if (flag == "--pool-threads") {
+          uint32_t n = 0;
+          bad_pool = !parse_body_limit(value(), &n) || n > 256;
+          pool_options.threads = n;
+          return true;
+        }
+        return false;
       },
-      "[--max-body BYTES]");
+      "[--max-body BYTES] [--pool-threads N]");
   if (bad_max_body) {
     std::fprintf(stderr, "rpc_echo: --max-body takes a byte count from 1 to 4294967295\n");
     return 2;
   }
-  RpcEchoHandler handler{RpcFrameCodec(codec_options)};
-  return sample::run("rpc_echo", handler, flags,
-                     [&handler](ringnet::MetricsWriter& w) { handler.write_metrics(w, "rpc"); });
+  if (bad_pool) {
+    std::fprintf(stderr, "rpc_echo: --pool-threads takes a count from 1 to 256\n");
+    return 2;
+  }
+  ringnet::WorkerPool pool(pool_options);  // started in on_boot
+  RpcEchoHandler handler{RpcFrameCodec(codec_options), pool};
+  return sample::run("rpc_echo", handler, flags, [&handler, &pool](ringnet::MetricsWriter& w) {
+    handler.write_metrics(w, "rpc");
+    pool.write_metrics(w);
+  });
 }

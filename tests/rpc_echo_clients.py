@@ -158,7 +158,23 @@ def check_methods(port, counts):
         check(r["type"] == RESPONSE and r["id"] == 15 and r["body"] == big[::-1],
               "max-body reverse came back wrong")
         counts.requests += 1
-    print("ok: echo, reverse, unknown method, one-way, empty body, body == --max-body")
+
+        # sleep (method 3) runs on the worker pool; a bad delay is refused with an error.
+        r = call(s, 3, 16, struct.pack(">I", 20) + b"slept")
+        check(r == {"type": RESPONSE, "flags": 0, "method": 3, "id": 16,
+                    "body": struct.pack(">I", 20) + b"slept"}, f"sleep: {r}")
+        r = call(s, 3, 17, b"\x00\x01")
+        check(r["type"] == ERROR and r["id"] == 17 and b"big-endian u32" in r["body"],
+              f"sleep with a short body: {r}")
+        r = call(s, 3, 18, struct.pack(">I", 10001))
+        check(r["type"] == ERROR and r["id"] == 18, f"sleep over 10 s: {r}")
+        # A later request overtakes a sleeping one: answers are matched by id.
+        s.sendall(frame(REQUEST, 3, 19, struct.pack(">I", 300)) + frame(REQUEST, 1, 20, b"fast"))
+        first, second = read_frame(s), read_frame(s)
+        check((first["id"], second["id"]) == (20, 19), f"sleep not overtaken: {first} {second}")
+        counts.requests += 5
+    print("ok: echo, reverse, unknown method, one-way, empty body, body == --max-body, "
+          "sleep on the pool (overtaken by a later echo)")
 
 
 def check_pipelining(port, counts, n=1000):
@@ -167,14 +183,14 @@ def check_pipelining(port, counts, n=1000):
     for i in range(n):
         request_id = (i * 2654435761) & 0xFFFFFFFFFFFFFFFF  # spread over 64 bits
         body = f"call-{i}-".encode() * (i % 17)
-        method = (1, 2, 3)[i % 3]
+        method = (1, 2, 33)[i % 3]  # 33: no such method
         wire += frame(REQUEST, method, request_id, body)
         if method == 1:
             expected[request_id] = (RESPONSE, body)
         elif method == 2:
             expected[request_id] = (RESPONSE, body[::-1])
         else:
-            expected[request_id] = (ERROR, b"unknown method 3")
+            expected[request_id] = (ERROR, b"unknown method 33")
     check(len(expected) == n, "request ids collide")
     counts.requests += n
     counts.unknown_method += n // 3

@@ -3,6 +3,9 @@
 // Engine::start(): it blocks the two signals in the calling thread — the loop threads
 // created afterwards inherit the mask — and a helper thread takes them with sigwait(), so
 // no asynchronous signal handler ever runs. Destroying it (after wait()) ends that thread.
+// Construct it before ANY other thread exists (a WorkerPool's, your own): a thread
+// created earlier keeps the signals unblocked, the kernel may hand SIGTERM to it, and its
+// default action kills the process with no drain. (Starting a pool in on_boot is safe.)
 #pragma once
 
 #include <atomic>

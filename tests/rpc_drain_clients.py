@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""SIGTERM drain of a server child process (samples/rpc_echo), checked by request ids.
+
+1. Drain completes: 8 connections each pipeline 150 requests (echo, plus `sleep` calls of
+   200-400 ms that run on the server's worker pool, so many are still in flight). Once the
+   server's /metrics says it has received every byte and decoded every frame, the test
+   sends SIGTERM, then:
+   - a new connection is refused within 0.5 s (the listener closed at once);
+   - /healthz answers 503 while the drain runs;
+   - every request id gets exactly one answer with the right body, then the connection
+     closes (EOF);
+   - the process exits 0 before its --drain-timeout (5 s) and reports 0 connections
+     closed at the deadline; its totals line counts every request.
+2. A stuck handler: one connection sends a `hang` request (taken, never answered),
+   another an echo. SIGTERM with --drain-timeout 500: the echo is answered, the stuck
+   connection is closed at the deadline (EOF, no answer), the process still exits 0 and
+   reports 1 connection closed at the deadline.
+
+usage: rpc_drain_clients.py PATH/TO/rpc_echo [--backend epoll|io_uring]
+Exits 77 (skipped) when the io_uring backend is asked for and the kernel refuses it.
+"""
+import argparse
+import errno
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import sample_server
+from sample_server import fail
+
+HEADER = struct.Struct(">HBBHHQI")  # magic, version, type, flags, method, request_id, length
+MAGIC, VERSION = 0x524E, 1
+REQUEST, RESPONSE = 0, 1
+ECHO, SLEEP, HANG = 1, 3, 4
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def frame(method, request_id, body):
+    return HEADER.pack(MAGIC, VERSION, REQUEST, 0, method, request_id, len(body)) + body
+
+
+def start(binary, backend, *args):
+    """Starts the server with an admin listener; returns (proc, port, admin_port)."""
+    proc = subprocess.Popen([binary, "--port", "0", "--admin-port", "0", "--backend", backend,
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    second = proc.stdout.readline()
+    m1 = re.search(r"listening on 127\.0\.0\.1:(\d+) ", first)
+    m2 = re.search(r"admin on 127\.0\.0\.1:(\d+) ", second)
+    if m1 and m2:
+        return proc, int(m1.group(1)), int(m2.group(1))
+    proc.kill()
+    _, err = proc.communicate()
+    if backend == "io_uring" and "io_uring unavailable" in err:
+        print(f"skip: {err.strip()}")
+        sys.exit(77)
+    fail(f"server did not report its ports: {first!r} {second!r} {err}")
+
+
+def http_get(port, path):
+    with sample_server.connect(port) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        raw = sample_server.recv_until_eof(s).decode()
+    head, _, body = raw.partition("\r\n\r\n")
+    return int(head.split(" ")[1]), body
+
+
+def metric_sum(text, name):
+    """Sum of the samples of `name`; a name with labels (`x{a="b"}`) matches that series."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def read_frames_until_eof(sock):
+    """Every frame the server sends until it closes: {request_id: body}; fails on repeats."""
+    data = sample_server.recv_until_eof(sock)
+    answers = {}
+    while data:
+        check(len(data) >= HEADER.size, f"truncated header at the end ({len(data)} bytes)")
+        magic, version, ftype, _, method, rid, length = HEADER.unpack_from(data)
+        check(magic == MAGIC and version == VERSION, "bad header from the server")
+        check(ftype == RESPONSE, f"request {rid}: frame type {ftype}, expected a response")
+        body = data[HEADER.size:HEADER.size + length]
+        check(len(body) == length, f"request {rid}: truncated body")
+        check(rid not in answers, f"request {rid} answered twice")
+        answers[rid] = body
+        data = data[HEADER.size + length:]
+    return answers
+
+
+def refused_within(port, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError as e:
+            if e.errno == errno.ECONNREFUSED:
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def drain_completes(binary, backend):
+    proc, port, admin = start(binary, backend, "--loops", "2", "--drain-timeout", "5000",
+                              "--pool-threads", "16")
+    conns, expected, wires = [], [], []
+    next_id = 1
+    for c in range(8):
+        want, wire = {}, bytearray()
+        for i in range(150):
+            if i % 10 == 3:  # 15 sleep calls per connection, 200-400 ms each
+                body = struct.pack(">I", 200 + (next_id * 37) % 200) + os.urandom(16)
+                wire += frame(SLEEP, next_id, body)
+            else:
+                body = os.urandom(1 + (next_id * 131) % 700)
+                wire += frame(ECHO, next_id, body)
+            want[next_id] = body
+            next_id += 1
+        conns.append(sample_server.connect(port, timeout=15.0, nodelay=True))
+        expected.append(want)
+        wires.append(bytes(wire))
+    total = sum(len(w) for w in wires)
+    readers, answers = [], [None] * len(conns)
+
+    def reader(k):
+        answers[k] = read_frames_until_eof(conns[k])
+
+    for k, s in enumerate(conns):
+        readers.append(threading.Thread(target=reader, args=(k,), daemon=True))
+        readers[-1].start()
+        s.sendall(wires[k])
+    # Every request has reached the server before the signal.
+    deadline = time.monotonic() + 10
+    while True:
+        status, text = http_get(admin, "/metrics")
+        check(status == 200, f"/metrics answered {status}")
+        frames = metric_sum(text, 'ringnet_frames_total{protocol="rpc"}')
+        if metric_sum(text, "ringnet_received_bytes_total") >= total and frames == next_id - 1:
+            break
+        check(time.monotonic() < deadline, "the server did not receive every request in 10 s")
+        time.sleep(0.01)
+    in_flight = metric_sum(text, "ringnet_pool_queue_depth") + metric_sum(
+        text, "ringnet_pool_busy_threads")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    check(refused_within(port, 0.5), "a new connection was still accepted 0.5 s after SIGTERM")
+    status, body = http_get(admin, "/healthz")
+    check(status == 503 and body == "draining\n",
+          f"/healthz during the drain: {status} {body!r} (expected 503 draining)")
+    for t in readers:
+        t.join(15)
+        check(not t.is_alive(), "a connection was neither answered in full nor closed in 15 s")
+    answered = 0
+    for k in range(len(conns)):
+        got, want = answers[k], expected[k]
+        missing = sorted(set(want) - set(got))
+        check(not missing, f"connection {k}: {len(missing)} requests unanswered, e.g. {missing[:5]}")
+        check(set(got) == set(want), f"connection {k}: answers to ids never sent")
+        for rid, body in want.items():
+            check(got[rid] == body, f"request {rid}: wrong body")
+        answered += len(got)
+        conns[k].close()
+    try:
+        code = proc.wait(timeout=5.5 - (time.monotonic() - t0))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        fail("the server did not exit before its 5 s drain deadline")
+    out, err = proc.communicate()
+    took = time.monotonic() - t0
+    check(code == 0, f"exit code {code}: {err}")
+    m = re.search(r"drained after signal 15 \((\d+) connections closed at the deadline\)", err)
+    check(m is not None and m.group(1) == "0", f"drain report: {err!r}")
+    m = re.search(r"rpc_echo: requests=(\d+) ", out)
+    check(m is not None and int(m.group(1)) == next_id - 1, f"totals line: {out!r}")
+    print(f"ok: {backend}: SIGTERM with {int(in_flight)} pool jobs in flight; all {answered} "
+          f"requests on 8 connections answered by id; listener refused at once; /healthz 503; "
+          f"exit 0 in {took:.2f} s, 0 closed at the deadline")
+
+
+def stuck_handler(binary, backend):
+    proc, port, _ = start(binary, backend, "--loops", "1", "--drain-timeout", "500")
+    stuck = sample_server.connect(port, nodelay=True)
+    fine = sample_server.connect(port, nodelay=True)
+    stuck.sendall(frame(HANG, 1, b"never answered"))
+    fine.sendall(frame(ECHO, 2, b"answered"))
+    head = sample_server.recv_n(fine, HEADER.size + len(b"answered"))
+    check(head[HEADER.size:] == b"answered", "echo before the signal not answered")
+    fine.sendall(frame(ECHO, 3, b"during"))
+    time.sleep(0.2)  # the hang request is taken before the signal
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    check(read_frames_until_eof(fine).get(3) == b"during", "echo not answered before EOF")
+    stuck.settimeout(5)
+    check(read_frames_until_eof(stuck) == {}, "the stuck request got an answer")
+    try:
+        code = proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        fail("the server did not exit within 5 s of SIGTERM with a stuck handler")
+    took = time.monotonic() - t0
+    _, err = proc.communicate()
+    check(code == 0, f"exit code {code}: {err}")
+    check(0.45 <= took < 3.0, f"exit {took:.2f} s after SIGTERM; the deadline was 0.5 s")
+    m = re.search(r"\((\d+) connections closed at the deadline\)", err)
+    check(m is not None and m.group(1) == "1", f"drain report: {err!r}")
+    print(f"ok: {backend}: stuck handler closed at the 0.5 s deadline and counted; "
+          f"exit 0 in {took:.2f} s")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("server")
+    ap.add_argument("--backend", default="epoll")
+    args = ap.parse_args()
+    drain_completes(args.server, args.backend)
+    stuck_handler(args.server, args.backend)
+
+
+if __name__ == "__main__":
+    main()
