@@ -317,6 +317,54 @@ TEST_P(CloseTest, StatsCountEveryCloseReason) {
   EXPECT_EQ(st.closed_by_reason[int(CloseReason::kShutdown)], 0u);
 }
 
+// "bye\n" -> "ok\n", then Conn::close_lingering(300 ms).
+class LingerHandler : public EchoHandler {
+ public:
+  Action on_traffic(Conn& c) override {
+    if (c.peek().find('\n') == std::string_view::npos) return Action::kNone;
+    c.discard();
+    c.write("ok\n").ignore();
+    c.close_lingering(300ms);
+    return Action::kNone;
+  }
+};
+
+// The reply and our FIN reach the client at once; what the client still sends is read and
+// dropped (no RST); the server closes when the client closes, or when the linger runs out.
+TEST_P(CloseTest, LingeringCloseSendsFinDropsInputClosesOnPeerEofOrDeadline) {
+  LingerHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  // 1. The client closes first: the server follows at once (well before the deadline).
+  Client quick;
+  ASSERT_TRUE(quick.connect_tcp(server.port()));
+  ASSERT_TRUE(quick.send_all("bye\n"));
+  std::string got;
+  ASSERT_TRUE(quick.recv_until_eof(&got, 2000ms));  // FIN right after the reply
+  EXPECT_EQ(got, "ok\n");
+  ASSERT_TRUE(quick.send_all(std::string(256 * 1024, 'x')));  // dropped, not refused
+  uint16_t quick_port = quick.local_port();
+  Clock::time_point t0 = Clock::now();
+  quick.close();
+  CloseRecord rec;
+  ASSERT_TRUE(handler.wait_close_for_port(quick_port, &rec, 2000ms));
+  EXPECT_EQ(rec.reason, CloseReason::kLocalClose);
+  EXPECT_LT(Clock::now() - t0, 250ms);
+  // 2. The client never closes: the linger deadline does.
+  Client slow;
+  ASSERT_TRUE(slow.connect_tcp(server.port()));
+  ASSERT_TRUE(slow.send_all("bye\n"));
+  got.clear();
+  ASSERT_TRUE(slow.recv_until_eof(&got, 2000ms));
+  EXPECT_EQ(got, "ok\n");
+  t0 = Clock::now();
+  ASSERT_TRUE(handler.wait_close_for_port(slow.local_port(), &rec, 3000ms));
+  EXPECT_EQ(rec.reason, CloseReason::kLocalClose);
+  EXPECT_GE(Clock::now() - t0, 150ms);  // it did wait (300 ms from the reply)
+  // Counted just after on_close returns.
+  EXPECT_TRUE(wait_until([&] { return server.engine().stats().closed == 2; }, 1000ms));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, CloseTest, testing::ValuesIn(test_backends()),
                          backend_param_name);
 

@@ -891,6 +891,19 @@ TEST_P(HttpServerTest, TooLargeWithExpectGets413NotContinue) {
   EXPECT_EQ(app_.protocol_errors(), 1u);
 }
 
+// The client keeps sending a body the server has refused. A plain close would leave that
+// input unread, and the kernel would answer it with RST (the client's send fails, and on a
+// real network the 413 could be destroyed before it is read). The lingering close drops
+// the rest of the body, then closes once the client is done.
+TEST_P(HttpServerTest, RefusedBodyStillBeingSentGetsItsAnswerThenEof) {
+  Client c = connect();
+  std::string body = test::make_payload(2000000, 9);
+  ASSERT_TRUE(c.send_all("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n" + body));
+  ASSERT_TRUE(c.shutdown_write());
+  EXPECT_TRUE(expect_until_eof(c, error_response(413)));
+  EXPECT_EQ(app_.protocol_errors(), 1u);
+}
+
 TEST_P(HttpServerTest, BadRequestGetsItsStatusAndEofOthersGoOn) {
   Client good = connect();
   ASSERT_TRUE(good.send_all("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"));

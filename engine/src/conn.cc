@@ -17,6 +17,14 @@ namespace {
 constexpr size_t kDirectWriteMin = 8 * 1024;
 }  // namespace
 
+void Conn::close_lingering(std::chrono::milliseconds linger) {
+  RINGNET_ASSERT_IN_LOOP(loop_);
+  if (state_ != State::kOpen) return;
+  uint64_t ticks = std::max<uint64_t>(1, TimerWheel::ticks_for(linger));
+  linger_ticks_ = static_cast<uint16_t>(std::min<uint64_t>(ticks, UINT16_MAX));
+  close();
+}
+
 void Conn::release() {
   RINGNET_ASSERT_IN_LOOP(loop_);
   if (holds_ == 0) return;

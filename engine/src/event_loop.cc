@@ -1,6 +1,7 @@
 #include "event_loop.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -213,6 +214,8 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   c.dirty_ = c.readable_ = c.eof_ = c.hup_ = c.read_paused_ = false;
   c.send_error_ = 0;
   c.holds_ = 0;
+  c.lingering_ = false;
+  c.linger_ticks_ = 0;
   c.remote_ = peer;
   c.timer_.owner = &c;
   c.idle_ticks_ = idle_ticks_;
@@ -341,6 +344,11 @@ void EventLoop::on_eof(Conn& c) {
   begin_close(c, CloseReason::kPeerClosed);
 }
 
+void EventLoop::on_eof_while_closing(Conn& c) {
+  c.eof_ = true;
+  if (c.lingering_) close_conn(c, CloseInfo{c.close_reason_, 0});  // what we waited for
+}
+
 void EventLoop::mark_dirty(Conn& c) {
   if (c.dirty_) return;
   c.dirty_ = true;
@@ -397,6 +405,8 @@ Status EventLoop::flush_now(Conn& c) {
 
 void EventLoop::after_send(Conn& c) {
   if (c.state_ == Conn::State::kClosing && c.out_.empty()) {
+    if (c.lingering_) return;
+    if (c.linger_ticks_ != 0 && !c.eof_) return start_linger(c);
     close_conn(c, CloseInfo{c.close_reason_, 0});
     return;
   }
@@ -406,6 +416,19 @@ void EventLoop::after_send(Conn& c) {
   }
   if (c.state_ == Conn::State::kOpen) check_backpressure(c);
   close_if_drained(c);
+}
+
+// Lingering close: our FIN goes out after the reply; the pollers keep reading (and
+// dropping) input of a closing connection, and its EOF — or the deadline — closes it.
+void EventLoop::start_linger(Conn& c) {
+  if (::shutdown(c.fd_, SHUT_WR) != 0) return close_on_error(c, errno);
+  c.lingering_ = true;
+  c.linger_until_ = now_tick() + c.linger_ticks_ + 1;
+  update_timer(c);
+  if (c.read_paused_) {  // backpressure had stopped reading: the EOF must be seen
+    c.read_paused_ = false;
+    poller_->resume_reading(c);
+  }
 }
 
 // ---------------------------------------------------------------- timeouts
@@ -453,6 +476,7 @@ void EventLoop::update_timer(Conn& c) {
   if (c.write_since_ != 0 && write_ticks_ != 0) {
     due = std::min(due, c.write_since_ + write_ticks_ + 1);
   }
+  if (c.lingering_) due = std::min(due, c.linger_until_);
   if (due == UINT64_MAX) return;
   if (c.timer_.armed() && c.timer_.expires <= due) return;  // fires first, then re-checks
   wheel_.arm(c.timer_, due);
@@ -461,6 +485,10 @@ void EventLoop::update_timer(Conn& c) {
 void EventLoop::on_conn_timer(Conn& c) {
   if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) return;
   const uint64_t now = wheel_.now_tick();
+  if (c.lingering_) {  // the reply is out; only the peer's EOF is still awaited
+    if (now >= c.linger_until_) return close_conn(c, CloseInfo{c.close_reason_, 0});
+    return update_timer(c);
+  }
   if (c.write_since_ != 0 && write_ticks_ != 0 && now > c.write_since_ + write_ticks_) {
     // The output cannot drain: flushing first would wait for ever.
     return close_conn(c, CloseInfo{CloseReason::kWriteTimeout, 0});

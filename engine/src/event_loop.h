@@ -130,6 +130,8 @@ class EventLoop {
   void deliver_view(Conn& c, const char* data, size_t n);
   void deliver_buffered(Conn& c);
   void on_eof(Conn& c);
+  // EOF on a connection already closing (input was being dropped).
+  void on_eof_while_closing(Conn& c);
   void after_send(Conn& c);
   // Sends and settles the outcome: closes on a fatal error, or once a closing
   // connection drained. Never called from inside a handler callback.
@@ -186,6 +188,7 @@ class EventLoop {
   // Arms c's wheel node at its earliest deadline unless it already fires no later.
   void update_timer(Conn& c);
   void on_conn_timer(Conn& c);
+  void start_linger(Conn& c);
   void track_partial_input(Conn& c);
   void track_pending_output(Conn& c);
   void check_backpressure(Conn& c);

@@ -195,10 +195,7 @@ void EpollPoller::discard_input(Conn& c) {
       c.readable_ = true;
       return;
     }
-    if (n == 0) {
-      c.eof_ = true;
-      return;
-    }
+    if (n == 0) return loop_.on_eof_while_closing(c);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) loop_.close_on_error(c, errno);
     return;

@@ -311,7 +311,7 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
   } else if (res == 0) {
     if (has_buffer) buffers_.recycle(bid);
     if (c->state() == Conn::State::kClosing) {
-      c->eof_ = true;
+      loop_.on_eof_while_closing(*c);
     } else {
       loop_.on_eof(*c);
     }

@@ -126,6 +126,12 @@ class Conn {
 
   // Flushes what is queued, then closes. on_close follows with kLocalClose.
   void close();
+  // Closes after an answer to a peer that may still be sending (an error reply to a
+  // request whose body is still coming): flushes what is queued, sends FIN, then reads
+  // and drops input until the peer closes or `linger` passes, and only then closes.
+  // Closing at once with input unread makes the kernel answer with RST, which can destroy
+  // the reply before the peer has read it. on_close follows with kLocalClose.
+  void close_lingering(std::chrono::milliseconds linger = std::chrono::seconds(2));
 
   // Work for this connection is in flight elsewhere (a WorkerPool job does this for you,
   // or your own async call): until the matching release(), a graceful drain does not take
@@ -180,6 +186,8 @@ class Conn {
   bool hup_ = false;            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
   uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
   uint32_t holds_ = 0;          // hold() minus release(): work in flight elsewhere
+  bool lingering_ = false;      // close_lingering: FIN sent, dropping input until EOF
+  uint16_t linger_ticks_ = 0;   // close_lingering asked for (0: plain close)
   int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;
@@ -190,6 +198,7 @@ class Conn {
   uint64_t last_active_ = 0;    // tick of the last bytes in or out
   uint64_t read_since_ = 0;     // tick since unconsumed inbound bytes wait (0: none)
   uint64_t write_since_ = 0;    // tick since queued output waits (0: none)
+  uint64_t linger_until_ = 0;   // tick at which a lingering close gives up waiting
   std::string_view in_view_;    // unread inbound bytes shown to the handler
   Buffer in_;                   // holds unread bytes between arrivals
   OutboundQueue out_;

@@ -37,7 +37,10 @@ class FramedHandler : public EventHandler {
   virtual Action on_message(Conn& conn, const Frame& frame) = 0;
 
   // The inbound bytes broke the protocol. The default logs, answers through the codec if
-  // it can, and closes the connection (the answer is flushed first). Counted either way.
+  // it can, and closes the connection with Conn::close_lingering: the answer is flushed,
+  // and input the peer is still sending (the rest of a refused body) is read and dropped
+  // for a while, so the kernel does not reset the connection under the answer. Counted
+  // either way.
   virtual Action on_protocol_error(Conn& conn, const ProtocolError& error) {
     uint64_t dropped = 0;
     if (log_enabled(LogLevel::kWarn) && error_log_limit_.allow(&dropped)) {
@@ -48,7 +51,8 @@ class FramedHandler : public EventHandler {
     if constexpr (requires { codec_.write_error_reply(error, conn); }) {
       codec_.write_error_reply(error, conn).ignore();  // closing anyway
     }
-    return Action::kClose;
+    conn.close_lingering();
+    return Action::kNone;
   }
 
   // The codec saw a partial frame with a hint (Decoded::hint != 0); see the codec.
