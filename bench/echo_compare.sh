@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # echo_compare.sh: ringnet's echo server (epoll and io_uring backends) against the
-# hand-written bare epoll loop, in one run.
+# hand-written bare epoll and liburing loops and the Boost.Asio and libuv peers, in one run.
 #
 # Builds build-release/ (release, no tests) if needed, then for each scenario runs every
 # server interleaved A B C A B C A B C: the server pinned to CPU 0 (taskset -c 0), the load
 # generator to CPU 1 with --server-pid, so "server CPU per message" is the server alone.
-# Prints a Markdown table (medians of the repeats with min-max spread, and ringnet/bare
-# ratios) and writes it to bench/results/echo-<timestamp>.md and bench/results/latest-echo.md.
+# Prints a Markdown table (medians of the repeats with min-max spread, and ringnet/bare,
+# ringnet/asio, ringnet/libuv ratios) and writes it to bench/results/echo-<timestamp>.md and
+# bench/results/latest-echo.md.
 #
 #   bench/echo_compare.sh                     # 50x64B pipeline 1 and 16, 5 s windows
 #   bench/echo_compare.sh --quick             # 2 s windows, for a smoke run
 #   bench/echo_compare.sh --idle-rss          # RSS per idle connection (10,000 conns)
 #   bench/echo_compare.sh --all               # both
 #   bench/echo_compare.sh --scenarios 50x64x1,1000x64x1,10x1048576x1 --repeats 5
+#   bench/echo_compare.sh --out-dir DIR       # echo.md, echo-runs.csv, idle-rss.csv in DIR
+#                                             # (instead of bench/results/; for bench/run)
 #
 # Scenario = CONNSxSIZExPIPELINE. Environment overrides: SCENARIOS, DURATION, WARMUP,
 # REPEATS, IDLE_CONNS, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
-# SERVERS (default "ringnet-epoll ringnet-uring bare bare-uring"; the io_uring ones are
-# dropped with a message where the kernel refuses io_uring; ringnet-uring-nobundle is
-# ringnet-uring without receive bundles),
+# SERVERS (default "ringnet-epoll ringnet-uring bare bare-uring asio libuv"; the io_uring
+# ones are dropped with a message where the kernel refuses io_uring, asio and libuv where
+# they were not built (libboost-dev, libuv1-dev missing); ringnet-uring-nobundle is
+# ringnet-uring without receive bundles; ringnet-{epoll,uring}-nometrics run with
+# --no-metrics (no loop histograms) and ringnet-{epoll,uring}-admin with an admin
+# listener, to measure what metrics cost), PEER_THREADS (asio/libuv --threads, default
+# RINGNET_LOOPS), LOADGEN_THREADS (loadgen --threads, default 1), OUT_DIR, SKIP_BUILD=1
+# (use BUILD_DIR as it is),
 # BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read),
 # CLIENT_BACKEND (loadgen --backend: epoll by default, or io_uring / auto).
 # Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
@@ -35,8 +43,11 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 PORT_BASE=${PORT_BASE:-19000}
 RINGNET_LOOPS=${RINGNET_LOOPS:-1}
 BARE_FLAGS=${BARE_FLAGS:-}
-SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare bare-uring}
+SERVERS=${SERVERS:-ringnet-epoll ringnet-uring bare bare-uring asio libuv}
 CLIENT_BACKEND=${CLIENT_BACKEND:-epoll}
+PEER_THREADS=${PEER_THREADS:-}
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+OUT_DIR=${OUT_DIR:-}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 DO_THROUGHPUT=1
@@ -62,15 +73,21 @@ while [[ $# -gt 0 ]]; do
     --bare-flags) BARE_FLAGS=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --client-backend) CLIENT_BACKEND=$2; shift ;;
+    --peer-threads) PEER_THREADS=$2; shift ;;
+    --loadgen-threads) LOADGEN_THREADS=$2; shift ;;
+    --out-dir) OUT_DIR=$2; shift ;;
     -h|--help) usage 0 ;;
     *) echo "echo_compare: unknown argument $1" >&2; usage 2 ;;
   esac
   shift
 done
 
+PEER_THREADS=${PEER_THREADS:-$RINGNET_LOOPS}
 LOADGEN=$BUILD_DIR/bench/loadgen
 BARE=$BUILD_DIR/bench/bare_epoll_echo
 RINGNET=$BUILD_DIR/samples/echo_server
+ASIO=$BUILD_DIR/bench/asio_echo
+LIBUV=$BUILD_DIR/bench/libuv_echo
 WORK=$(mktemp -d /tmp/echo_compare.XXXXXX)
 SERVER_PID=""
 LOADGEN_PID=""
@@ -102,10 +119,12 @@ log() { echo "echo_compare: $*" >&2; }
 # ---- build -------------------------------------------------------------------------------
 
 build() {
-  if [[ ! -f $BUILD_DIR/build.ninja ]]; then
-    meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=false >&2
+  if [[ ${SKIP_BUILD:-0} != 1 ]]; then  # bench/run builds once, before every script
+    if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+      meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=false >&2
+    fi
+    ninja -C "$BUILD_DIR" >&2
   fi
-  ninja -C "$BUILD_DIR" >&2
   for bin in "$LOADGEN" "$BARE" "$RINGNET"; do
     [[ -x $bin ]] || { log "missing $bin after build"; exit 1; }
   done
@@ -131,8 +150,15 @@ start_server() {
     ringnet-epoll) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
     ringnet-uring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     ringnet-uring-nobundle) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-bundle) ;;
+    ringnet-epoll-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --no-metrics) ;;
+    ringnet-uring-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-metrics) ;;
+    ringnet-epoll-admin) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --admin-port 0) ;;
+    ringnet-uring-admin) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --admin-port 0) ;;
     bare) read -r -a cmd <<<"$BARE --port $PORT $BARE_FLAGS" ;;
     bare-uring) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT") ;;
+    asio) cmd=("$ASIO" --port "$PORT" --threads "$PEER_THREADS") ;;
+    libuv) cmd=("$LIBUV" --port "$PORT" --threads "$PEER_THREADS") ;;
+    *) log "unknown server '$1'"; return 1 ;;
   esac
   taskset -c "$SERVER_CPU" "${cmd[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
   SERVER_PID=$!
@@ -175,15 +201,33 @@ median_min_max() {
 
 declare -A RATE P99 CPU BUSY IDLE_RSS  # keyed "scenario:server" (IDLE_RSS: server)
 
+# Machine-readable copies of every run (--out-dir): one row per run / per idle measurement.
+RUNS_CSV=$WORK/runs.csv
+IDLE_CSV=$WORK/idle.csv
+# The loadgen --csv columns without the first (target: its port changes every run).
+LOADGEN_COLUMNS="window_s,messages,msgs_per_s,mib_per_s,p50_us,p99_us,p999_us,max_us,\
+verify_errors,conn_errors,server_cpu_s,server_cpu_us_per_msg,client_cpu_us_per_msg,\
+client_backend"
+echo "scenario,server,repeat,status,conns,size,pipeline,$LOADGEN_COLUMNS" >"$RUNS_CSV"
+echo "server,idle_conns,rss_before_kib,rss_after_kib,bytes_per_conn,status" >"$IDLE_CSV"
+
 # One measured run: loadgen CSV -> appends msgs/s, p99 us, server CPU us/msg.
 measure_once() {
-  local server=$1 scen=$2 conns size depth
+  local server=$1 scen=$2 repeat=${3:-1} conns size depth
   IFS=x read -r conns size depth <<<"$scen"
-  start_server "$server" || { FAILURES=$((FAILURES + 1)); stop_server; return; }
-  local line
+  local row_head="$scen,$server,$repeat"
+  start_server "$server" || {
+    FAILURES=$((FAILURES + 1)); stop_server
+    echo "$row_head,server-failed,$conns,$size,$depth" >>"$RUNS_CSV"
+    return
+  }
+  local line threads=$LOADGEN_THREADS
+  (( threads <= conns )) || threads=$conns  # a loadgen thread without connections idles
   if line=$(taskset -c "$LOADGEN_CPU" "$LOADGEN" --port "$PORT" --conns "$conns" \
               --size "$size" --pipeline "$depth" --duration "$DURATION" --warmup "$WARMUP" \
-              --backend "$CLIENT_BACKEND" --server-pid "$SERVER_PID" --csv 2>"$WORK/loadgen.err"); then
+              --threads "$threads" --backend "$CLIENT_BACKEND" \
+              --server-pid "$SERVER_PID" --csv 2>"$WORK/loadgen.err"); then
+    echo "$row_head,ok,$conns,$size,$depth,$(cut -d, -f6- <<<"$line")" >>"$RUNS_CSV"
     local window rate p99 cpu_s cpu
     IFS=, read -r _ _ _ _ _ window _ rate _ _ p99 _ _ _ _ cpu_s cpu _ <<<"$line"
     RATE[$scen:$server]+="$rate "
@@ -195,6 +239,7 @@ measure_once() {
   else
     FAILURES=$((FAILURES + 1))
     log "$scen $server: loadgen failed: $(head -3 "$WORK/loadgen.err")"
+    echo "$row_head,loadgen-failed,$conns,$size,$depth" >>"$RUNS_CSV"
   fi
   stop_server
 }
@@ -245,7 +290,8 @@ throughput_report() {
   local a b
   for scen in ${SCENARIOS//,/ }; do
     for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
-                ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle; do
+                ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle \
+                ringnet-epoll/asio ringnet-epoll/libuv ringnet-uring/asio ringnet-uring/libuv; do
       a=${pair%/*} b=${pair#*/}
       [[ " $SERVERS " == *" $a "* && " $SERVERS " == *" $b "* ]] || continue
       echo "| $scen | $a / $b | $(ratio "${CPU[$scen:$a]:-}" "${CPU[$scen:$b]:-}") |" \
@@ -256,10 +302,10 @@ throughput_report() {
 }
 
 run_throughput() {
-  local scen server
+  local scen server repeat
   for scen in ${SCENARIOS//,/ }; do
-    for _ in $(seq "$REPEATS"); do
-      for server in $SERVERS; do measure_once "$server" "$scen"; done
+    for repeat in $(seq "$REPEATS"); do
+      for server in $SERVERS; do measure_once "$server" "$scen" "$repeat"; done
     done
   done
 }
@@ -272,7 +318,11 @@ run_throughput() {
 idle_rss_once() {
   local server=$1
   IDLE_RSS[$server]="n/a"
-  start_server "$server" || { FAILURES=$((FAILURES + 1)); stop_server; return; }
+  start_server "$server" || {
+    FAILURES=$((FAILURES + 1)); stop_server
+    echo "$server,$IDLE_CONNS,,,,server-failed" >>"$IDLE_CSV"
+    return
+  }
   sleep 0.2
   local before fds0 after
   before=$(vmrss_kib "$SERVER_PID")
@@ -300,9 +350,11 @@ idle_rss_once() {
     log "$server idle: VmRSS $before kB -> $after kB for $IDLE_CONNS connections"
     IDLE_RSS[$server]=$(awk -v b="$before" -v a="$after" -v n="$IDLE_CONNS" \
                           'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+    echo "$server,$IDLE_CONNS,$before,$after,${IDLE_RSS[$server]},ok" >>"$IDLE_CSV"
   else
     FAILURES=$((FAILURES + 1))
     log "$server idle run failed: $(head -3 "$WORK/idle.err")"
+    echo "$server,$IDLE_CONNS,$before,$after,,failed" >>"$IDLE_CSV"
   fi
 }
 
@@ -324,14 +376,19 @@ header() {
   local commit
   commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "uncommitted")
   git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit+=" (+ local changes)"
-  echo "## ringnet echo (epoll, io_uring) vs bare epoll — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  local others=""
+  [[ " $SERVERS " == *" bare "* || " $SERVERS " == *" bare-uring "* ]] && others+=", bare loops"
+  [[ " $SERVERS " == *" asio "* ]] && others+=", Boost.Asio"
+  [[ " $SERVERS " == *" libuv "* ]] && others+=", libuv"
+  echo "## ringnet echo (epoll, io_uring) vs ${others#, } — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "- commit $commit," \
        "release build, kernel $(uname -r), $(nproc) CPUs:" \
        "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
-  echo "- server on CPU $SERVER_CPU (ringnet: $RINGNET_LOOPS loop, --pin, --backend per row;" \
-       "bare: ${BARE_FLAGS:-default flags})," \
-       "loadgen ($CLIENT_BACKEND client) on CPU $LOADGEN_CPU, one loadgen thread, TCP over 127.0.0.1"
+  echo "- server on CPU $SERVER_CPU (ringnet: $RINGNET_LOOPS loop(s), --pin, --backend per row;" \
+       "bare: ${BARE_FLAGS:-default flags}; asio, libuv: $PEER_THREADS thread(s))," \
+       "loadgen ($CLIENT_BACKEND client) on CPU $LOADGEN_CPU, $LOADGEN_THREADS loadgen" \
+       "thread(s), TCP over 127.0.0.1"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine" \
        "skews results: look at the spreads)"
   echo
@@ -351,6 +408,17 @@ main() {
     for s in $SERVERS; do [[ $s == *uring* ]] || kept+="$s "; done
     SERVERS=$kept
   fi
+  # The peers are optional build targets (bench/meson.build): skip, do not fail.
+  local peer bin
+  for peer in asio libuv; do
+    [[ " $SERVERS " == *" $peer "* ]] || continue
+    bin=$ASIO; [[ $peer == libuv ]] && bin=$LIBUV
+    [[ -x $bin ]] && continue
+    log "$peer peer not built ($bin missing; bash scripts/deps.sh libboost-dev libuv1-dev," \
+        "then rebuild): skipping it"
+    SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -vx "$peer" | tr '\n' ' ')
+  done
+  [[ -n ${SERVERS// /} ]] || { log "no server left to run"; exit 1; }
   local report="$WORK/report.md"
   header >"$report"
   if (( DO_THROUGHPUT )); then
@@ -363,6 +431,16 @@ main() {
     idle_report >>"$report"
   fi
   (( FAILURES == 0 )) || echo "**$FAILURES run(s) failed; see stderr.**" >>"$report"
+  if [[ -n $OUT_DIR ]]; then
+    mkdir -p "$OUT_DIR"
+    cp "$report" "$OUT_DIR/echo.md"
+    (( DO_THROUGHPUT )) && cp "$RUNS_CSV" "$OUT_DIR/echo-runs.csv"
+    (( DO_IDLE )) && cp "$IDLE_CSV" "$OUT_DIR/idle-rss.csv"
+    cat "$report"
+    log "written to $OUT_DIR"
+    (( FAILURES == 0 ))
+    return
+  fi
   local results="$ROOT/bench/results" stamp
   stamp=$(date -u +%Y%m%d-%H%M%S)
   mkdir -p "$results"

@@ -18,11 +18,18 @@ the server spent.
   bench/peer_compare.py                  # both suites, 3 repeats
   bench/peer_compare.py --quick          # 1 repeat, short runs (a smoke test)
   bench/peer_compare.py --suite resp --repeats 5
+  bench/peer_compare.py --resp-tests get --pipelines 1,16 --out-dir DIR
+                                         # a subset; peers.md + peers-runs.csv in DIR
+  bench/peer_compare.py --loops 2 --server-cpu 0-1 --load-cpu 0-1 --load-threads 2
+                                         # all cores: ringnet loops / nginx workers = 2
 
-Writes bench/results/peers-<timestamp>.md and bench/results/latest-peers.md. Needs a
-release build in build-release/ (bench/echo_compare.sh makes one; --build-dir to change)
-and the Debian packages redis-server, redis-tools, nginx-light, wrk (installed by
-scripts/deps.sh when run through bench/peers.sh). Everything listens on 127.0.0.1 only.
+Writes bench/results/peers-<timestamp>.md and bench/results/latest-peers.md (or, with
+--out-dir, peers.md and peers-runs.csv, one row per run, there instead). Needs a release
+build in build-release/ (bench/echo_compare.sh makes one; --build-dir or BUILD_DIR to
+change) and the Debian packages redis-server, redis-tools, nginx-light, wrk (bench/run
+installs them through scripts/deps.sh). Everything listens on 127.0.0.1 only. redis-server
+stays single-threaded with --loops (one event loop is its design; io-threads only helps on
+boxes with many more cores). Exit status 1 if any run failed.
 """
 import argparse
 import csv
@@ -118,12 +125,13 @@ def measure(server, argv, requests_of):
 
 
 def ringnet_servers(args, workdir, sample):
-    """The sample on each backend, one loop, pinned like the peer."""
+    """The sample on each backend, --loops loops (default one), pinned like the peer."""
     bin_ = os.path.join(args.build_dir, "samples", sample)
     servers = []
     for backend in ("epoll", "io_uring"):
         port = free_port()
-        servers.append(Server(f"ringnet-{backend}", [bin_, "--port", str(port), "--loops", "1",
+        servers.append(Server(f"ringnet-{backend}", [bin_, "--port", str(port),
+                                                     "--loops", str(args.loops),
                                                      "--backend", backend], port,
                               args.server_cpu, workdir))
     return servers
@@ -147,6 +155,8 @@ def resp_run(args, server, test, pipeline):
     argv = ["taskset", "-c", str(args.load_cpu), "redis-benchmark", "-h", "127.0.0.1",
             "-p", str(server.port), "-c", "50", "-n", str(n), "-P", str(pipeline),
             "-r", "100000", "-t", test, "--csv"]
+    if args.load_threads > 1:
+        argv += ["--threads", str(args.load_threads)]
     out, requests, cpu = measure(server, argv, lambda _: n)
     rows = list(csv.DictReader(io.StringIO(out)))
     if not rows:
@@ -159,7 +169,7 @@ def resp_run(args, server, test, pipeline):
 # ---- http ------------------------------------------------------------------------------
 
 NGINX_CONF = """
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {work}/nginx.pid;
@@ -198,7 +208,7 @@ def http_servers(args, workdir):
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(work=workdir, port=port))
+        f.write(NGINX_CONF.format(work=workdir, port=port, workers=args.loops))
     servers.append(Server("nginx", ["nginx", "-p", workdir, "-c", conf], port,
                           args.server_cpu, workdir))
     return servers
@@ -222,9 +232,9 @@ def latency_ms(text):
 
 
 def http_run(args, server, pipeline, workdir):
-    duration = 2 if args.quick else args.duration
-    argv = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", "-c50", f"-d{duration}s",
-            "--latency"]
+    duration = args.duration if args.duration is not None else (2 if args.quick else 5)
+    argv = ["taskset", "-c", str(args.load_cpu), "wrk", f"-t{args.load_threads}", "-c50",
+            f"-d{duration}s", "--latency"]
     if pipeline > 1:
         lua = os.path.join(workdir, "pipeline.lua")
         with open(lua, "w") as f:
@@ -245,6 +255,12 @@ def http_run(args, server, pipeline, workdir):
 
 
 # ---- report ----------------------------------------------------------------------------
+
+def loops_text(loops):
+    if loops == 1:
+        return "one loop / one worker"
+    return f"ringnet {loops} loops, nginx {loops} workers, redis single-threaded"
+
 
 def median_cell(runs, key):
     values = [r[key] for r in runs]
@@ -282,21 +298,29 @@ def table(title, peer, scenarios, results, servers):
     return "\n".join(lines) + "\n"
 
 
-def run_suite(args, suite, servers, scenarios):
-    """Runs every scenario on every server, interleaved, args.repeats times.
+RUN_COLUMNS = ["suite", "scenario", "server", "repeat", "status", "rps", "p50_ms", "p99_ms",
+               "cpu_us"]
+
+
+def run_suite(args, suite, servers, scenarios, rows):
+    """Runs every scenario on every server, interleaved, args.repeats times; appends one
+    dict per run (RUN_COLUMNS) to `rows`.
     Returns ((results by (scenario, server), server names), failures)."""
     results, failures = {}, 0
     try:
-        for _ in range(args.repeats):
+        for repeat in range(1, args.repeats + 1):
             for sc, run in scenarios:
                 for s in servers:
+                    row = {"suite": suite, "scenario": sc, "server": s.name, "repeat": repeat}
                     try:
                         r = run(args, s)
                         results.setdefault((sc, s.name), []).append(r)
+                        rows.append({**row, "status": "ok", **r})
                         print(f"{suite} {sc:14} {s.name:15} {r['rps']:>12,.0f} req/s"
                               f"  cpu {r['cpu_us']:.2f} us/req", flush=True)
                     except (RuntimeError, subprocess.TimeoutExpired) as e:
                         failures += 1
+                        rows.append({**row, "status": "failed"})
                         print(f"{suite} {sc} {s.name}: {e}", flush=True)
     finally:
         for s in servers:
@@ -307,49 +331,85 @@ def run_suite(args, suite, servers, scenarios):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--suite", default="resp,http")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=5, help="wrk seconds per run")
+    ap.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
+    ap.add_argument("--duration", type=int, default=None,
+                    help="wrk seconds per run (default 5, 2 with --quick)")
     ap.add_argument("--resp-requests", type=int, default=400000,
                     help="redis-benchmark -n at pipeline 1 (x8 at pipeline 16)")
+    ap.add_argument("--resp-tests", default="ping_mbulk,set,get",
+                    help="redis-benchmark -t tests, comma-separated")
+    ap.add_argument("--pipelines", default="1,16", help="pipeline depths for both suites")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-release"))
-    ap.add_argument("--server-cpu", type=int, default=int(os.environ.get("SERVER_CPU", 0)))
-    ap.add_argument("--load-cpu", type=int, default=int(os.environ.get("LOAD_CPU", 1)))
+    ap.add_argument("--build-dir",
+                    default=os.environ.get("BUILD_DIR", os.path.join(ROOT, "build-release")))
+    ap.add_argument("--server-cpu", default=os.environ.get("SERVER_CPU", "0"),
+                    help="taskset CPU list for the servers")
+    ap.add_argument("--load-cpu", default=os.environ.get("LOAD_CPU", "1"),
+                    help="taskset CPU list for the load tool")
+    ap.add_argument("--loops", type=int, default=1,
+                    help="ringnet loops and nginx workers (redis stays single-threaded)")
+    ap.add_argument("--load-threads", type=int, default=1,
+                    help="wrk -t / redis-benchmark --threads")
+    ap.add_argument("--out-dir", help="write peers.md and peers-runs.csv here instead of "
+                                      "bench/results/")
     args = ap.parse_args()
-    if args.quick:
-        args.repeats = 1
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    pipelines = [int(p) for p in args.pipelines.split(",")]
+    resp_tests = args.resp_tests.split(",")
     suites = args.suite.split(",")
     workdir = tempfile.mkdtemp(prefix="peer_compare.")
     report = [f"## ringnet vs peers ({time.strftime('%Y-%m-%d %H:%M')})", "",
               f"Machine: {os.cpu_count()} CPUs, kernel {os.uname().release}; server pinned "
-              f"to CPU {args.server_cpu} (one loop / one worker), load tool to CPU "
+              f"to CPU {args.server_cpu} ({loops_text(args.loops)}), load tool to CPU "
               f"{args.load_cpu}; median of {args.repeats} interleaved runs (min-max).", ""]
     failures = 0
+    rows = []
     try:
         suite_defs = {
             "resp": (("redis-server", "redis-benchmark"), resp_servers,
                      [(f"{t} P{p}", lambda a, s, t=t, p=p: resp_run(a, s, t, p))
-                      for t in ("ping_mbulk", "set", "get") for p in (1, 16)],
+                      for t in resp_tests for p in pipelines],
                      "RESP: redis-benchmark -c 50 (-r 100000)", "redis"),
             "http": (("nginx", "wrk"), http_servers,
                      [(f"plaintext P{p}", lambda a, s, p=p: http_run(a, s, p, workdir))
-                      for p in (1, 16)],
+                      for p in pipelines],
                      "HTTP: wrk -t1 -c50 /plaintext", "nginx"),
         }
         for suite in suites:
+            if suite not in suite_defs:
+                print(f"peer_compare: unknown suite {suite!r} (want resp, http)")
+                return 2
             tools, start_servers, scenarios, title, peer = suite_defs[suite]
             missing = [t for t in tools if not shutil.which(t)]
             if missing:
                 print(f"peer_compare: skipping {suite}: {', '.join(missing)} not installed")
                 continue
-            results, errors = run_suite(args, suite, start_servers(args, workdir), scenarios)
+            try:
+                servers = start_servers(args, workdir)
+            except (RuntimeError, OSError) as e:
+                failures += 1
+                print(f"peer_compare: {suite}: a server did not start: {e}")
+                continue
+            results, errors = run_suite(args, suite, servers, scenarios, rows)
             failures += errors
             report.append(table(title, peer, [sc for sc, _ in scenarios], results[0], results[1]))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if failures:
+        report.append(f"**{failures} run(s) failed; see the output above.**\n")
     text = "\n".join(report)
     print()
     print(text)
+    if args.out_dir:
+        os.makedirs(args.out_dir, exist_ok=True)
+        with open(os.path.join(args.out_dir, "peers.md"), "w") as f:
+            f.write(text)
+        with open(os.path.join(args.out_dir, "peers-runs.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=RUN_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        return 1 if failures else 0
     results_dir = os.path.join(ROOT, "bench", "results")
     os.makedirs(results_dir, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
