@@ -153,9 +153,13 @@ void OutboundQueue::append(std::string_view bytes) {
     bytes.remove_prefix(blocks_.back().append_in_place(bytes));
   }
   while (!bytes.empty()) {
-    // Big writes get one big block rather than many 16 KiB ones (fewer iovecs).
+    // The first block fits the write (4 KiB at least): a reply queued until the end of
+    // the iteration then holds 4 KiB, not 16, so thousands of connections written in one
+    // iteration still come from the pool's free lists instead of malloc. Later blocks are
+    // 16 KiB; big writes get one big block rather than many (fewer iovecs).
+    size_t want = blocks_.empty() ? bytes.size() : std::max(kBlockSize, bytes.size());
     Buffer block(pool_);
-    block.ensure_writable(std::max(kBlockSize, std::min(bytes.size(), size_t{1} << 22)));
+    block.ensure_writable(std::min(want, size_t{1} << 22));
     bytes.remove_prefix(block.append_in_place(bytes));
     blocks_.push_back(std::move(block));
   }
