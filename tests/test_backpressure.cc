@@ -199,6 +199,45 @@ TEST_P(BackpressureTest, ConnectionsOverThePerLoopLimitAreRefused) {
   EXPECT_EQ(server.engine().stats().refused_limit, 2u);
 }
 
+// Per source IP: 127.0.0.1 may hold 3 connections, the rest are closed at accept and
+// counted; another source (127.0.0.2) is not affected; a slot frees when one leaves.
+TEST_P(BackpressureTest, PerSourceCapRefusesTheExcessOfOneSourceOnly) {
+  EchoHandler handler;
+  Options o = test_options(GetParam(), 2);
+  o.max_connections_per_source = 3;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  std::vector<Client> admitted(3);
+  for (Client& c : admitted) {
+    ASSERT_TRUE(c.connect_tcp(server.port()));
+    ASSERT_TRUE(c.echo("in"));
+  }
+  for (int i = 0; i < 2; ++i) {
+    Client extra;
+    ASSERT_TRUE(extra.connect_tcp(server.port()));
+    EXPECT_EQ(extra.wait_end(3000ms), End::kEof) << i;
+  }
+  EXPECT_TRUE(wait_until([&] { return server.engine().stats().refused_source_limit == 2; },
+                         2000ms))
+      << describe(server.engine().stats());
+  std::vector<Client> other(3);  // a different source has its own allowance
+  for (Client& c : other) {
+    ASSERT_TRUE(c.connect(server.addr(), kIoTimeout, "127.0.0.2"));
+    ASSERT_TRUE(c.echo("other source"));
+  }
+  uint16_t port = admitted[0].local_port();
+  admitted[0].close();
+  ASSERT_TRUE(handler.wait_close_for_port(port, nullptr));
+  Client again;
+  ASSERT_TRUE(again.connect_tcp(server.port()));
+  EXPECT_TRUE(again.echo("room again"));
+  for (Client& c : admitted) {
+    if (c.is_open()) EXPECT_TRUE(c.echo("still served"));
+  }
+  EXPECT_EQ(server.engine().stats().refused_source_limit, 2u);
+  EXPECT_EQ(server.engine().stats().refused_limit, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackpressureTest, testing::ValuesIn(test_backends()),
                          backend_param_name);
 

@@ -124,6 +124,14 @@ bool Engine::Impl::over_limit(EventLoop& from, EventLoop& target, const SockAddr
                  static_cast<int64_t>(opts.max_connections_per_loop)) {
     which = "max_connections_per_loop";
   }
+  // Last, so a refusal for another reason never has to give the source's count back.
+  if (which == nullptr && sources != nullptr && peer.is_ip() && !sources->try_add(peer)) {
+    ::close(fd);
+    bump(from.counters_mut().refused_source_limit);
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "refusing {}: max_connections_per_source ({}) reached",
+                        peer.to_string(), opts.max_connections_per_source);
+    return true;
+  }
   if (which == nullptr) return false;
   ::close(fd);
   bump(from.counters_mut().refused_limit);
@@ -220,6 +228,10 @@ Status Engine::start() {
   Impl& impl = *impl_;
   if (impl.started) return Status::invalid("engine already started");
   if (Status s = resolve_backend(impl.opts); !s) return s;
+  if (impl.opts.max_connections_per_source != 0) {
+    impl.sources = std::make_unique<SourceLimiter>(static_cast<uint32_t>(
+        std::min<size_t>(impl.opts.max_connections_per_source, UINT32_MAX)));
+  }
   for (int i = 0; i < impl.opts.loops; ++i) {
     impl.loops.push_back(std::make_unique<EventLoop>(impl, i));
   }
@@ -296,6 +308,24 @@ void Engine::shutdown(std::chrono::milliseconds deadline) {
 
 bool Engine::running() const { return impl_->is_running.load(); }
 
+Status Engine::dial(std::string_view address, DialOptions options) {
+  Impl& impl = *impl_;
+  SockAddr addr;
+  if (Status s = SockAddr::parse(address, addr); !s) return s;
+  if (!addr.is_ip() && addr.family() != AF_UNIX) return Status::invalid("dial: unsupported address");
+  if (!impl.is_running.load()) return Status::invalid("dial: engine not running");
+  if (stopping()) return Status::invalid("dial: engine stopping");
+  const int n = static_cast<int>(impl.loops.size());
+  if (options.loop >= n) return Status::invalid("dial: no loop " + std::to_string(options.loop));
+  int index = options.loop >= 0 ? options.loop
+                                : static_cast<int>(impl.dial_next.fetch_add(1) % uint64_t(n));
+  EventLoop& loop = *impl.loops[static_cast<size_t>(index)];
+  loop.load().fetch_add(1, std::memory_order_relaxed);
+  impl.open_conns.fetch_add(1, std::memory_order_relaxed);
+  loop.post([&loop, addr, options] { loop.dial(addr, options); });
+  return Status::ok();
+}
+
 bool Engine::stopping() const {
   std::lock_guard lock(impl_->mu);
   return impl_->stop_requested;
@@ -349,11 +379,15 @@ EngineStats Engine::stats() const {
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);
     s.refused_limit += get(c.refused_limit);
+    s.refused_source_limit += get(c.refused_source_limit);
     s.drain_deadline_closed += get(c.drain_deadline_closed);
     s.recv_bundles += get(c.recv_bundles);
     s.read_pauses += get(c.read_pauses);
     s.inbound_overflows += get(c.inbound_overflows);
     s.traffic_calls += get(c.traffic_calls);
+    s.dials += get(c.dials);
+    s.dialed += get(c.dialed);
+    s.dial_failures += get(c.dial_failures);
     s.conn_writes += get(c.conn_writes);
     c.flush_bytes.merge_into(s.flush_bytes);
     c.batch_events.merge_into(s.batch_events);

@@ -10,6 +10,7 @@
 
 #include "admin_server.h"
 #include "event_loop.h"
+#include "source_limiter.h"
 #include "ringnet/engine.h"
 
 namespace ringnet {
@@ -59,6 +60,8 @@ struct Engine::Impl {
   // Connections accepted and not yet closed, over every loop (Options::max_connections).
   std::atomic<int64_t> open_conns{0};
   std::unique_ptr<AdminServer> admin;   // listen_admin()
+  std::atomic<uint64_t> dial_next{0};   // round-robin over loops for Engine::dial
+  std::unique_ptr<SourceLimiter> sources;  // Options::max_connections_per_source
   mutable std::mutex mu_metrics;        // guards collectors
   std::vector<std::function<void(MetricsWriter&)>> collectors;
   bool over_limit(EventLoop& from, EventLoop& target, const SockAddr& peer, int fd);

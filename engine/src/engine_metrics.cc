@@ -73,6 +73,7 @@ void Engine::write_metrics(MetricsWriter& w) const {
   for (const LoopView& l : accepting) {
     w.value(l.label + ",cause=\"limit\"", get(l.loop->counters().refused_limit));
     w.value(l.label + ",cause=\"stopping\"", get(l.loop->counters().refused_stopping));
+    w.value(l.label + ",cause=\"source_limit\"", get(l.loop->counters().refused_source_limit));
   }
   per_loop_counter(w, accepting, "ringnet_accept_errors_total",
                    "accept() failures other than EAGAIN (EMFILE/ENFILE included).",
@@ -80,6 +81,12 @@ void Engine::write_metrics(MetricsWriter& w) const {
   per_loop_counter(w, accepting, "ringnet_accept_fd_exhausted_total",
                    "accept() failures for lack of file descriptors (EMFILE/ENFILE).",
                    [](const C& c) -> auto& { return c.fd_exhausted; });
+  w.family("ringnet_dials_total", MetricType::kCounter,
+           "Engine::dial attempts by result: connected, or failed (closed with connect_failed).");
+  for (const LoopView& l : loops) {
+    w.value(l.label + ",result=\"connected\"", get(l.loop->counters().dialed));
+    w.value(l.label + ",result=\"failed\"", get(l.loop->counters().dial_failures));
+  }
   per_loop_counter(w, loops, "ringnet_drain_deadline_closed_total",
                    "Connections still busy when shutdown()'s deadline came, closed then.",
                    [](const C& c) -> auto& { return c.drain_deadline_closed; });

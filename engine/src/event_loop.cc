@@ -163,6 +163,10 @@ void EventLoop::begin_shutdown() {
   drain_deadline_ = Clock::now() + (graceful_ ? drain : engine_.opts.stop_flush_timeout);
   close_listeners();
   for (Conn& c : slots_) {
+    if (c.state_ == Conn::State::kConnecting) {  // a dial not done: given up, not drained
+      close_conn(c, CloseInfo{CloseReason::kConnectFailed, ECANCELED});
+      continue;
+    }
     if (c.state_ != Conn::State::kOpen) continue;
     if (graceful_) {  // keep serving what was received; idle ones go now
       if (idle_for_drain(c)) close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
@@ -185,18 +189,11 @@ Conn* EventLoop::lookup_slot(uint32_t index) {
 Conn* EventLoop::lookup(ConnId id) {
   Conn* c = lookup_slot(id.index);
   if (c == nullptr || c->id_.generation != id.generation) return nullptr;
-  if (c->state_ != Conn::State::kOpen && c->state_ != Conn::State::kClosing) return nullptr;
+  if (c->state_ == Conn::State::kFree || c->state_ == Conn::State::kClosed) return nullptr;
   return c;
 }
 
-void EventLoop::adopt(int fd, const SockAddr& peer) {
-  if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
-    ::close(fd);
-    load_.fetch_sub(1, std::memory_order_relaxed);
-    engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
-    bump(counters_.refused_stopping);
-    return;
-  }
+Conn& EventLoop::new_slot(int fd, const SockAddr& peer, Conn::State state) {
   RINGNET_ASSERT_IN_LOOP(this);
   uint32_t index;
   if (!free_slots_.empty()) {
@@ -210,16 +207,34 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   uint32_t gen = c.id_.generation + 1;
   c.id_ = ConnId{index, gen == 0 ? 1 : gen};
   c.fd_ = fd;
-  c.state_ = Conn::State::kOpen;
+  c.state_ = state;
   c.dirty_ = c.readable_ = c.eof_ = c.hup_ = c.read_paused_ = false;
   c.send_error_ = 0;
   c.holds_ = 0;
   c.lingering_ = false;
+  c.dialed_ = false;
   c.linger_ticks_ = 0;
   c.remote_ = peer;
   c.timer_.owner = &c;
   c.idle_ticks_ = idle_ticks_;
   c.read_since_ = c.write_since_ = 0;
+  return c;
+}
+
+void EventLoop::release_source(const SockAddr& peer) {
+  if (engine_.sources != nullptr && peer.is_ip()) engine_.sources->remove(peer);
+}
+
+void EventLoop::adopt(int fd, const SockAddr& peer) {
+  if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
+    ::close(fd);
+    release_source(peer);
+    load_.fetch_sub(1, std::memory_order_relaxed);
+    engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    bump(counters_.refused_stopping);
+    return;
+  }
+  Conn& c = new_slot(fd, peer, Conn::State::kOpen);
   if (timeouts_on_) {
     c.last_active_ = now_tick();
     update_timer(c);
@@ -229,7 +244,8 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
     ::close(fd);
     c.fd_ = -1;
     c.state_ = Conn::State::kFree;
-    free_slots_.push_back(index);
+    free_slots_.push_back(c.id_.index);
+    release_source(peer);
     load_.fetch_sub(1, std::memory_order_relaxed);
     engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
     bump(counters_.accept_errors);
@@ -237,6 +253,51 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   }
   bump(counters_.accepted);
   bump(counters_.open);
+  apply_action(c, handler_.on_open(c));
+}
+
+// ---------------------------------------------------------------- dialing
+//
+// A dialed connection takes a slot at once, in kConnecting, so that a failure reaches the
+// handler like any close (on_close, kConnectFailed, with its context) and the timer wheel
+// can time the connect out. The poller starts the connect and reports with
+// on_connect_result; only then does the connection become kOpen and see on_open.
+
+void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
+  bump(counters_.dials);
+  auto give_up = [this](const char* why) {
+    load_.fetch_sub(1, std::memory_order_relaxed);
+    engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    bump(counters_.dial_failures);
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "loop {}: dial dropped: {}", index_, why);
+  };
+  // Queued as the engine stopped (maybe run after the loop thread left): no slot, no poller.
+  if (stopping_ || draining_ || poller_ == nullptr) return give_up("engine stopping");
+  int fd = ::socket(peer.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int socket_err = errno;
+  Conn& c = new_slot(fd, peer, Conn::State::kConnecting);
+  c.dialed_ = true;
+  c.context_ = options.context;
+  bump(counters_.open);  // closing it (connected or not) counts it out again
+  if (fd < 0) return close_conn(c, CloseInfo{CloseReason::kConnectFailed, socket_err});
+  if (peer.is_ip()) sockets::tune_accepted(fd, peer.family(), engine_.opts);
+  c.deadline_ = now_tick() + TimerWheel::ticks_for(options.timeout) + 1;
+  update_timer(c);
+  if (int err = poller_->start_connect(c); err != 0) {
+    return close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
+  }
+}
+
+void EventLoop::on_connect_result(Conn& c, int err) {
+  if (c.state_ != Conn::State::kConnecting) return;
+  if (err != 0) return close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
+  c.state_ = Conn::State::kOpen;
+  wheel_.cancel(c.timer_);  // the connect deadline is over; the usual timeouts start now
+  if (timeouts_on_) {
+    c.last_active_ = now_tick();
+    update_timer(c);
+  }
+  bump(counters_.dialed);
   apply_action(c, handler_.on_open(c));
 }
 
@@ -356,6 +417,8 @@ void EventLoop::mark_dirty(Conn& c) {
 }
 
 void EventLoop::begin_close(Conn& c, CloseReason reason) {
+  // A dial closed before it connected: nothing to flush, and on_open never came.
+  if (c.state_ == Conn::State::kConnecting) return close_conn(c, CloseInfo{reason, 0});
   if (c.state_ != Conn::State::kOpen) return;
   c.state_ = Conn::State::kClosing;
   c.close_reason_ = reason;
@@ -423,7 +486,7 @@ void EventLoop::after_send(Conn& c) {
 void EventLoop::start_linger(Conn& c) {
   if (::shutdown(c.fd_, SHUT_WR) != 0) return close_on_error(c, errno);
   c.lingering_ = true;
-  c.linger_until_ = now_tick() + c.linger_ticks_ + 1;
+  c.deadline_ = now_tick() + c.linger_ticks_ + 1;
   update_timer(c);
   if (c.read_paused_) {  // backpressure had stopped reading: the EOF must be seen
     c.read_paused_ = false;
@@ -476,17 +539,21 @@ void EventLoop::update_timer(Conn& c) {
   if (c.write_since_ != 0 && write_ticks_ != 0) {
     due = std::min(due, c.write_since_ + write_ticks_ + 1);
   }
-  if (c.lingering_) due = std::min(due, c.linger_until_);
+  if (c.lingering_ || c.state_ == Conn::State::kConnecting) due = std::min(due, c.deadline_);
   if (due == UINT64_MAX) return;
   if (c.timer_.armed() && c.timer_.expires <= due) return;  // fires first, then re-checks
   wheel_.arm(c.timer_, due);
 }
 
 void EventLoop::on_conn_timer(Conn& c) {
-  if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) return;
+  if (c.state_ == Conn::State::kFree || c.state_ == Conn::State::kClosed) return;
   const uint64_t now = wheel_.now_tick();
+  if (c.state_ == Conn::State::kConnecting) {
+    if (now >= c.deadline_) return close_conn(c, CloseInfo{CloseReason::kConnectFailed, ETIMEDOUT});
+    return update_timer(c);
+  }
   if (c.lingering_) {  // the reply is out; only the peer's EOF is still awaited
-    if (now >= c.linger_until_) return close_conn(c, CloseInfo{c.close_reason_, 0});
+    if (now >= c.deadline_) return close_conn(c, CloseInfo{c.close_reason_, 0});
     return update_timer(c);
   }
   if (c.write_since_ != 0 && write_ticks_ != 0 && now > c.write_since_ + write_ticks_) {
@@ -511,7 +578,8 @@ void EventLoop::on_conn_timer(Conn& c) {
 }
 
 void EventLoop::close_conn(Conn& c, CloseInfo info) {
-  if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) return;
+  if (c.state_ == Conn::State::kFree || c.state_ == Conn::State::kClosed) return;
+  if (info.reason == CloseReason::kConnectFailed) bump(counters_.dial_failures);
   c.state_ = Conn::State::kClosed;
   c.dirty_ = false;
   wheel_.cancel(c.timer_);
@@ -531,6 +599,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
                        std::memory_order_relaxed);
   load_.fetch_sub(1, std::memory_order_relaxed);
   engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+  if (!c.dialed_) release_source(c.remote_);
   if (reusable) free_slot(c);
 }
 
@@ -563,6 +632,10 @@ void EventLoop::close_listeners() {
 void EventLoop::shutdown_all() {
   close_listeners();
   for (Conn& c : slots_) {
+    if (c.state_ == Conn::State::kConnecting) {
+      close_conn(c, CloseInfo{CloseReason::kConnectFailed, ECANCELED});
+      continue;
+    }
     if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) continue;
     if (graceful_) bump(counters_.drain_deadline_closed);  // still busy at the deadline
     if (!c.out_.empty()) poller_->send_final(c);

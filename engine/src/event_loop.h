@@ -47,8 +47,10 @@ struct LoopCounters {
   std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
   std::atomic<uint64_t> recv_bundles{0};
   std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0}, refused_limit{0};
+  std::atomic<uint64_t> refused_source_limit{0};
   std::atomic<uint64_t> drain_deadline_closed{0};
   std::atomic<uint64_t> traffic_calls{0}, conn_writes{0};
+  std::atomic<uint64_t> dials{0}, dialed{0}, dial_failures{0};
   std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
   // Options::metrics: recorded only when on.
   LoopHistogram flush_bytes;    // bytes per send syscall (writev / io_uring send)
@@ -97,6 +99,10 @@ class EventLoop {
 
   // ---- loop thread ----
   void adopt(int fd, const SockAddr& peer);
+  // Engine::dial, on this loop (load and open_conns already counted by the caller).
+  void dial(const SockAddr& peer, const DialOptions& options);
+  // The poller's report on a dial: 0 = connected, else the errno.
+  void on_connect_result(Conn& c, int err);
   Conn* lookup(ConnId id);
   Conn* lookup_slot(uint32_t index);
   Listener* listener(uint32_t slot);
@@ -172,6 +178,10 @@ class EventLoop {
 
  private:
   Status init();
+  // A fresh slot for `fd` (not yet watched by the poller), in state `state`.
+  Conn& new_slot(int fd, const SockAddr& peer, Conn::State state);
+  // Gives back an accepted connection's place under max_connections_per_source.
+  void release_source(const SockAddr& peer);
   void iterate();
   void flush_dirty();
   void run_traffic(Conn& c);

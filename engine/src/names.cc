@@ -14,6 +14,7 @@ const char* close_reason_name(CloseReason reason) {
     case CloseReason::kIdleTimeout: return "idle_timeout";
     case CloseReason::kReadTimeout: return "read_timeout";
     case CloseReason::kWriteTimeout: return "write_timeout";
+    case CloseReason::kConnectFailed: return "connect_failed";
   }
   return "unknown";
 }

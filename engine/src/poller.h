@@ -40,6 +40,11 @@ class Poller {
   virtual void remove_listener(Listener& listener) = 0;
   // Starts watching/reading a freshly adopted connection.
   virtual Status add_conn(Conn& conn) = 0;
+  // A dialed connection (kConnecting, fd a fresh non-blocking socket): start connecting
+  // to conn.remote_addr() and watching it. The outcome comes later through
+  // loop.on_connect_result(conn, errno or 0) — never from inside this call; a failure
+  // known at once is returned as an errno instead (0: under way).
+  virtual int start_connect(Conn& conn) = 0;
   // Starts accepting on a listener again after a back-off.
   virtual void resume_accept(Listener& listener) = 0;
   // Sends what the connection's outbound queue holds (now, or by queueing an operation).

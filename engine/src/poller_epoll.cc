@@ -69,6 +69,20 @@ Status EpollPoller::add_conn(Conn& c) {
   return Status::ok();
 }
 
+// connect() itself, then the one registration every connection gets: the EPOLLOUT edge
+// (or EPOLLERR/HUP) says the connect finished, SO_ERROR says how. A loopback or Unix
+// connect that completes at once still waits for that edge, so the result always comes
+// from the loop, never from inside Engine::dial's task.
+int EpollPoller::start_connect(Conn& c) {
+  int rc;
+  do {
+    rc = ::connect(c.fd(), c.remote_addr().raw(), c.remote_addr().length());
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EINPROGRESS) return errno;  // refused at once, EAGAIN (Unix backlog)...
+  if (Status s = add_conn(c); !s) return s.code() > 0 ? s.code() : EIO;
+  return 0;
+}
+
 bool EpollPoller::detach(Conn& c) {
   // close() drops the registration; pending-read entries die by the generation check.
   c.readable_ = false;
@@ -111,6 +125,22 @@ void EpollPoller::dispatch(const epoll_event& ev) {
 // input produces more, and a dead peer shows up as a send error before we read.
 void EpollPoller::on_conn_event(Conn& c, uint32_t events) {
   ConnId id = c.id();
+  if (c.state() == Conn::State::kConnecting) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (::getsockopt(c.fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == ECONNRESET || err == EPIPE) {
+      // Connected, then reset before we looked (a refused SYN is ECONNREFUSED): report it
+      // as io_uring would, on_open and then a reset.
+      loop_.on_connect_result(c, 0);
+      if (loop_.lookup(id) != nullptr) loop_.close_on_error(c, err);
+      return;
+    }
+    loop_.on_connect_result(c, err);
+    if (loop_.lookup(id) == nullptr || c.state() != Conn::State::kOpen) return;
+    if (err == 0 && (events & EPOLLERR)) events &= ~EPOLLERR;  // stale: the connect won
+  }
   if ((events & EPOLLOUT) && !c.out_.empty()) loop_.send_or_close(c);
   if (loop_.lookup(id) == nullptr) return;  // closed by the send
   // The hang-up is remembered on the connection: this edge will not come again, and a

@@ -38,6 +38,7 @@ class EpollPoller final : public Poller {
   Status add_listener(Listener& listener) override;
   void remove_listener(Listener& listener) override;
   Status add_conn(Conn& conn) override;
+  int start_connect(Conn& conn) override;
   void resume_accept(Listener& listener) override;
   int send(Conn& conn) override;
   void send_final(Conn& conn) override { (void)send(conn); }

@@ -104,6 +104,33 @@ Status UringPoller::add_conn(Conn& c) {
   return Status::ok();
 }
 
+// IORING_OP_CONNECT on the non-blocking socket: the kernel waits for the handshake and
+// completes with 0 or -errno; the address lives in the Conn slot, which outlives the op.
+int UringPoller::start_connect(Conn& c) {
+  if (c.id().index > UringTag::kMaxIndex) return EMFILE;
+  ConnOps& ops = ops_for(c.id().index);
+  ops = ConnOps{};
+  ops.generation = c.id().generation;
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_connect(sqe, c.fd(), c.remote_addr().raw(), c.remote_addr().length());
+  prep_tagged(sqe, UringTag::for_conn(UringOp::kConnect, c.id()));
+  ops.connect_inflight = true;
+  return 0;
+}
+
+void UringPoller::on_connect(UringTag tag, int res) {
+  ConnOps& ops = ops_[tag.index];
+  ops.connect_inflight = false;
+  Conn* c = loop_.lookup(ConnId{tag.index, tag.generation});
+  if (c == nullptr || ops.detached || ops.generation != tag.generation) {
+    release_if_idle(tag.index);  // closed meanwhile (timed out, cancelled)
+    return;
+  }
+  if (res < 0) return loop_.on_connect_result(*c, -res);
+  arm_recv(*c, ops);  // before on_open, as for an accepted connection
+  loop_.on_connect_result(*c, 0);
+}
+
 void UringPoller::arm_recv(Conn& c, ConnOps& ops) {
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_recv_multishot(sqe, c.fd(), nullptr, 0, 0);
@@ -185,8 +212,9 @@ void UringPoller::send_final(Conn& c) {
 
 bool UringPoller::detach(Conn& c) {
   ConnOps& ops = ops_for(c.id().index);
-  if (!ops.recv_armed && !ops.send_inflight) return true;  // nothing refers to it
+  if (!ops.recv_armed && !ops.send_inflight && !ops.connect_inflight) return true;
   ops.detached = true;
+  if (ops.connect_inflight) cancel(UringTag::for_conn(UringOp::kConnect, c.id()));
   if (ops.recv_armed) cancel(UringTag::for_conn(UringOp::kRecv, c.id()));
   if (ops.send_inflight) cancel(UringTag::for_conn(UringOp::kSend, c.id()));
   return false;  // release_if_idle frees the slot (and closes the fd) after the last CQE
@@ -194,14 +222,14 @@ bool UringPoller::detach(Conn& c) {
 
 void UringPoller::release_if_idle(uint32_t index) {
   ConnOps& ops = ops_[index];
-  if (!ops.detached || ops.recv_armed || ops.send_inflight) return;
+  if (!ops.detached || ops.recv_armed || ops.send_inflight || ops.connect_inflight) return;
   ops.detached = false;
   if (Conn* c = loop_.lookup_slot(index)) loop_.free_slot(*c);
 }
 
 bool UringPoller::ops_outstanding() const {
   for (const ConnOps& ops : ops_) {
-    if (ops.recv_armed || ops.send_inflight) return true;
+    if (ops.recv_armed || ops.send_inflight || ops.connect_inflight) return true;
   }
   for (bool armed : accept_armed_) {
     if (armed) return true;
@@ -272,6 +300,7 @@ void UringPoller::handle(uint64_t user_data, int res, uint32_t flags) {
     case UringOp::kAccept: return on_accept(tag, res, flags);
     case UringOp::kRecv: return on_recv(tag, res, flags);
     case UringOp::kSend: return on_send(tag, res);
+    case UringOp::kConnect: return on_connect(tag, res);
     case UringOp::kCancel: return;  // its target's own completion settles the state
   }
 }

@@ -45,6 +45,7 @@ class UringPoller final : public Poller {
   void remove_listener(Listener& listener) override;
   void resume_accept(Listener& listener) override;
   Status add_conn(Conn& conn) override;
+  int start_connect(Conn& conn) override;
   int send(Conn& conn) override;
   void send_final(Conn& conn) override;
   // Backpressure: cancel the multishot receive (completions already in flight are kept
@@ -71,6 +72,7 @@ class UringPoller final : public Poller {
     uint32_t generation = 0;
     bool recv_armed = false;
     bool send_inflight = false;
+    bool connect_inflight = false;
     bool detached = false;  // closed; the slot waits for the last completion
     SendState* send = nullptr;
   };
@@ -92,6 +94,7 @@ class UringPoller final : public Poller {
   void on_recv_bytes(Conn& c, const char* data, size_t n);
   void consume_buffers(Conn* c, uint16_t first, int res);
   void on_send(UringTag tag, int res);
+  void on_connect(UringTag tag, int res);
   void release_if_idle(uint32_t index);
   void check_overflow();
   bool ops_outstanding() const;

@@ -4,7 +4,7 @@
 //
 //   63      56 55                  32 31                          0
 //   +---------+----------------------+-----------------------------+
-//   |   op    |   slot index (24)    |   generation (32)           |   recv, send
+//   |   op    |   slot index (24)    |   generation (32)           |   recv, send, connect
 //   |   op    |   listener slot      |   0                         |   accept
 //   |   op    |   0                  |   0                         |   wakeup, cancel
 //   +---------+----------------------+-----------------------------+
@@ -16,7 +16,7 @@
 
 namespace ringnet {
 
-enum class UringOp : uint8_t { kWake = 1, kAccept, kRecv, kSend, kCancel };
+enum class UringOp : uint8_t { kWake = 1, kAccept, kRecv, kSend, kCancel, kConnect };
 
 struct UringTag {
   UringOp op;

@@ -86,7 +86,8 @@ class ConnHandle {
 
 class Conn {
  public:
-  enum class State : uint8_t { kFree, kOpen, kClosing, kClosed };
+  // kConnecting: dialed, connect() not finished (no on_open yet; writes are refused).
+  enum class State : uint8_t { kFree, kConnecting, kOpen, kClosing, kClosed };
 
   // ---- inbound (loop thread only) ----
   // Number of inbound bytes not yet consumed.
@@ -150,6 +151,9 @@ class Conn {
   SockAddr local_addr() const;
   const SockAddr& remote_addr() const { return remote_; }
   State state() const { return state_; }
+  // True for a connection this side opened with Engine::dial (a client), false for one
+  // a listener accepted.
+  bool dialed() const { return dialed_; }
 
   // A slot for the application; the engine never reads it. Clear it in on_close.
   void* context() const { return context_; }
@@ -187,6 +191,7 @@ class Conn {
   uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
   uint32_t holds_ = 0;          // hold() minus release(): work in flight elsewhere
   bool lingering_ = false;      // close_lingering: FIN sent, dropping input until EOF
+  bool dialed_ = false;         // opened by Engine::dial
   uint16_t linger_ticks_ = 0;   // close_lingering asked for (0: plain close)
   int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
@@ -198,7 +203,7 @@ class Conn {
   uint64_t last_active_ = 0;    // tick of the last bytes in or out
   uint64_t read_since_ = 0;     // tick since unconsumed inbound bytes wait (0: none)
   uint64_t write_since_ = 0;    // tick since queued output waits (0: none)
-  uint64_t linger_until_ = 0;   // tick at which a lingering close gives up waiting
+  uint64_t deadline_ = 0;       // tick a dial (kConnecting) or a lingering close gives up
   std::string_view in_view_;    // unread inbound bytes shown to the handler
   Buffer in_;                   // holds unread bytes between arrivals
   OutboundQueue out_;

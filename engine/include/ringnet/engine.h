@@ -45,12 +45,16 @@ struct EngineStats {
   uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
   uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
   uint64_t refused_limit = 0;    // sockets closed at accept: max_connections(_per_loop)
+  uint64_t refused_source_limit = 0;  // ... and for max_connections_per_source
   uint64_t drain_deadline_closed = 0;  // connections still busy when shutdown()'s deadline came
   uint64_t buffer_ring_empty = 0; // io_uring: receives that found no provided buffer
   uint64_t cq_overflows = 0;     // io_uring: times the completion queue overflowed
   uint64_t recv_bundles = 0;     // io_uring: receives that filled more than one buffer
   uint64_t read_pauses = 0;      // backpressure: times a connection stopped being read
   uint64_t inbound_overflows = 0; // connections closed for holding > max_inbound_buffer
+  uint64_t dials = 0;            // Engine::dial attempts that reached their loop
+  uint64_t dialed = 0;           // of those, connected (then counted in open, closed...)
+  uint64_t dial_failures = 0;    // never connected (closed with kConnectFailed)
   uint64_t traffic_calls = 0;    // on_traffic calls for fresh input
   uint64_t conn_writes = 0;      // Conn::write/writev calls that queued bytes
   uint64_t queued_tasks = 0;     // gauge: cross-thread tasks posted and not yet run
@@ -65,7 +69,13 @@ struct LoopStats {
   uint64_t accepted = 0;  // connections this loop has adopted
 };
 
-class Acceptor;
+// How Engine::dial connects.
+struct DialOptions {
+  std::chrono::milliseconds timeout{5000};  // connect() not done by then: kConnectFailed,
+                                            // ETIMEDOUT
+  int loop = -1;             // the loop that owns the connection; -1 = the next in turn
+  void* context = nullptr;   // Conn::context() from the first callback on, to tell dials apart
+};
 
 class Engine {
  public:
@@ -110,6 +120,14 @@ class Engine {
   // (kShutdown) and counted in EngineStats::drain_deadline_closed. Then as stop(). The
   // first of stop()/shutdown() decides how the engine stops.
   void shutdown(std::chrono::milliseconds deadline);
+
+  // Any thread, once start() returned: opens an outbound connection on one of the
+  // loops. The result comes to the handler on that loop: on_open (Conn::dialed() is true)
+  // and then the usual callbacks, or, if it never connects, on_close alone with
+  // kConnectFailed and the errno (refused, timed out...). Either way Conn::context() is
+  // DialOptions::context from the start. Address forms as listen(). Returns an error at
+  // once for a bad address, a bad loop index, or an engine not running.
+  Status dial(std::string_view address, DialOptions options = {});
 
   bool running() const;
   // stop() or shutdown() was called (or on_tick/a callback asked to shut down).

@@ -31,8 +31,10 @@ enum class CloseReason {
   kIdleTimeout,   // no bytes in or out for Options::idle_timeout (or Conn::set_idle_timeout)
   kReadTimeout,   // inbound bytes left unconsumed (a partial frame) for Options::read_timeout
   kWriteTimeout,  // queued output not drained within Options::write_timeout
+  kConnectFailed, // Engine::dial never connected: CloseInfo::error is ECONNREFUSED,
+                  // ETIMEDOUT (DialOptions::timeout), ENETUNREACH... No on_open came first.
 };
-inline constexpr int kCloseReasonCount = 8;
+inline constexpr int kCloseReasonCount = 9;
 
 const char* close_reason_name(CloseReason reason);
 
@@ -52,7 +54,8 @@ class EventHandler {
 
   // Once, on the thread that called Engine::start(), before any loop runs.
   virtual Action on_boot(Engine&) { return Action::kNone; }
-  // A connection was accepted; runs on its loop. Writing here is allowed.
+  // A connection was accepted, or one Engine::dial asked for is connected
+  // (Conn::dialed()); runs on its loop. Writing here is allowed.
   virtual Action on_open(Conn&) { return Action::kNone; }
   // Inbound bytes are buffered (peek/next/discard them), or wake() was called.
   // Bytes left unread stay buffered and are shown again with the next arrival.

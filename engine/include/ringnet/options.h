@@ -53,6 +53,9 @@ struct Options {
   // and counted in EngineStats::refused_limit: the engine keeps serving the others.
   size_t max_connections = 0;           // open connections in the whole engine
   size_t max_connections_per_loop = 0;  // open connections on one loop
+  // Open connections from one source IP (any port), counted in refused_source_limit and
+  // logged (rate-limited) when refused. Dialed connections do not count.
+  size_t max_connections_per_source = 0;
 
   // Backpressure: above `high` bytes of queued output a connection stops being read (and
   // the handler hears on_backpressure); reading resumes once the queue drained to `low`.

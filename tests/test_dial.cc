@@ -1,0 +1,279 @@
+// Engine::dial over loopback on both backends: a dialed connection gets on_open with
+// Conn::dialed() and its context, and then behaves like an accepted one (the same handler
+// echoes on the server side of the same engine); a refused dial, a dial to a listener
+// whose accept queue is full (SYNs dropped: the connect times out), a connection reset
+// right after it was accepted, a Unix socket, and dials cancelled by stop() all reach
+// on_close with the right reason and errno; counters and /metrics agree.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.h"
+
+namespace ringnet::test {
+namespace {
+
+// Server side: echoes. Client side (dialed): on_open sends "hello <n>\n" where n is the
+// context, collects what comes back, closes once the echo is complete.
+class DialHandler : public EchoHandler {
+ public:
+  struct Result {
+    std::string echoed;
+    bool opened = false;
+    bool closed = false;
+    CloseInfo close{CloseReason::kError, 0};
+    bool dialed_flag = false;
+    int loop = -1;
+  };
+
+  Action on_open(Conn& c) override {
+    if (!c.dialed()) return EchoHandler::on_open(c);
+    std::lock_guard lock(mu_);
+    Result& r = results_[key(c)];
+    r.opened = true;
+    r.dialed_flag = c.dialed();
+    r.loop = c.loop_index();
+    return c.write(greeting(key(c))).is_ok() ? Action::kNone : Action::kClose;
+  }
+  Action on_traffic(Conn& c) override {
+    if (!c.dialed()) return EchoHandler::on_traffic(c);
+    std::lock_guard lock(mu_);
+    Result& r = results_[key(c)];
+    r.echoed += c.next();
+    return r.echoed.size() >= greeting(key(c)).size() ? Action::kClose : Action::kNone;
+  }
+  void on_close(Conn& c, CloseInfo info) override {
+    if (!c.dialed()) return EchoHandler::on_close(c, info);
+    {
+      std::lock_guard lock(mu_);
+      Result& r = results_[key(c)];
+      r.closed = true;
+      r.close = info;
+    }
+    dial_closes_.fetch_add(1);
+  }
+
+  static std::string greeting(size_t n) { return "hello " + std::to_string(n) + "\n"; }
+  static void* ctx(size_t n) { return reinterpret_cast<void*>(n); }
+  Result result(size_t n) {
+    std::lock_guard lock(mu_);
+    return results_[n];
+  }
+  bool wait_dial_closes(int n, Millis timeout = 5000ms) {
+    return wait_until([&] { return dial_closes_.load() >= n; }, timeout);
+  }
+
+ private:
+  static size_t key(const Conn& c) { return reinterpret_cast<size_t>(c.context()); }
+  std::mutex mu_;
+  std::map<size_t, Result> results_;
+  std::atomic<int> dial_closes_{0};
+};
+
+// A port nothing listens on: bound, then closed.
+uint16_t dead_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), len);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class DialTest : public testing::TestWithParam<Backend> {};
+
+TEST_P(DialTest, DialedConnectionsTalkToTheSameEnginesListener) {
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam(), 2));
+  ASSERT_TRUE(server.start());
+  const std::string addr = "tcp://127.0.0.1:" + std::to_string(server.port());
+  constexpr size_t kDials = 20;
+  for (size_t i = 1; i <= kDials; ++i) {
+    ASSERT_TRUE(server.engine().dial(addr, {.context = DialHandler::ctx(i)}));
+  }
+  ASSERT_TRUE(handler.wait_dial_closes(kDials));
+  int per_loop[2] = {0, 0};
+  for (size_t i = 1; i <= kDials; ++i) {
+    DialHandler::Result r = handler.result(i);
+    EXPECT_TRUE(r.opened) << i;
+    EXPECT_TRUE(r.dialed_flag) << i;
+    EXPECT_EQ(r.echoed, DialHandler::greeting(i)) << i;
+    EXPECT_EQ(r.close.reason, CloseReason::kLocalClose) << i;
+    if (r.loop >= 0 && r.loop < 2) ++per_loop[r.loop];
+  }
+  EXPECT_EQ(per_loop[0], 10);  // round-robin over the loops
+  EXPECT_EQ(per_loop[1], 10);
+  ASSERT_TRUE(handler.wait_closes(kDials));  // the accepted sides saw the close as EOF
+  EXPECT_EQ(handler.closes_with(CloseReason::kPeerClosed), kDials);
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().open == 0; }, 2000ms));
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.dials, kDials);
+  EXPECT_EQ(st.dialed, kDials);
+  EXPECT_EQ(st.dial_failures, 0u);
+  EXPECT_EQ(st.accepted, kDials);
+}
+
+TEST_P(DialTest, RefusedDialClosesWithConnectFailed) {
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(server.engine().dial("tcp://127.0.0.1:" + std::to_string(dead_port()),
+                                   {.context = DialHandler::ctx(1)}));
+  ASSERT_TRUE(handler.wait_dial_closes(1));
+  DialHandler::Result r = handler.result(1);
+  EXPECT_FALSE(r.opened);
+  EXPECT_EQ(r.close.reason, CloseReason::kConnectFailed);
+  EXPECT_EQ(r.close.error, ECONNREFUSED);
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().dial_failures == 1; }, 1000ms));
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.dialed, 0u);
+  EXPECT_EQ(st.open, 0u);
+  EXPECT_EQ(st.closed_by_reason[int(CloseReason::kConnectFailed)], 1u);
+}
+
+// A listener that never accepts, with its accept queue full: Linux drops further SYNs, so
+// a connect neither succeeds nor fails until the dial's own timeout.
+TEST_P(DialTest, DialToAFullBacklogTimesOut) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(::listen(lfd, 0), 0);
+  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  uint16_t port = ntohs(a.sin_port);
+  std::vector<Client> fillers(2);  // backlog 0 holds one; the second makes sure
+  for (Client& f : fillers) (void)f.connect_tcp(port, "127.0.0.1", 300ms);
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  Clock::time_point t0 = Clock::now();
+  ASSERT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(port),
+                                   {.timeout = 300ms, .context = DialHandler::ctx(7)}));
+  ASSERT_TRUE(handler.wait_dial_closes(1, 5000ms));
+  Millis took = std::chrono::duration_cast<Millis>(Clock::now() - t0);
+  DialHandler::Result r = handler.result(7);
+  EXPECT_FALSE(r.opened);
+  EXPECT_EQ(r.close.reason, CloseReason::kConnectFailed);
+  EXPECT_EQ(r.close.error, ETIMEDOUT);
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 1500ms);
+  ::close(lfd);
+}
+
+// Accepts and resets at once (SO_LINGER 0): the dial connected, so on_open, then kReset.
+TEST_P(DialTest, ResetRightAfterConnectIsAReset) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(::listen(lfd, 16), 0);
+  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::thread resetter([lfd] {
+    int fd = ::accept(lfd, nullptr, nullptr);
+    if (fd < 0) return;
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    ::close(fd);
+  });
+  // Silent client: it writes nothing, so it learns of the reset by reading.
+  class Silent : public DialHandler {
+   public:
+    Action on_open(Conn& c) override {
+      opened.store(true);
+      (void)c;
+      return Action::kNone;
+    }
+    std::atomic<bool> opened{false};
+  } handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(ntohs(a.sin_port)),
+                                   {.context = DialHandler::ctx(3)}));
+  ASSERT_TRUE(handler.wait_dial_closes(1));
+  resetter.join();
+  EXPECT_TRUE(handler.opened.load());
+  DialHandler::Result r = handler.result(3);
+  EXPECT_EQ(r.close.reason, CloseReason::kReset);
+  EXPECT_EQ(r.close.error, ECONNRESET);
+  ::close(lfd);
+}
+
+TEST_P(DialTest, UnixSocketDial) {
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  std::string path = "/tmp/ringnet-dial-" + std::to_string(::getpid()) + ".sock";
+  ASSERT_TRUE(server.start({"unix:" + path}));
+  ASSERT_TRUE(server.engine().dial("unix:" + path, {.context = DialHandler::ctx(5)}));
+  ASSERT_TRUE(handler.wait_dial_closes(1));
+  DialHandler::Result r = handler.result(5);
+  EXPECT_TRUE(r.opened);
+  EXPECT_EQ(r.echoed, DialHandler::greeting(5));
+  EXPECT_EQ(r.close.reason, CloseReason::kLocalClose);
+}
+
+TEST_P(DialTest, BadDialsAreRefusedAtOnce) {
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam(), 2));
+  EXPECT_FALSE(server.engine().dial("127.0.0.1:1"));  // not started
+  ASSERT_TRUE(server.start());
+  EXPECT_FALSE(server.engine().dial("nonsense"));
+  EXPECT_FALSE(server.engine().dial("127.0.0.1:1", {.loop = 2}));
+  server.stop();
+  EXPECT_FALSE(server.engine().dial("127.0.0.1:1"));  // stopped
+}
+
+// Dials still connecting when the engine stops are closed, not leaked: on_close with
+// kConnectFailed / ECANCELED, and the engine stops on time.
+TEST_P(DialTest, StopCancelsDialsInProgress) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(::listen(lfd, 0), 0);
+  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  uint16_t port = ntohs(a.sin_port);
+  std::vector<Client> fillers(2);
+  for (Client& f : fillers) (void)f.connect_tcp(port, "127.0.0.1", 300ms);
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  for (size_t i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(port),
+                                     {.timeout = 10s, .context = DialHandler::ctx(i)}));
+  }
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().dials == 5; }, 2000ms));
+  Clock::time_point t0 = Clock::now();
+  server.stop();
+  EXPECT_LT(Clock::now() - t0, 3s);
+  EXPECT_TRUE(handler.wait_dial_closes(5, 100ms));
+  for (size_t i = 1; i <= 5; ++i) {
+    DialHandler::Result r = handler.result(i);
+    EXPECT_EQ(r.close.reason, CloseReason::kConnectFailed) << i;
+    EXPECT_EQ(r.close.error, ECANCELED) << i;
+  }
+  EXPECT_EQ(server.engine().stats().open, 0u);
+  ::close(lfd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, DialTest, testing::ValuesIn(test_backends()),
+                         backend_param_name);
+
+}  // namespace
+}  // namespace ringnet::test
