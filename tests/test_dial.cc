@@ -2,7 +2,7 @@
 // Conn::dialed() and its context, and then behaves like an accepted one (the same handler
 // echoes on the server side of the same engine); a refused dial, a dial to a listener
 // whose accept queue is full (SYNs dropped: the connect times out), a connection reset
-// right after it was accepted, a Unix socket, and dials cancelled by stop() all reach
+// right after it was accepted, IPv6, a Unix socket, and dials cancelled by stop() all reach
 // on_close with the right reason and errno; counters and /metrics agree.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -223,6 +223,19 @@ TEST_P(DialTest, UnixSocketDial) {
   DialHandler::Result r = handler.result(5);
   EXPECT_TRUE(r.opened);
   EXPECT_EQ(r.echoed, DialHandler::greeting(5));
+  EXPECT_EQ(r.close.reason, CloseReason::kLocalClose);
+}
+
+TEST_P(DialTest, Ipv6Dial) {
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start({"tcp://[::1]:0"}));
+  ASSERT_TRUE(server.engine().dial("tcp://[::1]:" + std::to_string(server.port()),
+                                   {.context = DialHandler::ctx(6)}));
+  ASSERT_TRUE(handler.wait_dial_closes(1));
+  DialHandler::Result r = handler.result(6);
+  EXPECT_TRUE(r.opened);
+  EXPECT_EQ(r.echoed, DialHandler::greeting(6));
   EXPECT_EQ(r.close.reason, CloseReason::kLocalClose);
 }
 
