@@ -78,19 +78,6 @@ class DialHandler : public EchoHandler {
   std::atomic<int> dial_closes_{0};
 };
 
-// A port nothing listens on: bound, then closed.
-uint16_t dead_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), len);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 class DialTest : public testing::TestWithParam<Backend> {};
 
 TEST_P(DialTest, DialedConnectionsTalkToTheSameEnginesListener) {
@@ -128,7 +115,7 @@ TEST_P(DialTest, RefusedDialClosesWithConnectFailed) {
   DialHandler handler;
   TestServer server(handler, test_options(GetParam()));
   ASSERT_TRUE(server.start());
-  ASSERT_TRUE(server.engine().dial("tcp://127.0.0.1:" + std::to_string(dead_port()),
+  ASSERT_TRUE(server.engine().dial("tcp://127.0.0.1:" + std::to_string(unused_port()),
                                    {.context = DialHandler::ctx(1)}));
   ASSERT_TRUE(handler.wait_dial_closes(1));
   DialHandler::Result r = handler.result(1);
@@ -145,17 +132,10 @@ TEST_P(DialTest, RefusedDialClosesWithConnectFailed) {
 // A listener that never accepts, with its accept queue full: Linux drops further SYNs, so
 // a connect neither succeeds nor fails until the dial's own timeout.
 TEST_P(DialTest, DialToAFullBacklogTimesOut) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(lfd, 0), 0);
-  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  uint16_t port = ntohs(a.sin_port);
-  std::vector<Client> fillers(2);  // backlog 0 holds one; the second makes sure
-  for (Client& f : fillers) (void)f.connect_tcp(port, "127.0.0.1", 300ms);
+  uint16_t port = 0;
+  int lfd = raw_listener(0, &port);
+  ASSERT_GE(lfd, 0);
+  std::vector<Client> fillers = fill_accept_queue(port);
   DialHandler handler;
   TestServer server(handler, test_options(GetParam()));
   ASSERT_TRUE(server.start());
@@ -175,14 +155,9 @@ TEST_P(DialTest, DialToAFullBacklogTimesOut) {
 
 // Accepts and resets at once (SO_LINGER 0): the dial connected, so on_open, then kReset.
 TEST_P(DialTest, ResetRightAfterConnectIsAReset) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(lfd, 16), 0);
-  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  uint16_t port = 0;
+  int lfd = raw_listener(16, &port);
+  ASSERT_GE(lfd, 0);
   std::thread resetter([lfd] {
     int fd = ::accept(lfd, nullptr, nullptr);
     if (fd < 0) return;
@@ -202,7 +177,7 @@ TEST_P(DialTest, ResetRightAfterConnectIsAReset) {
   } handler;
   TestServer server(handler, test_options(GetParam()));
   ASSERT_TRUE(server.start());
-  ASSERT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(ntohs(a.sin_port)),
+  ASSERT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(port),
                                    {.context = DialHandler::ctx(3)}));
   ASSERT_TRUE(handler.wait_dial_closes(1));
   resetter.join();
@@ -253,17 +228,10 @@ TEST_P(DialTest, BadDialsAreRefusedAtOnce) {
 // Dials still connecting when the engine stops are closed, not leaked: on_close with
 // kConnectFailed / ECANCELED, and the engine stops on time.
 TEST_P(DialTest, StopCancelsDialsInProgress) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(lfd, 0), 0);
-  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  uint16_t port = ntohs(a.sin_port);
-  std::vector<Client> fillers(2);
-  for (Client& f : fillers) (void)f.connect_tcp(port, "127.0.0.1", 300ms);
+  uint16_t port = 0;
+  int lfd = raw_listener(0, &port);
+  ASSERT_GE(lfd, 0);
+  std::vector<Client> fillers = fill_accept_queue(port);
   DialHandler handler;
   TestServer server(handler, test_options(GetParam()));
   ASSERT_TRUE(server.start());

@@ -146,17 +146,11 @@ TEST_P(PeerPoolTest, BoundOfThreeConnectionsPerAddress) {
 // drops the SYN): all wait for it, and all fail with its timeout. Then a refused address:
 // the failure leaves no entry, so the next call dials again.
 TEST_P(PeerPoolTest, FailedDialFailsEveryWaiterAndLeavesNoEntry) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(lfd, 0), 0);
-  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  std::vector<Client> fillers(2);
-  for (Client& c : fillers) (void)c.connect_tcp(ntohs(a.sin_port), "127.0.0.1", 300ms);
-  const std::string stuck = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  uint16_t stuck_port = 0;
+  int lfd = raw_listener(0, &stuck_port);
+  ASSERT_GE(lfd, 0);
+  std::vector<Client> fillers = fill_accept_queue(stuck_port);
+  const std::string stuck = "127.0.0.1:" + std::to_string(stuck_port);
   Fixture f(GetParam(), {.dial_timeout = 400ms});
   ASSERT_TRUE(f.client_engine.start());
   std::atomic<int> errors{0}, timed_out{0};
@@ -177,13 +171,7 @@ TEST_P(PeerPoolTest, FailedDialFailsEveryWaiterAndLeavesNoEntry) {
   EXPECT_EQ(f.pool.live(stuck), 0u);
   ::close(lfd);
 
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  a.sin_port = 0;
-  len = sizeof(a);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);  // nothing listens there now
-  const std::string refused = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  const std::string refused = "127.0.0.1:" + std::to_string(unused_port());
   std::atomic<int> refusals{0};
   for (int round = 1; round <= 2; ++round) {
     f.pool.get(refused, [&](const ConnHandle&, const Status& s) {
@@ -198,14 +186,9 @@ TEST_P(PeerPoolTest, FailedDialFailsEveryWaiterAndLeavesNoEntry) {
 // The peer resets the pooled connection: it leaves the pool, and the next get() gets a
 // new, working connection, never the dead one.
 TEST_P(PeerPoolTest, ResetConnectionIsEvictedAndTheNextGetDialsAgain) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(lfd, 16), 0);
-  ASSERT_EQ(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  uint16_t port = 0;
+  int lfd = raw_listener(16, &port);
+  ASSERT_GE(lfd, 0);
   std::atomic<int> second_got{0};
   std::thread peer([lfd, &second_got] {
     int first = ::accept(lfd, nullptr, nullptr);  // reads a byte, then resets
@@ -224,7 +207,7 @@ TEST_P(PeerPoolTest, ResetConnectionIsEvictedAndTheNextGetDialsAgain) {
     }
     ::close(second);
   });
-  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
   Fixture f(GetParam());
   ASSERT_TRUE(f.client_engine.start());
   std::atomic<uint64_t> first_id{0}, second_id{0};

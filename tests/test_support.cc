@@ -99,6 +99,29 @@ bool wait_until(const std::function<bool()>& pred, Millis timeout, Millis step) 
   }
 }
 
+int raw_listener(int backlog, uint16_t* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(fd, backlog) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+uint16_t unused_port() {
+  uint16_t port = 0;
+  int fd = raw_listener(1, &port);
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
 bool ensure_fd_limit(size_t needed) {
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
@@ -497,6 +520,12 @@ uint16_t Client::local_port() const {
   socklen_t len = sizeof(ss);
   if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
   return SockAddr(reinterpret_cast<sockaddr*>(&ss), len).port();
+}
+
+std::vector<Client> fill_accept_queue(uint16_t port) {
+  std::vector<Client> fillers(2);  // backlog 0 holds one; the second makes sure
+  for (Client& c : fillers) (void)c.connect_tcp(port, "127.0.0.1", Millis(300));
+  return fillers;
 }
 
 testing::AssertionResult connect_many(uint16_t port, size_t n, std::vector<Client>* out,

@@ -61,6 +61,13 @@ Options test_options(Backend backend, int loops = 1);
 // Polls `pred` every `step` until it returns true (-> true) or `timeout` passes (-> false).
 bool wait_until(const std::function<bool()>& pred, Millis timeout, Millis step = Millis(2));
 
+// A plain listening socket on 127.0.0.1 (not an engine), for peers that misbehave on
+// purpose. Returns the fd (-1 on failure) and sets *port. With backlog 0 and its queue
+// filled by fill_accept_queue, Linux drops further SYNs: connects to it hang.
+int raw_listener(int backlog, uint16_t* port);
+// A 127.0.0.1 port nothing listens on (bound, then closed): connects are refused.
+uint16_t unused_port();
+
 // Raises the soft RLIMIT_NOFILE to at least `needed` (up to the hard limit).
 bool ensure_fd_limit(size_t needed);
 
@@ -173,6 +180,9 @@ class Client {
  private:
   int fd_ = -1;
 };
+
+// Connects two clients that are never accepted, so a raw_listener(0)'s queue is full.
+std::vector<Client> fill_accept_queue(uint16_t port);
 
 // Opens n TCP connections to 127.0.0.1:port, one after another.
 testing::AssertionResult connect_many(uint16_t port, size_t n, std::vector<Client>* out,
