@@ -42,21 +42,6 @@ class EchoServer final : public FramedHandler<RpcFrameCodec> {
   }
 };
 
-class ClientSide final : public EventHandler {
- public:
-  PeerPool* pool = nullptr;
-  RpcClient* rpc = nullptr;
-  Action on_open(Conn& c) override {
-    pool->on_open(c);
-    return Action::kNone;
-  }
-  Action on_traffic(Conn& c) override { return rpc->on_traffic(c); }
-  void on_close(Conn& c, CloseInfo i) override {
-    rpc->on_close(c, i);
-    pool->on_close(c, i);
-  }
-};
-
 struct Result {
   double calls_per_sec = 0;
   double p50_us = 0, p99_us = 0;
@@ -67,15 +52,14 @@ struct Result {
 // One measurement: `per_address` connections to the server, `callers` closed loops.
 Result run_mode(const std::string& addr, Backend backend, int callers, size_t per_address,
                 size_t size, double warmup_s, double duration_s) {
-  ClientSide side;
+  RpcClientHandler side;
   Options o;
   o.loops = 1;
   o.backend = backend;
   Engine engine(side, o);
   auto pool = std::make_unique<PeerPool>(engine, PeerPoolOptions{.max_per_address = per_address});
   auto rpc = std::make_unique<RpcClient>(*pool, RpcClientOptions{.default_timeout = std::chrono::seconds(5)});
-  side.pool = pool.get();
-  side.rpc = rpc.get();
+  side.attach(*pool, *rpc);
   if (Status s = engine.start(); !s) {
     std::fprintf(stderr, "client start: %s\n", s.message().c_str());
     std::exit(1);

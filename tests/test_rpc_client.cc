@@ -64,28 +64,12 @@ class TestRpcServer : public FramedHandler<RpcFrameCodec> {
   std::vector<std::pair<uint64_t, std::string>> held_;  // one loop in these tests
 };
 
-class ClientHandler : public EventHandler {
- public:
-  PeerPool* pool = nullptr;
-  RpcClient* rpc = nullptr;
-  Action on_open(Conn& c) override {
-    pool->on_open(c);
-    return Action::kNone;
-  }
-  Action on_traffic(Conn& c) override { return rpc->on_traffic(c); }
-  void on_close(Conn& c, CloseInfo info) override {
-    rpc->on_close(c, info);
-    pool->on_close(c, info);
-  }
-};
-
 struct RpcTestClient {
   RpcTestClient(Backend backend, RpcClientOptions o)
       : engine(handler, test_options(backend, 2)),
         pool(std::make_unique<PeerPool>(engine)),
         rpc(std::make_unique<RpcClient>(*pool, o)) {
-    handler.pool = pool.get();
-    handler.rpc = rpc.get();
+    handler.attach(*pool, *rpc);
   }
   ~RpcTestClient() {
     engine.stop();
@@ -93,7 +77,7 @@ struct RpcTestClient {
     rpc.reset();
     pool.reset();
   }
-  ClientHandler handler;
+  RpcClientHandler handler;
   Engine engine;
   std::unique_ptr<PeerPool> pool;
   std::unique_ptr<RpcClient> rpc;

@@ -7,10 +7,8 @@
 //   rpc.call("tcp://10.0.0.7:9000", kGetUser, key, {.timeout = 80ms, .idempotent = true},
 //            [](const ringnet::Status& s, std::string_view body) { ... });
 //
-//   // the client engine's handler forwards its connections' events:
-//   Action on_open(Conn& c) override { pool.on_open(c); return Action::kNone; }
-//   Action on_traffic(Conn& c) override { return rpc.on_traffic(c); }
-//   void on_close(Conn& c, CloseInfo i) override { rpc.on_close(c, i); pool.on_close(c, i); }
+//   // the client engine's handler forwards its connections' events to both; an engine
+//   // used only for RPC calls can take RpcClientHandler, which does just that.
 //
 // Every call ends exactly once, through `done`:
 //   ok            the response body (a view, valid during `done`)
@@ -125,6 +123,30 @@ class RpcClient {
   RpcClientStats stats_;
   bool stopping_ = false;
   std::thread timer_;
+};
+
+// The handler of an engine whose connections serve only RPC calls: forwards every
+// connection event to the pool and the client. The engine needs its handler before the
+// pool and client exist, so they are attached afterwards (before Engine::start).
+class RpcClientHandler final : public EventHandler {
+ public:
+  void attach(PeerPool& pool, RpcClient& rpc) {
+    pool_ = &pool;
+    rpc_ = &rpc;
+  }
+  Action on_open(Conn& c) override {
+    pool_->on_open(c);
+    return Action::kNone;
+  }
+  Action on_traffic(Conn& c) override { return rpc_->on_traffic(c); }
+  void on_close(Conn& c, CloseInfo info) override {
+    rpc_->on_close(c, info);  // fails or retries its calls first, while the pool
+    pool_->on_close(c, info);  // still knows the connection
+  }
+
+ private:
+  PeerPool* pool_ = nullptr;
+  RpcClient* rpc_ = nullptr;
 };
 
 }  // namespace ringnet::proto
