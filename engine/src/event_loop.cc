@@ -593,6 +593,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   c.in_.release_if_empty();
   c.context_ = nullptr;
   c.codec_word_ = 0;
+  c.protocol_state_.reset();
   bump(counters_.closed);
   bump(counters_.closed_by_reason[static_cast<int>(info.reason)]);
   counters_.open.store(counters_.open.load(std::memory_order_relaxed) - 1,

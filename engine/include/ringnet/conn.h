@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -50,6 +51,14 @@ struct ConnId {
   bool operator==(const ConnId&) const = default;
 };
 static_assert(sizeof(ConnId) == 8);
+
+// Per-connection state of a protocol layer: a decoder's checkpoint between arrivals, so a
+// frame that trickles in is never parsed again from its start. The connection owns it and
+// destroys it when it closes, right after on_close.
+class ConnState {
+ public:
+  virtual ~ConnState() = default;
+};
 
 // Completion of an async write: ok when the bytes were queued on the connection (and a
 // flush started), or an error when the connection had closed.
@@ -163,6 +172,10 @@ class Conn {
   // Zero when the connection opens.
   uint32_t codec_word() const { return codec_word_; }
   void set_codec_word(uint32_t w) { codec_word_ = w; }
+  // A protocol adapter's per-connection state (see ConnState); null until one is set.
+  // Owned by the connection, destroyed after on_close. Loop thread.
+  ConnState* protocol_state() const { return protocol_state_.get(); }
+  void set_protocol_state(std::unique_ptr<ConnState> state) { protocol_state_ = std::move(state); }
 
   // ---- timeouts (loop thread only) ----
   // This connection's idle timeout, replacing Options::idle_timeout (zero: none), counted
@@ -196,6 +209,7 @@ class Conn {
   int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
   CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;
+  std::unique_ptr<ConnState> protocol_state_;  // see protocol_state()
   // Timeouts, in timer-wheel ticks (see Options::idle_timeout). One wheel node serves all
   // three: it is armed at the earliest deadline and re-checks the others when it fires.
   detail::WheelTimer timer_;
