@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+#include <ringnet/worker_pool.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include "test_support.h"
 
 namespace ringnet::test {
@@ -363,6 +367,134 @@ TEST_P(CloseTest, LingeringCloseSendsFinDropsInputClosesOnPeerEofOrDeadline) {
   EXPECT_GE(Clock::now() - t0, 150ms);  // it did wait (300 ms from the reply)
   // Counted just after on_close returns.
   EXPECT_TRUE(wait_until([&] { return server.engine().stats().closed == 2; }, 1000ms));
+}
+
+// "<id>\n" -> a worker-pool job (100 ms), then "done <id>\n" from the loop.
+class PoolAnswerHandler : public EchoHandler {
+ public:
+  explicit PoolAnswerHandler(WorkerPool& pool) : pool_(pool) {}
+  Action on_traffic(Conn& c) override {
+    size_t nl;
+    while ((nl = c.peek().find('\n')) != std::string_view::npos) {
+      std::string id(c.next(nl + 1).substr(0, nl));
+      Status s = pool_.submit(
+          c,
+          [id] {
+            std::this_thread::sleep_for(100ms);
+            return "done " + id + "\n";
+          },
+          [](Conn& conn, std::string&& answer) { conn.write(answer).ignore(); });
+      if (!s) return Action::kClose;
+    }
+    return Action::kNone;
+  }
+
+ private:
+  WorkerPool& pool_;
+};
+
+// The peer sends its requests and then its FIN (shutdown(SHUT_WR)): the connection stays
+// open for writing while the answers are computed off the loop, and closes once they are
+// out (kPeerClosed).
+TEST_P(CloseTest, HalfClosedConnectionStaysOpenForAnswersFromThePool) {
+  WorkerPool pool({.threads = 2});
+  ASSERT_TRUE(pool.start());
+  PoolAnswerHandler handler(pool);
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(c.send_all("1\n2\n"));
+  ASSERT_TRUE(c.shutdown_write());
+  std::string got;
+  ASSERT_TRUE(c.recv_until_eof(&got, 5000ms));
+  EXPECT_TRUE(got == "done 1\ndone 2\n" || got == "done 2\ndone 1\n") << got;
+  CloseRecord rec;
+  ASSERT_TRUE(handler.wait_close_for_port(c.local_port(), &rec));
+  EXPECT_EQ(rec.reason, CloseReason::kPeerClosed);
+  server.stop();
+  pool.shutdown();
+  EXPECT_EQ(pool.stats().results_delivered, 2u);
+  EXPECT_EQ(pool.stats().results_discarded, 0u);
+}
+
+// The server answers one request and closes (as HTTP does with "Connection: close")
+// while the client goes on sending behind it. Closing with that input unread would make
+// the kernel send RST, which destroys the tail of the answer at the client; the engine
+// sends FIN after the answer and reads the rest away instead, so the client gets every
+// byte of the answer and then EOF.
+TEST_P(CloseTest, CloseWithInputStillComingDeliversTheWholeReply) {
+  CommandHandler handler;
+  Options o = test_options(GetParam());
+  o.send_buffer = 64 * 1024;  // the reply waits in the engine while the client sends
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  for (int round = 0; round < 5; ++round) {
+    Client c;
+    ASSERT_TRUE(c.connect_tcp(server.port()));
+    const size_t reply = 2 * kMiB;
+    ASSERT_TRUE(c.send_all("BIG " + std::to_string(reply) + " CLOSE\n"));
+    // A second thread keeps sending until the answer has been read.
+    std::atomic<bool> stop{false};
+    std::thread sender([&] {
+      std::string junk(4096, 'j');
+      while (!stop.load()) {
+        pollfd p{c.fd(), POLLOUT, 0};
+        if (::poll(&p, 1, 20) <= 0) continue;
+        if (::send(c.fd(), junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+            errno != EAGAIN && errno != EINTR) {
+          return;  // the server is gone
+        }
+      }
+    });
+    std::string got;
+    End end = c.wait_end(10000ms, &got);
+    stop.store(true);
+    sender.join();
+    EXPECT_EQ(end, End::kEof) << "round " << round << ": " << end_name(end) << " after "
+                              << got.size() << " bytes";
+    EXPECT_TRUE(same_bytes(make_payload(reply, reply), got))
+        << "round " << round << "; " << describe(server.engine().stats());
+  }
+}
+
+// Echoes; "SLEEP\n" blocks the loop for 300 ms first (so input can pile up meanwhile).
+class SleepyEcho : public EchoHandler {
+ public:
+  Action on_traffic(Conn& c) override {
+    if (c.peek() == "SLEEP\n") {
+      c.discard();
+      sleeping.store(true);
+      std::this_thread::sleep_for(300ms);
+      return Action::kNone;
+    }
+    echo(c);
+    return Action::kNone;
+  }
+  std::atomic<bool> sleeping{false};
+};
+
+// TCP urgent data ("abc", then "X" sent with MSG_OOB, then "def", all queued before the
+// server reads): the receive stops at the urgent mark with bytes still queued behind it,
+// and no new readiness edge comes for them. The stream goes on all the same; the urgent
+// byte itself is not part of it (SO_OOBINLINE is off).
+TEST_P(CloseTest, UrgentDataDoesNotStallTheStream) {
+  SleepyEcho handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  Client c, blocker;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+  ASSERT_TRUE(blocker.connect_tcp(server.port()));
+  ASSERT_TRUE(c.echo("warm-up"));
+  ASSERT_TRUE(blocker.send_all("SLEEP\n"));
+  ASSERT_TRUE(wait_until([&] { return handler.sleeping.load(); }, 5000ms));
+  ASSERT_EQ(::send(c.fd(), "abc", 3, MSG_NOSIGNAL), 3);
+  ASSERT_EQ(::send(c.fd(), "X", 1, MSG_NOSIGNAL | MSG_OOB), 1);
+  ASSERT_EQ(::send(c.fd(), "def", 3, MSG_NOSIGNAL), 3);
+  std::string got;
+  ASSERT_TRUE(c.recv_exact(6, &got, 3000ms)) << "got '" << got << "'";
+  EXPECT_EQ(got, "abcdef");
+  EXPECT_TRUE(c.echo("after"));  // and the stream goes on
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CloseTest, testing::ValuesIn(test_backends()),

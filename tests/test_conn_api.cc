@@ -134,6 +134,59 @@ TEST_P(ConnApiTest, AsyncWriteAfterCloseReportsError) {
   EXPECT_FALSE(fut.get().is_ok());
 }
 
+// async_write to a peer that never reads: once the connection's queued output is over
+// the high watermark, further writes are refused (the callback says so, EAGAIN) and
+// counted, instead of growing the server's memory without bound. Writes are taken again
+// once the peer has read enough.
+TEST_P(ConnApiTest, AsyncWriteOverTheHighWatermarkIsRefused) {
+  EchoHandler handler;
+  Options o = test_options(GetParam(), 1);
+  o.outbound_high_watermark = 256u << 10;
+  o.outbound_low_watermark = 64u << 10;
+  o.send_buffer = 4096;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+  OpenRecord entry;
+  ASSERT_TRUE(handler.wait_open_for_port(c.local_port(), &entry));
+  const std::string chunk = make_payload(16u << 10, 5);
+  std::atomic<int> ok{0}, refused{0}, other{0};
+  auto count = [&](Status s) {
+    if (s) {
+      ok.fetch_add(1);
+    } else if (s.code() == EAGAIN) {
+      refused.fetch_add(1);
+    } else {
+      other.fetch_add(1);
+    }
+  };
+  constexpr int kWrites = 1000;  // 16 MiB in all
+  for (int i = 0; i < kWrites; ++i) entry.handle.async_write(chunk, count);
+  ASSERT_TRUE(wait_until([&] { return ok.load() + refused.load() + other.load() == kWrites; },
+                         10000ms));
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(refused.load(), 0);
+  // What was taken is bounded by the watermark plus what the kernel buffers hold.
+  EXPECT_LT(static_cast<size_t>(ok.load()) * chunk.size(), 8u << 20);
+  EXPECT_TRUE(wait_until(
+      [&] { return server.engine().stats().writes_refused == static_cast<uint64_t>(refused.load()); },
+      2000ms))
+      << describe(server.engine().stats());
+  // Every byte taken arrives, in order; then writes are taken again.
+  std::string got;
+  ASSERT_TRUE(c.recv_exact(static_cast<size_t>(ok.load()) * chunk.size(), &got, 10000ms));
+  for (size_t at = 0; at < got.size(); at += chunk.size()) {
+    ASSERT_TRUE(same_bytes(chunk, std::string_view(got).substr(at, chunk.size()))) << at;
+  }
+  std::promise<Status> again;
+  entry.handle.async_write("more", [&](Status s) { again.set_value(s); });
+  EXPECT_TRUE(again.get_future().get());
+  got.clear();
+  EXPECT_TRUE(c.recv_exact(4, &got));
+  EXPECT_EQ(got, "more");
+}
+
 // A handle to a closed connection never reaches a later connection (which may reuse the
 // same slot): its bytes are dropped and its callback fails.
 TEST_P(ConnApiTest, StaleHandleDoesNotReachNewConnection) {

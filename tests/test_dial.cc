@@ -253,6 +253,86 @@ TEST_P(DialTest, StopCancelsDialsInProgress) {
   ::close(lfd);
 }
 
+// A graceful drain still lets the engine dial out (a draining proxy must reach its
+// backends to finish what it took in): the dial connects and talks while an accepted
+// connection is still being served.
+TEST_P(DialTest, DialsWorkDuringAGracefulDrain) {
+  EchoHandler backend_handler;
+  TestServer backend(backend_handler, test_options(GetParam()));
+  ASSERT_TRUE(backend.start());
+  DialHandler handler;
+  Options o = test_options(GetParam());
+  o.send_buffer = 4096;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  // An accepted connection kept busy: 2 MiB read, echoed to a client that does not read
+  // yet, so the answer waits in the engine.
+  Client busy;
+  ASSERT_TRUE(busy.connect_tcp(server.port()));
+  const std::string payload = make_payload(2u << 20, 3);
+  ASSERT_TRUE(busy.send_all(payload, 10000ms));
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().bytes_in == payload.size(); },
+                         5000ms));
+  server.engine().shutdown(10000ms);
+  EXPECT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(backend.port()),
+                                   {.context = DialHandler::ctx(1)}));
+  EXPECT_TRUE(handler.wait_dial_closes(1));
+  DialHandler::Result r = handler.result(1);
+  EXPECT_TRUE(r.opened);
+  EXPECT_EQ(r.echoed, DialHandler::greeting(1));
+  EXPECT_EQ(r.close.reason, CloseReason::kLocalClose);
+  // The accepted connection is still served to the end.
+  std::string got;
+  EXPECT_EQ(busy.wait_end(20000ms, &got), End::kEof);
+  EXPECT_TRUE(same_bytes(payload, got));
+  busy.close();
+  server.engine().wait();
+  EXPECT_EQ(server.engine().stats().drain_deadline_closed, 0u);
+}
+
+// DialHandler whose accepted connections' on_close blocks for 300 ms: the loop is then
+// inside its final close-down, past the point where it still dials.
+class SlowCloseDialHandler : public DialHandler {
+ public:
+  void on_close(Conn& c, CloseInfo info) override {
+    if (!c.dialed()) {
+      closing.store(true);
+      std::this_thread::sleep_for(300ms);
+    }
+    DialHandler::on_close(c, info);
+  }
+  std::atomic<bool> closing{false};
+};
+
+// A dial the engine accepted (during a graceful drain) that reaches its loop only as the
+// loop ends still ends in on_close: kConnectFailed with ECANCELED, and its context.
+TEST_P(DialTest, ADialThatReachesItsLoopAsTheLoopEndsGetsOnClose) {
+  SlowCloseDialHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  ASSERT_TRUE(server.start());
+  Client partial;  // a request that never completes: closed at the drain's deadline
+  ASSERT_TRUE(partial.connect_tcp(server.port()));
+  ASSERT_TRUE(partial.send_all("x"));
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().bytes_in == 1; }, 5000ms));
+  server.engine().shutdown(100ms);
+  ASSERT_TRUE(wait_until([&] { return handler.closing.load(); }, 5000ms));
+  int accepted = 0;
+  for (size_t i = 1; i <= 10; ++i) {
+    if (server.engine().dial("127.0.0.1:1", {.context = DialHandler::ctx(i)})) ++accepted;
+  }
+  server.engine().wait();
+  EXPECT_EQ(accepted, 10);
+  EXPECT_TRUE(handler.wait_dial_closes(accepted, 2000ms)) << describe(server.engine().stats());
+  for (size_t i = 1; i <= 10; ++i) {
+    DialHandler::Result r = handler.result(i);
+    EXPECT_FALSE(r.opened) << i;
+    EXPECT_EQ(r.close.reason, CloseReason::kConnectFailed) << i;
+    EXPECT_EQ(r.close.error, ECANCELED) << i;
+  }
+  EXPECT_EQ(server.engine().stats().open, 0u);
+  EXPECT_FALSE(server.engine().dial("127.0.0.1:1"));  // refused at once from now on
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, DialTest, testing::ValuesIn(test_backends()),
                          backend_param_name);
 

@@ -4,9 +4,11 @@
 // still busy at the deadline (a partial request, output the peer never reads) are closed
 // then and counted; the engine stops as soon as the last connection is done.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <ringnet/worker_pool.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -226,6 +228,160 @@ TEST_P(DrainTest, PoolJobStuckPastTheDeadlineIsClosedAndCounted) {
   pool.shutdown();  // the job ends; its answer finds no connection (nor a running loop)
   EXPECT_EQ(pool.stats().results_discarded, 1u);
   EXPECT_EQ(pool.stats().results_delivered, 0u);
+}
+
+// CountingLineHandler, except that "block\n" keeps the loop busy for 300 ms: bytes that
+// arrive meanwhile wait in the kernel, unread, while a shutdown is requested.
+class BlockingLineHandler : public CountingLineHandler {
+ public:
+  Action on_traffic(Conn& c) override {
+    if (c.peek() == "block\n") {
+      c.discard();
+      blocking.store(true);
+      std::this_thread::sleep_for(300ms);
+      c.write("unblocked\n").ignore();
+      return Action::kNone;
+    }
+    return CountingLineHandler::on_traffic(c);
+  }
+  std::atomic<bool> blocking{false};
+};
+
+// A request the kernel received before the drain began is served even though the engine
+// had not read it yet: on a keep-alive connection that looked idle, and on a connection
+// accepted but not yet opened by its loop. Connections with nothing to do still close.
+TEST_P(DrainTest, RequestsTheKernelHeldWhenTheDrainBeganAreAnswered) {
+  BlockingLineHandler handler;
+  TestServer server(handler, test_options(GetParam(), 1));
+  ASSERT_TRUE(server.start());
+  Client blocker, keepalive, idle;
+  ASSERT_TRUE(blocker.connect_tcp(server.port()));
+  ASSERT_TRUE(keepalive.connect_tcp(server.port()));
+  ASSERT_TRUE(idle.connect_tcp(server.port()));
+  std::string got;
+  ASSERT_TRUE(keepalive.exchange("1\n", 5, &got));
+  ASSERT_EQ(got, "ok 1\n");
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().open == 3; }, 5000ms));
+  // The loop blocks; meanwhile a request arrives on the idle keep-alive connection and a
+  // new connection is accepted (handed to the blocked loop) with a request of its own.
+  ASSERT_TRUE(blocker.send_all("block\n"));
+  ASSERT_TRUE(wait_until([&] { return handler.blocking.load(); }, 5000ms));
+  ASSERT_TRUE(keepalive.send_all("2\n"));
+  Client late;
+  ASSERT_TRUE(late.connect_tcp(server.port()));
+  ASSERT_TRUE(late.send_all("3\n"));
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().queued_tasks >= 1; }, 5000ms))
+      << "the acceptor never handed the new connection over";
+  server.engine().shutdown(3000ms);
+  got.clear();
+  EXPECT_EQ(keepalive.wait_end(3000ms, &got), End::kEof);
+  EXPECT_EQ(got, "ok 2\n");
+  got.clear();
+  EXPECT_EQ(late.wait_end(3000ms, &got), End::kEof);
+  EXPECT_EQ(got, "ok 3\n");
+  got.clear();
+  EXPECT_EQ(blocker.wait_end(3000ms, &got), End::kEof);
+  EXPECT_EQ(got, "unblocked\n");
+  EXPECT_EQ(idle.wait_end(3000ms), End::kEof);
+  server.engine().wait();
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.drain_deadline_closed, 0u) << describe(st);
+  EXPECT_EQ(handler.received_.load(), 3);
+}
+
+// Clients that never stop sending numbered requests, each answered by a 20 ms pool job,
+// while the engine drains: every request the handler took is answered exactly once
+// before its connection closes (a request the server never read goes unanswered, and the
+// client sees the close); nothing is cut at the deadline.
+class NumberedPoolHandler : public EchoHandler {
+ public:
+  explicit NumberedPoolHandler(WorkerPool& pool) : pool_(pool) {}
+  Action on_traffic(Conn& c) override {
+    size_t nl;
+    while ((nl = c.peek().find('\n')) != std::string_view::npos) {
+      std::string id(c.next(nl + 1).substr(0, nl));
+      taken_.fetch_add(1);
+      Status s = pool_.submit(
+          c,
+          [id] {
+            std::this_thread::sleep_for(20ms);
+            return id + "\n";
+          },
+          [this](Conn& conn, std::string&& answer) {
+            if (conn.write(answer)) answered_.fetch_add(1);
+          });
+      if (!s) return Action::kClose;
+    }
+    return Action::kNone;
+  }
+  std::atomic<int> taken_{0}, answered_{0};
+
+ private:
+  WorkerPool& pool_;
+};
+
+TEST_P(DrainTest, UnderContinuousLoadEveryRequestTakenIsAnswered) {
+  WorkerPool pool({.threads = 8, .queue_capacity = 100000});
+  ASSERT_TRUE(pool.start());
+  NumberedPoolHandler handler(pool);
+  TestServer server(handler, test_options(GetParam(), 2));
+  ASSERT_TRUE(server.start());
+  constexpr int kClients = 20;
+  std::vector<Client> clients;
+  ASSERT_TRUE(connect_many(server.port(), kClients, &clients));
+  // Each client keeps 8 requests in flight until its connection ends.
+  std::atomic<bool> drain_started{false};
+  std::vector<std::thread> threads;
+  std::vector<std::string> failures(kClients);
+  std::vector<int> answered(kClients, 0);
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      Client& c = clients[static_cast<size_t>(i)];
+      std::set<int> outstanding;
+      int next = 0;
+      std::string buf;
+      for (;;) {
+        std::string wire;
+        while (outstanding.size() < 8) {
+          int id = i * 1000000 + next++;
+          outstanding.insert(id);
+          wire += std::to_string(id) + "\n";
+        }
+        if (!wire.empty() && ::send(c.fd(), wire.data(), wire.size(), MSG_NOSIGNAL) < 0) {
+          if (!drain_started.load()) failures[i] = "send failed before the drain";
+        }
+        // Take what has arrived, then top the requests up again at once.
+        std::string got;
+        End end = c.readable_within(100ms) ? c.wait_end(1ms, &got) : End::kTimeout;
+        buf += got;
+        size_t nl;
+        while ((nl = buf.find('\n')) != std::string::npos) {
+          int id = std::stoi(buf.substr(0, nl));
+          buf.erase(0, nl + 1);
+          if (outstanding.erase(id) != 1) failures[i] = "unexpected or repeated answer";
+          ++answered[i];
+        }
+        if (end == End::kEof || end == End::kReset || end == End::kError) {
+          if (!drain_started.load()) failures[i] = "connection ended before the drain";
+          return;
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(wait_until([&] { return handler.answered_.load() >= 500; }, 10000ms));
+  drain_started.store(true);
+  server.engine().shutdown(3000ms);
+  for (std::thread& t : threads) t.join();
+  server.engine().wait();
+  pool.shutdown();
+  for (int i = 0; i < kClients; ++i) EXPECT_EQ(failures[i], "") << "client " << i;
+  int client_answers = 0;
+  for (int n : answered) client_answers += n;
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.drain_deadline_closed, 0u) << describe(st);
+  EXPECT_EQ(handler.taken_.load(), handler.answered_.load());
+  EXPECT_EQ(client_answers, handler.answered_.load());
+  EXPECT_EQ(pool.stats().results_discarded, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DrainTest, testing::ValuesIn(test_backends()),

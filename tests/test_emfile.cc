@@ -303,6 +303,49 @@ TEST_P(EmfileTest, NoExhaustionCountedBelowLimit) {
   EXPECT_EQ(rep.accepted, 10u);
 }
 
+// Open descriptors of this process.
+size_t open_fd_count() {
+  size_t n = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1) ++n;
+  }
+  return n;
+}
+
+// start() with reuse_port where a later loop cannot create its poller (no descriptor
+// left): start() reports the failure, the loops that did start are stopped, every
+// listener is closed, and the engine is destroyed without a crash.
+class StartFailureTest : public testing::TestWithParam<Backend> {};
+
+TEST_P(StartFailureTest, ALoopThatCannotStartFailsStartCleanly) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const Backend backend = GetParam();
+  EXPECT_EXIT(
+      {
+        EchoHandler handler;
+        Options o = test_options(backend, 4);
+        o.reuse_port = true;
+        int code = 0;
+        {
+          Engine engine(handler, o);
+          if (!engine.listen("tcp://127.0.0.1:0")) ::_exit(3);
+          // Room for two loops (three descriptors each) and a pipe UBSan's checks open,
+          // not for four loops.
+          rlimit rl{};
+          ::getrlimit(RLIMIT_NOFILE, &rl);
+          rl.rlim_cur = open_fd_count() + 8;
+          if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(5);
+          Status s = engine.start();
+          if (s) code = 4;  // it should not have started
+        }
+        ::_exit(code);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StartFailureTest, testing::ValuesIn(test_backends()),
+                         backend_param_name);
+
 INSTANTIATE_TEST_SUITE_P(Backends, EmfileTest, testing::ValuesIn(test_backends()),
                          backend_param_name);
 

@@ -203,7 +203,10 @@ std::string describe(const EngineStats& st) {
      << " bytes_in=" << st.bytes_in << " bytes_out=" << st.bytes_out
      << " read_calls=" << st.read_calls << " write_calls=" << st.write_calls
      << " budget_yields=" << st.budget_yields << " tasks_run=" << st.tasks_run
-     << " fd_exhausted=" << st.fd_exhausted << " outbound_dropped=" << st.outbound_dropped;
+     << " fd_exhausted=" << st.fd_exhausted << " outbound_dropped=" << st.outbound_dropped
+     << " inbound_dropped=" << st.inbound_dropped << " read_pauses=" << st.read_pauses
+     << " writes_refused=" << st.writes_refused
+     << " drain_deadline_closed=" << st.drain_deadline_closed;
   return os.str();
 }
 

@@ -28,8 +28,7 @@ void Conn::close_lingering(std::chrono::milliseconds linger) {
 void Conn::release() {
   RINGNET_ASSERT_IN_LOOP(loop_);
   if (holds_ == 0) return;
-  --holds_;
-  loop_->close_if_drained(*this);  // the last piece of work a drain waited for
+  if (--holds_ == 0) loop_->on_released(*this);  // what a drain or an EOF waited for
 }
 
 Status Conn::write(std::string_view bytes) {
@@ -88,8 +87,7 @@ void ConnHandle::async_write(std::string_view bytes, WriteCallback done) const {
   EventLoop* loop = loop_;
   ConnId id = id_;
   loop->post([loop, id, data = std::string(bytes), done = std::move(done)] {
-    Conn* c = loop->lookup(id);
-    Status s = c != nullptr ? c->write(data) : Status::invalid("connection closed");
+    Status s = loop->write_from_handle(id, data);
     if (done) done(std::move(s));
   });
 }

@@ -157,6 +157,13 @@ void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& pe
   target.post([&target, fd, peer] { target.adopt(fd, peer); });
 }
 
+void Engine::Impl::wake_loops() {
+  for (auto& loop : loops) {
+    TaskQueue::Task nothing = [] {};
+    loop->try_post(nothing);
+  }
+}
+
 void Engine::Impl::request_stop(std::chrono::milliseconds drain) {
   {
     std::lock_guard lock(mu);
@@ -314,12 +321,20 @@ Status Engine::dial(std::string_view address, DialOptions options) {
   if (Status s = SockAddr::parse(address, addr); !s) return s;
   if (!addr.is_ip() && addr.family() != AF_UNIX) return Status::invalid("dial: unsupported address");
   if (!impl.is_running.load()) return Status::invalid("dial: engine not running");
-  if (stopping()) return Status::invalid("dial: engine stopping");
+  {
+    // A graceful drain still dials (a draining proxy must reach its backends); stop()
+    // does not. A dial that meets the loop's end anyway ends in on_close (ECANCELED).
+    std::lock_guard lock(impl.mu);
+    if (impl.stop_requested && impl.drain_for.count() < 0) {
+      return Status::invalid("dial: engine stopping");
+    }
+  }
   const int n = static_cast<int>(impl.loops.size());
   if (options.loop >= n) return Status::invalid("dial: no loop " + std::to_string(options.loop));
   int index = options.loop >= 0 ? options.loop
                                 : static_cast<int>(impl.dial_next.fetch_add(1) % uint64_t(n));
   EventLoop& loop = *impl.loops[static_cast<size_t>(index)];
+  if (loop.exited()) return Status::invalid("dial: engine stopping");  // its drain is over
   loop.load().fetch_add(1, std::memory_order_relaxed);
   impl.open_conns.fetch_add(1, std::memory_order_relaxed);
   loop.post([&loop, addr, options] { loop.dial(addr, options); });
@@ -375,6 +390,8 @@ EngineStats Engine::stats() const {
     s.budget_yields += get(c.budget_yields);
     s.tasks_run += get(c.tasks_run);
     s.outbound_dropped += get(c.outbound_dropped);
+    s.inbound_dropped += get(c.inbound_dropped);
+    s.writes_refused += get(c.writes_refused);
     s.buffer_ring_empty += get(c.buffer_ring_empty);
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);

@@ -59,6 +59,11 @@ struct Engine::Impl {
   std::atomic<bool> is_running{false};
   // Connections accepted and not yet closed, over every loop (Options::max_connections).
   std::atomic<int64_t> open_conns{0};
+  // Accepted connections adopted by a loop and not yet closed (dials excluded): a
+  // graceful drain closes dialed connections once this is 0.
+  std::atomic<int64_t> served{0};
+  // Any thread: every loop runs an iteration soon (an empty task).
+  void wake_loops();
   std::unique_ptr<AdminServer> admin;   // listen_admin()
   std::atomic<uint64_t> dial_next{0};   // round-robin over loops for Engine::dial
   std::unique_ptr<SourceLimiter> sources;  // Options::max_connections_per_source

@@ -111,6 +111,12 @@ void Engine::write_metrics(MetricsWriter& w) const {
   per_loop_counter(w, loops, "ringnet_outbound_dropped_bytes_total",
                    "Queued output discarded because its connection died first.",
                    [](const C& c) -> auto& { return c.outbound_dropped; });
+  per_loop_counter(w, loops, "ringnet_inbound_dropped_bytes_total",
+                   "Input read from connections already closing (refused after our FIN).",
+                   [](const C& c) -> auto& { return c.inbound_dropped; });
+  per_loop_counter(w, loops, "ringnet_writes_refused_total",
+                   "ConnHandle::async_write calls refused: output over the high watermark.",
+                   [](const C& c) -> auto& { return c.writes_refused; });
   per_loop_counter(w, loops, "ringnet_read_pauses_total",
                    "Times backpressure stopped reading a connection (outbound high watermark).",
                    [](const C& c) -> auto& { return c.read_pauses; });

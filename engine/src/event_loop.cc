@@ -18,6 +18,9 @@ namespace ringnet {
 namespace {
 // One loop per thread: a second one on the same thread is a programming error.
 thread_local EventLoop* t_current_loop = nullptr;
+// How long a close the engine decides on, with input still coming, reads it away.
+const uint16_t kDefaultLingerTicks =
+    static_cast<uint16_t>(TimerWheel::ticks_for(std::chrono::seconds(2)));
 }  // namespace
 
 EventLoop::EventLoop(Engine::Impl& engine, int index)
@@ -77,7 +80,10 @@ void EventLoop::run(std::promise<Status>& ready) {
   Status status = init();
   bool ok = status.is_ok();
   ready.set_value(std::move(status));  // `ready` may be gone after this line
-  if (!ok) {
+  if (!ok) {  // never ran: nothing to drain; what it owns is closed, tasks see it stopped
+    stopping_ = true;
+    close_listeners();
+    exited_.store(true, std::memory_order_release);
     t_current_loop = nullptr;
     return;
   }
@@ -92,6 +98,7 @@ void EventLoop::run(std::promise<Status>& ready) {
     }
   }
   poller_.reset();  // on this thread: an io_uring ring is torn down by its issuer
+  exited_.store(true, std::memory_order_release);
   while (tasks_.run(SIZE_MAX) > 0) {
   }
   t_current_loop = nullptr;
@@ -106,8 +113,9 @@ void EventLoop::drain_after_exit() {
 }
 
 void EventLoop::iterate() {
+  const bool sweep = sweep_armed_;  // armed by a drain that began in an earlier iteration
   int timeout = -1;
-  if (task_signal_ || tasks_.has_backlog()) {
+  if (sweep || task_signal_ || tasks_.has_backlog()) {
     timeout = 0;
   } else if (timers_.size() > 0 || wheel_.size() > 0) {
     Clock::time_point now = Clock::now();
@@ -134,14 +142,19 @@ void EventLoop::iterate() {
     task_signal_ = false;
     bump(counters_.tasks_run, tasks_.run(engine_.opts.task_budget));
   }
+  if (sweep) drain_sweep();  // before the flush, which sends and closes what it decides
   flush_dirty();
   if (batch_started_) {
     batch_started_ = false;
     auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - batch_start_);
     counters_.busy_ns.record(static_cast<uint64_t>(std::max<int64_t>(busy.count(), 0)));
   }
-  if (draining_ && (counters_.open.load(std::memory_order_relaxed) == 0 ||
-                    Clock::now() >= drain_deadline_)) {
+  if (!draining_) return;
+  // A graceful drain serves accepted connections to the end; connections this engine
+  // dialed stay up meanwhile (a draining proxy still needs its backends), until no loop
+  // has an accepted connection left.
+  if (graceful_ && drain_swept_ && served_all()) close_dialed();
+  if (counters_.open.load(std::memory_order_relaxed) == 0 || Clock::now() >= drain_deadline_) {
     stopping_ = true;
   }
 }
@@ -154,27 +167,64 @@ void EventLoop::request_stop(std::function<void()> then) {
   });
 }
 
-// Accept nothing more; connections with nothing queued close now, the others flush (as
-// kClosing: input is no longer shown to the handler) until they drained or the deadline.
+// Accept nothing more. stop(): connections with nothing queued close now, the others
+// flush (as kClosing: input is no longer shown to the handler) until they drained or the
+// deadline. shutdown(deadline): connections keep being served; drain_sweep, after one
+// more poll, stops their input at frame boundaries and they close once done.
 void EventLoop::begin_shutdown() {
+  if (stopping_ || poller_ == nullptr) return;  // the loop never ran, or has left run()
   draining_ = true;
   const std::chrono::milliseconds drain = engine_.drain_for;
   graceful_ = drain.count() >= 0;
   drain_deadline_ = Clock::now() + (graceful_ ? drain : engine_.opts.stop_flush_timeout);
   close_listeners();
+  if (graceful_) {
+    sweep_armed_ = true;
+    return;
+  }
   for (Conn& c : slots_) {
     if (c.state_ == Conn::State::kConnecting) {  // a dial not done: given up, not drained
       close_conn(c, CloseInfo{CloseReason::kConnectFailed, ECANCELED});
       continue;
     }
     if (c.state_ != Conn::State::kOpen) continue;
-    if (graceful_) {  // keep serving what was received; idle ones go now
-      if (idle_for_drain(c)) close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
-      continue;
-    }
     if (c.out_.empty()) {
       close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
     } else {
+      begin_close(c, CloseReason::kShutdown);
+    }
+  }
+}
+
+// Runs one poll after the drain began: by then every byte the kernel held for an
+// accepted connection when the drain began has been read and shown to the handler (a
+// request on a keep-alive connection that looked idle, or on one accepted just before).
+void EventLoop::drain_sweep() {
+  sweep_armed_ = false;
+  drain_swept_ = true;
+  for (Conn& c : slots_) {
+    if (c.state_ != Conn::State::kOpen || c.dialed_) continue;
+    if (c.in_.empty() && !c.readable_) stop_input(c);  // readable_: epoll knows more waits
+    settle(c);
+  }
+}
+
+void EventLoop::stop_input(Conn& c) {
+  if (c.input_stopped_) return;
+  c.input_stopped_ = true;
+  poller_->pause_reading(c);
+}
+
+bool EventLoop::served_all() const {
+  return served_open_ == 0 && engine_.served.load(std::memory_order_acquire) == 0;
+}
+
+void EventLoop::close_dialed() {
+  for (Conn& c : slots_) {
+    if (!c.dialed_) continue;
+    if (c.state_ == Conn::State::kConnecting) {
+      close_conn(c, CloseInfo{CloseReason::kConnectFailed, ECANCELED});
+    } else if (c.state_ == Conn::State::kOpen) {
       begin_close(c, CloseReason::kShutdown);
     }
   }
@@ -208,7 +258,8 @@ Conn& EventLoop::new_slot(int fd, const SockAddr& peer, Conn::State state) {
   c.id_ = ConnId{index, gen == 0 ? 1 : gen};
   c.fd_ = fd;
   c.state_ = state;
-  c.dirty_ = c.readable_ = c.eof_ = c.hup_ = c.read_paused_ = false;
+  c.dirty_ = c.readable_ = c.eof_ = c.read_to_eagain_ = c.read_paused_ = false;
+  c.input_stopped_ = c.input_refused_ = false;
   c.send_error_ = 0;
   c.holds_ = 0;
   c.lingering_ = false;
@@ -253,7 +304,13 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   }
   bump(counters_.accepted);
   bump(counters_.open);
+  ++served_open_;
+  engine_.served.fetch_add(1, std::memory_order_relaxed);
   apply_action(c, handler_.on_open(c));
+  if (drain_swept_ && lookup(c.id_) != nullptr) {  // opened after the drain's sweep
+    if (c.in_.empty()) stop_input(c);
+    settle(c);
+  }
 }
 
 // ---------------------------------------------------------------- dialing
@@ -265,27 +322,34 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
 
 void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
   bump(counters_.dials);
-  auto give_up = [this](const char* why) {
-    load_.fetch_sub(1, std::memory_order_relaxed);
-    engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
-    bump(counters_.dial_failures);
-    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "loop {}: dial dropped: {}", index_, why);
-  };
-  // Queued as the engine stopped (maybe run after the loop thread left): no slot, no poller.
-  if (stopping_ || draining_ || poller_ == nullptr) return give_up("engine stopping");
+  // Queued as the engine stopped (maybe run after the loop thread left): no poller. A
+  // graceful drain still dials; stop() does not.
+  if (stopping_ || poller_ == nullptr || (draining_ && !graceful_)) {
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "loop {}: dial refused: engine stopping", index_);
+    return fail_dial(peer, options, ECANCELED);
+  }
   int fd = ::socket(peer.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int socket_err = errno;
+  if (fd < 0) return fail_dial(peer, options, errno);
   Conn& c = new_slot(fd, peer, Conn::State::kConnecting);
   c.dialed_ = true;
   c.context_ = options.context;
   bump(counters_.open);  // closing it (connected or not) counts it out again
-  if (fd < 0) return close_conn(c, CloseInfo{CloseReason::kConnectFailed, socket_err});
   if (peer.is_ip()) sockets::tune_accepted(fd, peer.family(), engine_.opts);
   c.deadline_ = now_tick() + TimerWheel::ticks_for(options.timeout) + 1;
   update_timer(c);
   if (int err = poller_->start_connect(c); err != 0) {
     return close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
   }
+}
+
+// A slot with no socket, closed at once: the handler hears on_close (kConnectFailed) with
+// the dial's context, like any dial that failed, and the counts given at dial are returned.
+void EventLoop::fail_dial(const SockAddr& peer, const DialOptions& options, int err) {
+  Conn& c = new_slot(-1, peer, Conn::State::kConnecting);
+  c.dialed_ = true;
+  c.context_ = options.context;
+  bump(counters_.open);
+  close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
 }
 
 void EventLoop::on_connect_result(Conn& c, int err) {
@@ -308,49 +372,66 @@ void EventLoop::wake_conn(ConnId id) {
   });
 }
 
-void EventLoop::deliver_view(Conn& c, const char* data, size_t n) {
-  bump(counters_.bytes_in, n);
-  // Closed while a completion batch was being handed over (e.g. over max_inbound_buffer):
-  // the rest of the batch is dropped.
-  if (c.state_ != Conn::State::kOpen) return;
-  note_activity(c);
-  if (c.read_paused_) {  // a completion already in flight: keep it for the resume
-    c.in_.append(std::string_view(data, n));
-    return check_inbound_limit(c);
+void EventLoop::on_input(Conn& c, std::string_view bytes) {
+  bump(counters_.bytes_in, bytes.size());
+  if (c.state_ != Conn::State::kOpen) {  // closing by our decision: the input is refused
+    bump(counters_.inbound_dropped, bytes.size());
+    c.input_refused_ = true;  // the peer is still sending: close with FIN first (after_send)
+    return;
   }
-  c.in_view_ = std::string_view(data, n);
-  run_traffic(c);
-}
-
-void EventLoop::deliver_buffered(Conn& c) {
-  if (c.state_ != Conn::State::kOpen) return;
   note_activity(c);
-  if (c.read_paused_) return check_inbound_limit(c);
-  c.in_view_ = c.in_.view();
+  if (c.in_.empty()) return run_traffic(c, bytes);  // zero-copy: the handler reads `bytes`
+  c.in_.append(bytes);
   run_traffic(c);
 }
 
-// Runs on_traffic, then makes the connection's inbound buffer hold exactly the bytes the
-// handler left unread: bytes shown from the spill area are copied in (the spill is reused
-// by the next read), bytes consumed from the buffer are dropped from it.
-void EventLoop::run_traffic(Conn& c) {
+void EventLoop::on_peer_eof(Conn& c) {
+  c.eof_ = true;
+  if (c.state_ == Conn::State::kClosing) {
+    if (c.lingering_) close_conn(c, CloseInfo{c.close_reason_, 0});  // what we waited for
+    return;
+  }
+  if (c.state_ != Conn::State::kOpen) return;
+  // Input the handler left (a request it answers step by step) gets one more look.
+  if (!c.in_.empty() && c.holds_ == 0) return schedule_traffic(c);
+  settle(c);
+}
+
+void EventLoop::on_released(Conn& c) {
+  if (c.state_ != Conn::State::kOpen) return;
+  if (c.eof_ && !c.in_.empty()) return schedule_traffic(c);  // the handler may take more now
+  settle(c);
+}
+
+void EventLoop::settle(Conn& c) {
+  if (c.state_ != Conn::State::kOpen || c.holds_ != 0) return;
+  if (c.eof_) return begin_close(c, CloseReason::kPeerClosed);
+  if (c.input_stopped_ && c.in_.empty()) begin_close(c, CloseReason::kShutdown);
+}
+
+void EventLoop::run_traffic(Conn& c, std::string_view fresh) {
+  c.in_view_ = fresh.empty() ? c.in_.view() : fresh;
+  const size_t shown = c.in_view_.size();
   bump(counters_.traffic_calls);
   Action action = handler_.on_traffic(c);
-  if (c.in_.empty()) {
-    if (!c.in_view_.empty()) {
-      c.in_.append(c.in_view_);
-      c.in_view_ = c.in_.view();
-    }
+  const size_t left = c.in_view_.size();
+  if (!fresh.empty()) {
+    if (left != 0) c.in_.append(c.in_view_);  // the transient area is reused by the next read
   } else {
-    c.in_.consume(c.in_.readable_bytes() - c.in_view_.size());
+    c.in_.consume(shown - left);
     c.in_.release_if_empty();
-    c.in_view_ = c.in_.view();
   }
+  c.in_view_ = c.in_.view();
   if (read_ticks_ != 0) track_partial_input(c);
-  if (c.in_.readable_bytes() > 0) check_inbound_limit(c);
+  if (left != 0 && check_inbound_limit(c)) return;
   if (c.state_ == Conn::State::kOpen) check_backpressure(c);
   apply_action(c, action);
-  close_if_drained(c);
+  if (c.state_ != Conn::State::kOpen) return;
+  if (c.eof_ && left != 0 && left < shown && c.holds_ == 0) {
+    return schedule_traffic(c);  // it took some: it may take more, and nothing else will come
+  }
+  if (drain_swept_ && !c.dialed_ && left == 0) stop_input(c);  // a frame boundary
+  settle(c);
 }
 
 // ---------------------------------------------------------------- backpressure, limits
@@ -365,26 +446,14 @@ void EventLoop::check_backpressure(Conn& c) {
     handler_.on_backpressure(c, true);
   } else if (c.read_paused_ && c.out_.size() <= engine_.opts.outbound_low_watermark) {
     c.read_paused_ = false;
-    poller_->resume_reading(c);
+    if (!c.input_stopped_) poller_->resume_reading(c);
     handler_.on_backpressure(c, false);
-    // Input that arrived while paused is shown now, from the loop rather than from inside
-    // the send that drained the queue.
-    if (!c.in_.empty()) {
-      ConnId id = c.id_;
-      post([this, id] {
-        Conn* conn = lookup(id);
-        if (conn != nullptr && conn->state_ == Conn::State::kOpen && !conn->read_paused_ &&
-            !conn->in_.empty()) {
-          deliver_buffered(*conn);
-        }
-      });
-    }
   }
 }
 
-void EventLoop::check_inbound_limit(Conn& c) {
+bool EventLoop::check_inbound_limit(Conn& c) {
   const size_t limit = engine_.opts.max_inbound_buffer;
-  if (limit == 0 || c.in_.readable_bytes() <= limit) return;
+  if (limit == 0 || c.in_.readable_bytes() <= limit) return false;
   bump(counters_.inbound_overflows);
   uint64_t dropped = 0;
   if (inbound_log_limit_.allow(&dropped)) {
@@ -393,6 +462,7 @@ void EventLoop::check_inbound_limit(Conn& c) {
         dropped ? fmt::format(" ({} similar lines suppressed)", dropped) : std::string());
   }
   close_conn(c, CloseInfo{CloseReason::kError, EMSGSIZE});
+  return true;
 }
 
 void EventLoop::apply_action(Conn& c, Action action) {
@@ -400,14 +470,15 @@ void EventLoop::apply_action(Conn& c, Action action) {
   if (action == Action::kShutdown) engine_.request_stop();
 }
 
-void EventLoop::on_eof(Conn& c) {
-  c.eof_ = true;
-  begin_close(c, CloseReason::kPeerClosed);
-}
-
-void EventLoop::on_eof_while_closing(Conn& c) {
-  c.eof_ = true;
-  if (c.lingering_) close_conn(c, CloseInfo{c.close_reason_, 0});  // what we waited for
+Status EventLoop::write_from_handle(ConnId id, std::string_view bytes) {
+  Conn* c = lookup(id);
+  if (c == nullptr) return Status::invalid("connection closed");
+  const size_t high = engine_.opts.outbound_high_watermark;
+  if (high != 0 && c->out_.size() > high && c->state_ == Conn::State::kOpen) {
+    bump(counters_.writes_refused);
+    return Status::from_errno(EAGAIN, "async_write: outbound queue over the high watermark");
+  }
+  return c->write(bytes);
 }
 
 void EventLoop::mark_dirty(Conn& c) {
@@ -469,7 +540,7 @@ Status EventLoop::flush_now(Conn& c) {
 void EventLoop::after_send(Conn& c) {
   if (c.state_ == Conn::State::kClosing && c.out_.empty()) {
     if (c.lingering_) return;
-    if (c.linger_ticks_ != 0 && !c.eof_) return start_linger(c);
+    if (!c.eof_ && (c.linger_ticks_ != 0 || lingers_on_close(c))) return start_linger(c);
     close_conn(c, CloseInfo{c.close_reason_, 0});
     return;
   }
@@ -478,7 +549,17 @@ void EventLoop::after_send(Conn& c) {
     if (write_ticks_ != 0) track_pending_output(c);
   }
   if (c.state_ == Conn::State::kOpen) check_backpressure(c);
-  close_if_drained(c);
+}
+
+// Closing with input unread makes the kernel send RST, which can destroy the answer
+// before the peer has read it: a close the handler or the drain decided on, while the peer
+// may still be sending, sends FIN first and reads the rest away (as close_lingering). A
+// peer that finished (EOF) is owed no linger, nor one we close for a timeout.
+bool EventLoop::lingers_on_close(const Conn& c) {
+  if (c.close_reason_ != CloseReason::kLocalClose && c.close_reason_ != CloseReason::kShutdown) {
+    return false;
+  }
+  return c.input_refused_ || !c.in_.empty() || sockets::unread_bytes(c.fd_) > 0;
 }
 
 // Lingering close: our FIN goes out after the reply; the pollers keep reading (and
@@ -486,9 +567,10 @@ void EventLoop::after_send(Conn& c) {
 void EventLoop::start_linger(Conn& c) {
   if (::shutdown(c.fd_, SHUT_WR) != 0) return close_on_error(c, errno);
   c.lingering_ = true;
+  if (c.linger_ticks_ == 0) c.linger_ticks_ = kDefaultLingerTicks;
   c.deadline_ = now_tick() + c.linger_ticks_ + 1;
   update_timer(c);
-  if (c.read_paused_) {  // backpressure had stopped reading: the EOF must be seen
+  if (c.read_paused_ || c.input_stopped_) {  // reading had stopped: the EOF must be seen
     c.read_paused_ = false;
     poller_->resume_reading(c);
   }
@@ -584,7 +666,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   c.dirty_ = false;
   wheel_.cancel(c.timer_);
   if (!c.out_.empty()) bump(counters_.outbound_dropped, c.out_.size());
-  bool reusable = poller_->detach(c);
+  bool reusable = poller_ == nullptr || poller_->detach(c);
   handler_.on_close(c, info);
   // The fd itself is closed in free_slot: with a completion backend an operation may be
   // prepared but not yet submitted under this fd number, which must not be reused by then.
@@ -600,7 +682,15 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
                        std::memory_order_relaxed);
   load_.fetch_sub(1, std::memory_order_relaxed);
   engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
-  if (!c.dialed_) release_source(c.remote_);
+  if (!c.dialed_) {
+    release_source(c.remote_);
+    --served_open_;
+    // The last accepted connection of the engine: loops waiting to close their dialed
+    // connections at the end of a graceful drain look again.
+    if (engine_.served.fetch_sub(1, std::memory_order_acq_rel) == 1 && graceful_) {
+      engine_.wake_loops();
+    }
+  }
   if (reusable) free_slot(c);
 }
 
@@ -622,7 +712,7 @@ void EventLoop::free_slot(Conn& c) {
 void EventLoop::close_listeners() {
   for (auto& l : listeners_) {
     if (l->fd < 0) continue;
-    poller_->remove_listener(*l);
+    if (poller_ != nullptr) poller_->remove_listener(*l);
     ::close(l->fd);
     l->fd = -1;
   }
@@ -638,7 +728,8 @@ void EventLoop::shutdown_all() {
       continue;
     }
     if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) continue;
-    if (graceful_) bump(counters_.drain_deadline_closed);  // still busy at the deadline
+    // Still busy at the deadline (a lingering close was done; a dialed one serves no one).
+    if (graceful_ && !c.lingering_ && !c.dialed_) bump(counters_.drain_deadline_closed);
     if (!c.out_.empty()) poller_->send_final(c);
     close_conn(c, CloseInfo{CloseReason::kShutdown, 0});
   }

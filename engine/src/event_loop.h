@@ -50,6 +50,7 @@ struct LoopCounters {
   std::atomic<uint64_t> refused_source_limit{0};
   std::atomic<uint64_t> drain_deadline_closed{0};
   std::atomic<uint64_t> traffic_calls{0}, conn_writes{0};
+  std::atomic<uint64_t> inbound_dropped{0}, writes_refused{0};
   std::atomic<uint64_t> dials{0}, dialed{0}, dial_failures{0};
   std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
   // Options::metrics: recorded only when on.
@@ -96,6 +97,9 @@ class EventLoop {
   std::atomic<int64_t>& load() { return load_; }
 
   bool in_loop_thread() const { return thread_id_ == std::this_thread::get_id(); }
+  // Any thread: the loop has left run() (or never ran); work posted now runs only when
+  // the engine is joined.
+  bool exited() const { return exited_.load(std::memory_order_acquire); }
 
   // ---- loop thread ----
   void adopt(int fd, const SockAddr& peer);
@@ -131,13 +135,21 @@ class EventLoop {
   void note_flush(uint64_t bytes) {
     if (metrics_on_) counters_.flush_bytes.record(bytes);
   }
-  // Fresh bytes for a connection holding no unread bytes; `data` need only live until
-  // this returns (spill area, provided buffer): what the handler leaves is copied.
-  void deliver_view(Conn& c, const char* data, size_t n);
-  void deliver_buffered(Conn& c);
-  void on_eof(Conn& c);
-  // EOF on a connection already closing (input was being dropped).
-  void on_eof_while_closing(Conn& c);
+  // ---- a connection's input: the loop is its only owner ----
+  // Bytes the kernel handed over for `c` (the one entry point, both backends). `bytes`
+  // need only live until this returns (spill area, provided buffer): they are shown to
+  // on_traffic at once, and what the handler leaves is copied into c's buffer. A closing
+  // connection drops them (counted in inbound_dropped).
+  void on_input(Conn& c, std::string_view bytes);
+  // The peer's orderly EOF (the one entry point, both backends).
+  void on_peer_eof(Conn& c);
+  // Whether the poller should read from `c` now (false: paused, stopped, or EOF seen).
+  // A closing connection is still read, to drop its input and notice EOF or a reset.
+  static bool wants_input(const Conn& c) {
+    if (c.eof_) return false;
+    if (c.state_ == Conn::State::kClosing) return true;
+    return c.state_ == Conn::State::kOpen && !c.read_paused_ && !c.input_stopped_;
+  }
   void after_send(Conn& c);
   // Sends and settles the outcome: closes on a fatal error, or once a closing
   // connection drained. Never called from inside a handler callback.
@@ -148,18 +160,10 @@ class EventLoop {
     if (timeouts_on_) c.last_active_ = now_tick();
   }
   void set_idle_timeout(Conn& c, std::chrono::milliseconds timeout);
-  // Engine::shutdown(): connections are still served, and close once idle.
+  // Engine::shutdown(): connections are still served, and close once done.
   bool graceful_draining() const { return graceful_; }
-  // Graceful drain: closes `c` once it holds no unread input, no queued output and no
-  // work in flight elsewhere (Conn::hold).
-  void close_if_drained(Conn& c) {
-    if (graceful_ && c.state_ == Conn::State::kOpen && idle_for_drain(c)) {
-      begin_close(c, CloseReason::kShutdown);
-    }
-  }
-  static bool idle_for_drain(const Conn& c) {
-    return c.out_.empty() && c.in_.empty() && c.holds_ == 0;
-  }
+  // Conn::release(): the last hold on `c` is gone.
+  void on_released(Conn& c);
   // Closes after a socket error: ECONNRESET/EPIPE are a reset, anything else an error.
   void close_on_error(Conn& c, int err) { close_conn(c, error_close_info(err)); }
   static CloseInfo error_close_info(int err);
@@ -170,6 +174,9 @@ class EventLoop {
 
   // Called by Conn.
   void mark_dirty(Conn& c);
+  // ConnHandle::async_write, on this loop: refused (EAGAIN, counted) while the
+  // connection's output is over the high watermark.
+  Status write_from_handle(ConnId id, std::string_view bytes);
   void begin_close(Conn& c, CloseReason reason);
   Status flush_now(Conn& c);
   size_t write_direct(Conn& c, std::span<const std::string_view> parts) {
@@ -184,9 +191,27 @@ class EventLoop {
   void release_source(const SockAddr& peer);
   void iterate();
   void flush_dirty();
-  void run_traffic(Conn& c);
+  // Shows c's unread input to on_traffic: `fresh` (bytes from a transient area, only when
+  // c's buffer is empty) or the buffer. Then keeps exactly what the handler left.
+  void run_traffic(Conn& c, std::string_view fresh = {});
+  // Runs on_traffic for c from a loop task (after the peer's EOF, for input it left).
+  void schedule_traffic(Conn& c) { wake_conn(c.id_); }
   void apply_action(Conn& c, Action action);
+  // The one place that decides an open connection is finished: the peer's EOF, or the
+  // drain stopped its input; nothing holds it; input the handler can still take was
+  // shown. Then it closes (flushing first).
+  void settle(Conn& c);
+  // Graceful drain: read nothing more from c (it is at a frame boundary).
+  void stop_input(Conn& c);
   void begin_shutdown();
+  // Graceful drain, one poll after it began (so what the kernel already held was read):
+  // connections at a frame boundary stop reading, and those with nothing to do close.
+  void drain_sweep();
+  // Graceful drain: no accepted connection is left on any loop.
+  bool served_all() const;
+  void close_dialed();
+  // The dial cannot be made (the loop is stopping): it still ends in on_close.
+  void fail_dial(const SockAddr& peer, const DialOptions& options, int err);
   // The wheel tick of "now", read from the clock at most once per iteration.
   uint64_t now_tick() {
     if (!tick_fresh_) {
@@ -202,7 +227,12 @@ class EventLoop {
   void track_partial_input(Conn& c);
   void track_pending_output(Conn& c);
   void check_backpressure(Conn& c);
-  void check_inbound_limit(Conn& c);
+  // Closes c when it holds more unread input than Options::max_inbound_buffer; true then.
+  bool check_inbound_limit(Conn& c);
+  // Whether closing c (its output sent, no EOF seen) should linger: the close was the
+  // handler's or the drain's decision, and the peer may still be sending what nobody will
+  // read (bytes in c's buffer or in the kernel, input that came while c was closing).
+  static bool lingers_on_close(const Conn& c);
   void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
@@ -234,9 +264,13 @@ class EventLoop {
   bool stopping_ = false;               // leave run() after this iteration
   bool draining_ = false;               // stop requested: flushing until drain_deadline_
   bool graceful_ = false;               // shutdown(deadline): still serving while draining
+  bool sweep_armed_ = false;            // graceful drain: sweep after the next poll
+  bool drain_swept_ = false;            // ... done: input stops at frame boundaries
+  int64_t served_open_ = 0;             // accepted connections not yet closed
   Clock::time_point drain_deadline_;
   bool task_signal_ = false;            // eventfd fired since tasks last ran
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> exited_{false};
   std::atomic<int64_t> load_{0};
   LoopCounters counters_;
   LogRateLimit inbound_log_limit_{5};

@@ -1,15 +1,18 @@
 // Poller: the seam between the event loop and a kernel I/O interface.
 //
-// The loop owns connections, their inbound and outbound buffers, timers and tasks; a
-// poller only moves bytes and reports what happened, by calling back into the loop:
+// The loop owns connections, their inbound and outbound bytes, their end-of-stream state,
+// timers and tasks; a poller only moves bytes and reports what happened, by calling back
+// into the loop, one entry point per kind of news:
 //
 //   loop.accept_ready(listener)          a listener has connections waiting (readiness)
 //   loop.on_accepted(listener, fd)       a connection was accepted (completion)
-//   loop.deliver_view(conn, data, n)     fresh bytes for a conn holding no unread bytes
-//   loop.deliver_buffered(conn)          fresh bytes were appended to the conn's in_ buffer
+//   loop.on_input(conn, bytes)           bytes arrived (valid only during the call)
+//   loop.on_peer_eof(conn)               orderly EOF
 //   loop.after_send(conn)                a completed send drained what it could
 //   loop.close_conn(conn, info)          reset / error found while reading or completing
-//   loop.on_eof(conn)                    orderly EOF
+//
+// EventLoop::wants_input(conn) says whether to go on reading a connection: a poller never
+// decides that from its own state, and never holds input back from the loop.
 //
 // Poller::send never closes anything itself: it may run inside Conn::flush() from a
 // handler, where closing (and on_close) must not happen under the handler's feet.
@@ -58,9 +61,9 @@ class Poller {
     (void)parts;
     return 0;
   }
-  // Backpressure: stop taking input from the connection / take it again. Bytes already on
-  // their way (a completion in flight) may still be delivered while paused; the loop
-  // keeps them buffered. resume_reading must make the loop read what waits in the socket.
+  // Stop taking input from the connection (backpressure, a drain) / take it again. Bytes
+  // already on their way (a completion in flight) may still be delivered after the pause;
+  // the loop shows them. resume_reading must read what waits in the socket.
   virtual void pause_reading(Conn& conn) { (void)conn; }
   virtual void resume_reading(Conn& conn) { (void)conn; }
   // At shutdown, just before the connection is closed: one last non-blocking attempt to

@@ -14,7 +14,10 @@ namespace ringnet {
 namespace {
 
 constexpr uint32_t kWakeSlot = 0xFFFFFFFFu;
-constexpr uint32_t kConnEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+// EPOLLPRI: urgent data (TCP, and AF_UNIX OOB) makes a read stop at its mark with bytes
+// still queued behind it, and no new edge comes for them: read on to EAGAIN then.
+constexpr uint32_t kConnEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI;
 constexpr size_t kMaxIov = 64;
 constexpr size_t kMaxEvents = 4096;
 
@@ -143,59 +146,33 @@ void EpollPoller::on_conn_event(Conn& c, uint32_t events) {
   }
   if ((events & EPOLLOUT) && !c.out_.empty()) loop_.send_or_close(c);
   if (loop_.lookup(id) == nullptr) return;  // closed by the send
-  // The hang-up is remembered on the connection: this edge will not come again, and a
-  // read cut short by the budget must still go on to the EOF later.
-  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.hup_ = true;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_conn(c);
+  // A hang-up or urgent data is remembered on the connection: this edge will not come
+  // again, and a read cut short by the budget must still go on to EAGAIN or EOF later.
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) c.read_to_eagain_ = true;
+  if (events & kReadEvents) read_conn(c);
 }
 
-// Reads into the loop's spill area when the connection holds no unread bytes (an idle
-// connection owns no inbound buffer), else into the tail of its buffer with the spill
-// area behind it (one readv, as muduo's readFd).
-ssize_t EpollPoller::read_once(Conn& c, size_t* asked) {
-  char* spill = loop_.spill();
-  if (c.in_.empty()) {
-    *asked = EventLoop::kSpillSize;
-    return ::read(c.fd(), spill, EventLoop::kSpillSize);
-  }
-  iovec iov[2];
-  size_t tail = c.in_.writable_bytes();
-  iov[0] = {c.in_.write_ptr(), tail};
-  iov[1] = {spill, EventLoop::kSpillSize};
-  *asked = tail + EventLoop::kSpillSize;
-  ssize_t n = tail > 0 ? ::readv(c.fd(), iov, 2) : ::readv(c.fd(), iov + 1, 1);
-  if (n > 0) {
-    size_t in_place = std::min(static_cast<size_t>(n), tail);
-    c.in_.commit(in_place);
-    if (static_cast<size_t>(n) > tail) c.in_.append({spill, static_cast<size_t>(n) - tail});
-  }
-  return n;
-}
-
+// Reads into the loop's spill area and hands the bytes to the loop (EventLoop::on_input),
+// which shows them to the handler at once and keeps only what it leaves: an idle
+// connection owns no inbound buffer. A closing connection is read too (the loop drops its
+// input) so that its EOF or reset is seen.
 void EpollPoller::read_conn(Conn& c) {
   const ConnId id = c.id();
-  size_t budget = loop_.options().read_budget;
+  const size_t budget = loop_.options().read_budget;
+  char* spill = loop_.spill();
   size_t total = 0;
   LoopCounters& counters = loop_.counters_mut();
   for (;;) {
-    if (c.state() == Conn::State::kClosing) return discard_input(c);
-    if (c.read_paused_) return;  // the edge is spent; resume_reading reads on
-    bool spill_read = c.in_.empty();
-    size_t asked = 0;
-    ssize_t n = read_once(c, &asked);
+    if (!EventLoop::wants_input(c)) return;  // the edge is spent; resume_reading reads on
+    ssize_t n = ::read(c.fd(), spill, EventLoop::kSpillSize);
     bump(counters.read_calls);
     if (n > 0) {
-      if (spill_read) {
-        loop_.deliver_view(c, loop_.spill(), static_cast<size_t>(n));
-      } else {
-        bump(counters.bytes_in, static_cast<uint64_t>(n));
-        loop_.deliver_buffered(c);
-      }
+      loop_.on_input(c, std::string_view(spill, static_cast<size_t>(n)));
       if (loop_.lookup(id) == nullptr) return;
       total += static_cast<size_t>(n);
       // A short read drained the socket: new data raises a new edge, so skip the EAGAIN
-      // read — unless the peer hung up, where we must read on to the EOF.
-      if (static_cast<size_t>(n) < asked && !c.hup_) return;
+      // read — unless the peer hung up or sent urgent data (see kConnEvents).
+      if (static_cast<size_t>(n) < EventLoop::kSpillSize && !c.read_to_eagain_) return;
       if (total >= budget) {
         if (!c.readable_) pending_reads_.push_back(id);
         c.readable_ = true;
@@ -204,31 +181,13 @@ void EpollPoller::read_conn(Conn& c) {
       }
       continue;
     }
-    if (n == 0) return loop_.on_eof(c);
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    if (errno == EINTR) continue;
-    return loop_.close_on_error(c, errno);
-  }
-}
-
-// A connection closing by our own request no longer shows input to the handler, but we
-// still read (and drop) it to notice a reset or EOF rather than wait forever — within the
-// same per-wake-up budget as live reads.
-void EpollPoller::discard_input(Conn& c) {
-  size_t budget = loop_.options().read_budget;
-  for (size_t total = 0;;) {
-    ssize_t n = ::read(c.fd(), loop_.spill(), EventLoop::kSpillSize);
-    if (n > 0) {
-      total += static_cast<size_t>(n);
-      if (total < budget) continue;
-      if (!c.readable_) pending_reads_.push_back(c.id());
-      c.readable_ = true;
+    if (n == 0) return loop_.on_peer_eof(c);
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      c.read_to_eagain_ = false;  // drained, urgent mark included
       return;
     }
-    if (n == 0) return loop_.on_eof_while_closing(c);
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) loop_.close_on_error(c, errno);
-    return;
+    return loop_.close_on_error(c, errno);
   }
 }
 

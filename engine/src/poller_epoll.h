@@ -54,8 +54,6 @@ class EpollPoller final : public Poller {
   void dispatch(const epoll_event& ev);
   void on_conn_event(Conn& c, uint32_t events);
   void read_conn(Conn& c);
-  ssize_t read_once(Conn& c, size_t* asked);
-  void discard_input(Conn& c);
   void serve_pending_reads();
 
   EventLoop& loop_;

@@ -339,20 +339,17 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
     consume_buffers(c, bid, res);
   } else if (res == 0) {
     if (has_buffer) buffers_.recycle(bid);
-    if (c->state() == Conn::State::kClosing) {
-      loop_.on_eof_while_closing(*c);
-    } else {
-      loop_.on_eof(*c);
-    }
+    loop_.on_peer_eof(*c);
     return;  // EOF ends the multishot: nothing more to read
   } else if (res == -ENOBUFS) {
     bump(loop_.counters_mut().buffer_ring_empty);
   } else if (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED) {
     return loop_.close_on_error(*c, -res);
   }
-  // Multishot ended (ring ran dry, or the kernel chose to): re-arm while still reading.
+  // Multishot ended (ring ran dry, cancelled, or the kernel chose to): re-arm while the
+  // loop still wants input.
   c = loop_.lookup(ConnId{tag.index, tag.generation});
-  if (c != nullptr && !ops.recv_armed && !ops.detached && !c->eof_ && !c->read_paused()) {
+  if (c != nullptr && !ops.recv_armed && !ops.detached && EventLoop::wants_input(*c)) {
     arm_recv(*c, ops);
   }
 }
@@ -362,9 +359,10 @@ void UringPoller::pause_reading(Conn& c) {
   if (ops.recv_armed) cancel(UringTag::for_conn(UringOp::kRecv, c.id()));
 }
 
+// A cancel still on its way leaves recv_armed set: its final completion re-arms.
 void UringPoller::resume_reading(Conn& c) {
   ConnOps& ops = ops_for(c.id().index);
-  if (!ops.recv_armed && !ops.detached && !c.eof_) arm_recv(c, ops);
+  if (!ops.recv_armed && !ops.detached && EventLoop::wants_input(c)) arm_recv(c, ops);
 }
 
 // One buffer, or with bundles several consecutive ones in ring order, each full but the
@@ -384,14 +382,7 @@ void UringPoller::consume_buffers(Conn* c, uint16_t bid, int res) {
 
 void UringPoller::on_recv_bytes(Conn& c, const char* data, size_t n) {
   bump(loop_.counters_mut().read_calls);
-  if (c.state() == Conn::State::kClosing) return;  // closing by request: input is dropped
-  if (c.in_.empty()) {
-    loop_.deliver_view(c, data, n);  // zero-copy: the handler reads the provided buffer
-  } else {
-    c.in_.append({data, n});
-    bump(loop_.counters_mut().bytes_in, n);
-    loop_.deliver_buffered(c);
-  }
+  loop_.on_input(c, std::string_view(data, n));  // zero-copy when c holds no unread bytes
 }
 
 void UringPoller::on_send(UringTag tag, int res) {

@@ -3,8 +3,10 @@
 //   accept   one multishot accept per listener, re-armed when a completion comes
 //            without IORING_CQE_F_MORE (or after a back-off on EMFILE/ENOBUFS)
 //   receive  one multishot recv per connection from the loop's provided-buffer ring;
-//            the buffer goes back to the ring right after on_traffic (unread bytes were
-//            copied into the connection's own buffer). -ENOBUFS (ring ran dry) re-arms.
+//            each buffer's bytes go to the loop (EventLoop::on_input), and the buffer
+//            goes back to the ring right after (the loop copied what the handler left).
+//            -ENOBUFS (ring ran dry) re-arms. Pausing cancels it; bytes of completions
+//            already on their way still go to the loop, which shows them.
 //   send     at most one send in flight per connection (order), of everything queued
 //            when it was issued; a partial send continues from where it stopped
 //   wakeup   a read of the task eventfd, re-armed after each completion
@@ -48,8 +50,8 @@ class UringPoller final : public Poller {
   int start_connect(Conn& conn) override;
   int send(Conn& conn) override;
   void send_final(Conn& conn) override;
-  // Backpressure: cancel the multishot receive (completions already in flight are kept
-  // buffered by the loop) / arm it again.
+  // Backpressure or a drain: cancel the multishot receive (completions already on their
+  // way are still delivered) / arm it again.
   void pause_reading(Conn& conn) override;
   void resume_reading(Conn& conn) override;
   bool detach(Conn& conn) override;

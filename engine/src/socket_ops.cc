@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -78,6 +79,12 @@ void remove_stale_unix_path(const SockAddr& addr) {
   bool live = ::connect(probe, addr.raw(), addr.length()) == 0 || errno == EAGAIN;
   ::close(probe);
   if (!live) ::unlink(sun->sun_path);
+}
+
+size_t unread_bytes(int fd) {
+  int n = 0;
+  if (fd < 0 || ::ioctl(fd, FIONREAD, &n) != 0 || n < 0) return 0;
+  return static_cast<size_t>(n);
 }
 
 }  // namespace ringnet::sockets

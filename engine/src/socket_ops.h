@@ -17,6 +17,8 @@ Status open_listener(const SockAddr& addr, const Options& opts, bool reuse_port,
 void tune_accepted(int fd, int family, const Options& opts);
 
 SockAddr local_address(int fd);
+// Bytes received by the kernel and not yet read (FIONREAD); 0 when it cannot tell.
+size_t unread_bytes(int fd);
 // Unlinks a Unix socket path left by a previous run if nothing listens on it.
 void remove_stale_unix_path(const SockAddr& addr);
 

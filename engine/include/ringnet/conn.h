@@ -1,12 +1,28 @@
 // Conn: one connection, owned by one event loop for its whole life.
 //
-// States (settled in one place, EventLoop::close_conn):
+// States (the loop settles every transition; on_close comes from EventLoop::close_conn):
 //
-//        accept            close() / Action::kClose        outbound drained
-//   ----------> kOpen ------------------------------> kClosing ----------> kClosed
-//                 |      (stop reading; keep flushing)                         ^
-//                 |  EOF with output pending -> kClosing as well               |
-//                 +-- reset / error / shutdown / EOF with nothing pending -----+
+//   dial -> kConnecting --connected--> kOpen <-- accept
+//               |                        |
+//               | failed / timed out     | finished (see below), close(), Action::kClose,
+//               |                        | a timeout, or the drain
+//               v                        v
+//            kClosed <--output out--- kClosing --- input that still comes is read and
+//               ^     (then, if the       |        dropped (counted); a lingering close
+//               |      peer may still     |        (FIN first) waits for the peer's EOF
+//               |      send, FIN first    |        or its deadline before closing
+//               |      and linger)        |
+//               +---- reset / error / inbound over max_inbound_buffer / stop deadline
+//
+// Input, owned by the loop: the bytes the kernel hands over go through one entry point
+// (EventLoop::on_input) to on_traffic at once, whatever the backend, even while reading
+// is paused; what the handler leaves unread is kept and shown again with the next bytes.
+// The peer's EOF has one entry point too (EventLoop::on_peer_eof). A connection whose
+// peer finished stays kOpen, for writing, while work holds it (hold()); unread input is
+// shown again as long as the handler keeps taking some of it; then it closes
+// (kPeerClosed). Reading stops while output is over the high watermark (backpressure),
+// after the peer's EOF, and, during a graceful drain, at a frame boundary (no unread
+// input), after which the connection closes once nothing holds it.
 //
 // Reading: inside on_traffic, peek/next/discard give views of the inbound bytes without
 // copying. Views stay valid until on_traffic returns (or until the next read call that
@@ -75,6 +91,9 @@ class ConnHandle {
   ConnHandle(EventLoop* loop, ConnId id) : loop_(loop), id_(id) {}
 
   // Any thread. Copies `bytes`, queues them on the connection's loop, calls `done` there.
+  // Refused (code EAGAIN, counted in EngineStats::writes_refused) while the connection's
+  // queued output is over Options::outbound_high_watermark: a peer that does not read
+  // cannot grow the server's memory this way either. Retry after on_backpressure(false).
   void async_write(std::string_view bytes, WriteCallback done = {}) const;
   // Any thread. Schedules on_traffic for the connection even without new bytes.
   void wake() const;
@@ -144,9 +163,9 @@ class Conn {
   void close_lingering(std::chrono::milliseconds linger = std::chrono::seconds(2));
 
   // Work for this connection is in flight elsewhere (a WorkerPool job does this for you,
-  // or your own async call): until the matching release(), a graceful drain does not take
-  // the connection for idle, so the answer still gets out. A hold never outlives the
-  // connection; the drain deadline still closes it. Loop thread.
+  // or your own async call): until the matching release(), neither a graceful drain nor
+  // the peer's EOF (a half-close) closes the connection, so the answer still gets out.
+  // A hold never outlives the connection; the drain deadline still closes it. Loop thread.
   void hold() { ++holds_; }
   void release();
   uint32_t holds() const { return holds_; }
@@ -198,9 +217,11 @@ class Conn {
   State state_ = State::kFree;
   bool dirty_ = false;          // on the loop's flush list this iteration
   bool readable_ = false;       // on the loop's still-readable list (read budget hit)
-  bool eof_ = false;            // peer sent FIN (read returned 0)
+  bool eof_ = false;            // peer sent FIN (read returned 0): no more input
   bool read_paused_ = false;    // backpressure: output over the high watermark
-  bool hup_ = false;            // the poller saw RDHUP/HUP/ERR: read on to EOF or error
+  bool input_stopped_ = false;  // graceful drain: no more input read (at a frame boundary)
+  bool read_to_eagain_ = false; // epoll: a short read does not prove the socket drained
+  bool input_refused_ = false;  // input came while closing: the peer may still be sending
   uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
   uint32_t holds_ = 0;          // hold() minus release(): work in flight elsewhere
   bool lingering_ = false;      // close_lingering: FIN sent, dropping input until EOF

@@ -43,6 +43,8 @@ struct EngineStats {
   uint64_t budget_yields = 0;    // reads cut short by the fairness budget
   uint64_t tasks_run = 0;        // cross-thread tasks executed
   uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
+  uint64_t inbound_dropped = 0;  // bytes read from a connection already closing (refused)
+  uint64_t writes_refused = 0;   // async_writes refused: output over the high watermark
   uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
   uint64_t refused_limit = 0;    // sockets closed at accept: max_connections(_per_loop)
   uint64_t refused_source_limit = 0;  // ... and for max_connections_per_source
@@ -113,12 +115,17 @@ class Engine {
   // nothing more, close every connection (on_close with kShutdown, or the reason it was
   // already closing for), call on_shutdown, let wait()/run() return.
   void stop();
-  // Any thread: graceful drain, for SIGTERM. Listeners close at once; connections holding
-  // no unread input and no queued output close now (kShutdown); the others keep being
-  // read and served — Conn::draining() is true, so protocol code can stop keep-alive —
-  // and each closes as soon as it is idle. At `deadline` whatever is still open is closed
-  // (kShutdown) and counted in EngineStats::drain_deadline_closed. Then as stop(). The
-  // first of stop()/shutdown() decides how the engine stops.
+  // Any thread: graceful drain, for SIGTERM. Listeners close at once. Every byte the
+  // kernel already held for a connection is read and shown to the handler first; then
+  // each accepted connection stops reading at its next frame boundary (no unread input
+  // left: new requests are not taken in) and closes (kShutdown) once its answers are out
+  // and nothing holds it (Conn::hold); a partial request is read on until it completes.
+  // Conn::draining() is true, so protocol code can stop keep-alive. Input the peer still
+  // sends is read away after our FIN (a lingering close), so no RST destroys an answer.
+  // Connections this engine dialed stay up, and new dials work, until no accepted
+  // connection is left. At `deadline` whatever is still open is closed (kShutdown) and
+  // counted in EngineStats::drain_deadline_closed. Then as stop(). The first of
+  // stop()/shutdown() decides how the engine stops.
   void shutdown(std::chrono::milliseconds deadline);
 
   // Any thread, once start() returned: opens an outbound connection on one of the
@@ -126,7 +133,9 @@ class Engine {
   // and then the usual callbacks, or, if it never connects, on_close alone with
   // kConnectFailed and the errno (refused, timed out...). Either way Conn::context() is
   // DialOptions::context from the start. Address forms as listen(). Returns an error at
-  // once for a bad address, a bad loop index, or an engine not running.
+  // once for a bad address, a bad loop index, an engine not running or stopped by stop().
+  // During a graceful shutdown() dials work; one that reaches its loop as the loop ends
+  // gets on_close with kConnectFailed and ECANCELED (then on the thread in wait()).
   Status dial(std::string_view address, DialOptions options = {});
 
   bool running() const;
