@@ -114,7 +114,8 @@ TEST_P(PeerPoolTest, ThousandGetsFromFiftyCallersShareOneConnection) {
   EXPECT_EQ(st.gets, 1000u);
   EXPECT_EQ(st.dials, 1u);
   EXPECT_EQ(st.live, 1u);
-  EXPECT_GE(st.reused, 1u);  // the rest waited for the one dial
+  // st.reused is not checked: how many gets came before the dial connected (and waited
+  // for it) and how many after (and reused it) depends on timing; all 1,000 may wait.
   EXPECT_EQ(st.waiting, 0u);
   EXPECT_EQ(f.pool.live(addr), 1u);
   f.client_engine.stop();
