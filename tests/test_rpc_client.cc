@@ -3,7 +3,11 @@
 // reach their callers; a missing response times out only its own call, after the
 // smallest of the default, method and call timeouts; an idempotent call survives its
 // connection dying (one retry, a second connection) while a plain call fails at once;
-// error frames, cancellation, and "every call ends exactly once".
+// error frames, cancellation, and "every call ends exactly once". Then the client is
+// destroyed with calls in each state (waiting for a dial that times out or is refused,
+// sent, waiting out a retry backoff, with writes and responses queued on its loop), from
+// its own `done` (loop thread, timer thread) and under load: every call ends once, with
+// ECANCELED unless it had ended, none after the destructor returned (run these under ASan).
 #include <gtest/gtest.h>
 #include <ringnet/proto/framed_handler.h>
 #include <ringnet/proto/peer_pool.h>
@@ -13,6 +17,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,10 +29,12 @@ namespace {
 
 using namespace ringnet::proto;
 
-constexpr uint16_t kEcho = 1, kReversedBatch = 2, kError = 5, kResetOnce = 7, kNever = 9;
+constexpr uint16_t kEcho = 1, kReversedBatch = 2, kError = 5, kResetOnce = 7, kNever = 9,
+                   kHeld = 11;
 
 // method 1 echo; 2 held until 10 arrived, then answered last-first; 5 an error frame;
-// 7 closes the connection the first time (reset_next), echoes after; 9 never answered.
+// 7 closes the connection the first time (reset_next), echoes after; 9 never answered
+// (counted in never_seen); 11 held until the test calls answer_held().
 class TestRpcServer : public FramedHandler<RpcFrameCodec> {
  public:
   Action on_message(Conn& c, const RpcFrame& f) override {
@@ -54,27 +61,59 @@ class TestRpcServer : public FramedHandler<RpcFrameCodec> {
       case kResetOnce:
         if (reset_next.exchange(false)) return Action::kClose;
         return codec().encode(reply, c).is_ok() ? Action::kNone : Action::kClose;
+      case kHeld: {
+        std::lock_guard lock(mu_);
+        answer_ += encode_reply(f);
+        ++held_count_;
+        held_conn_ = c.handle();
+        return Action::kNone;
+      }
       default:
+        never_seen.fetch_add(1);
         return Action::kNone;  // kNever
     }
   }
+  // Any thread: how many kHeld calls wait for answer_held().
+  int held_count() const {
+    std::lock_guard lock(mu_);
+    return held_count_;
+  }
+  // Any thread: sends the answers of the kHeld calls so far; returns their size in bytes.
+  size_t answer_held() {
+    std::lock_guard lock(mu_);
+    size_t n = answer_.size();
+    held_conn_.async_write(answer_);
+    answer_.clear();
+    held_count_ = 0;
+    return n;
+  }
   std::atomic<bool> reset_next{false};
+  std::atomic<int> never_seen{0};
 
  private:
+  static std::string encode_reply(const RpcFrame& f) {
+    RpcHeaderBytes head = encode_rpc_header(RpcType::kResponse, 0, f.method, f.request_id,
+                                            static_cast<uint32_t>(f.body.size()));
+    return std::string(head.data(), head.size()) + std::string(f.body);
+  }
+  mutable std::mutex mu_;
+  std::string answer_;
+  int held_count_ = 0;
+  ConnHandle held_conn_;
   std::vector<std::pair<uint64_t, std::string>> held_;  // one loop in these tests
 };
 
 struct RpcTestClient {
-  RpcTestClient(Backend backend, RpcClientOptions o)
-      : engine(handler, test_options(backend, 2)),
-        pool(std::make_unique<PeerPool>(engine)),
+  RpcTestClient(Backend backend, RpcClientOptions o, PeerPoolOptions po = {}, int loops = 2)
+      : engine(handler, test_options(backend, loops)),
+        pool(std::make_unique<PeerPool>(engine, po)),
         rpc(std::make_unique<RpcClient>(*pool, o)) {
     handler.attach(*pool, *rpc);
   }
   ~RpcTestClient() {
     engine.stop();
     engine.wait();  // every connection's on_close reached the client and the pool
-    rpc.reset();
+    rpc.reset();  // (unless a test destroyed it already)
     pool.reset();
   }
   RpcClientHandler handler;
@@ -237,6 +276,269 @@ TEST_P(RpcClientTest, RefusedAddressFailsTheCall) {
   c.rpc->call(dead, kEcho, "x", {.idempotent = true}, o.done());
   ASSERT_TRUE(o.wait());
   EXPECT_EQ(o.status.code(), ECONNREFUSED) << o.status.message();
+}
+
+// ---- destroying the client with calls in flight (issue #19) ------------------------------
+
+// A `done` that reports to an EndRecorder.
+RpcClient::Done record(EndRecorder& ends) {
+  size_t i = ends.add();
+  return [&ends, i](const Status& s, std::string_view) { ends.end(i, s.code()); };
+}
+
+// Destroys the client while its engine runs (a watchdog bounds the destructor: it must not
+// wait for a loop) and notes the moment in `ends`.
+void destroy(std::unique_ptr<RpcClient>& rpc, EndRecorder& ends) {
+  {
+    Watchdog dog(5000ms, "~RpcClient");
+    rpc.reset();
+  }
+  ends.mark_destroyed();
+}
+
+// A live pooled connection to `address` (dialed if need be).
+testing::AssertionResult pooled(PeerPool& pool, const std::string& address, ConnHandle* out) {
+  auto got = std::make_shared<std::pair<std::mutex, std::optional<ConnHandle>>>();
+  pool.get(address, [got](const ConnHandle& h, const Status& s) {
+    std::lock_guard lock(got->first);
+    if (s) got->second = h;
+  });
+  if (!wait_until([&] {
+        std::lock_guard lock(got->first);
+        return got->second.has_value();
+      }, 5000ms)) {
+    return testing::AssertionFailure() << "no pooled connection to " << address;
+  }
+  std::lock_guard lock(got->first);
+  *out = *got->second;
+  return testing::AssertionSuccess();
+}
+
+// Runs a no-op task on the loop of `h` and waits for it: what was queued there before
+// has run.
+testing::AssertionResult loop_ran_queued_work(const ConnHandle& h) {
+  auto ran = std::make_shared<std::atomic<bool>>(false);
+  h.dispatch([ran](Conn*) { ran->store(true); });
+  if (wait_until([&] { return ran->load(); }, 5000ms)) return testing::AssertionSuccess();
+  return testing::AssertionFailure() << "the loop did not run a task within 5 s";
+}
+
+std::string refused_address() { return "tcp://127.0.0.1:" + std::to_string(unused_port()); }
+
+// Calls wait in the pool for a dial that hangs (the SYN is dropped). The client is
+// destroyed: each ends with ECANCELED, once, then. Later the dial times out and the pool
+// fails its waiters: the client's must reach nothing (the test's own get, queued behind
+// them on the same thread, tells when they have run).
+TEST_P(RpcClientTest, DestroyedWhileItsDialTimesOutCancelsEachCallOnce) {
+  uint16_t stuck_port = 0;
+  int lfd = raw_listener(0, &stuck_port);
+  ASSERT_GE(lfd, 0);
+  std::vector<Client> fillers = fill_accept_queue(stuck_port);
+  const std::string stuck = "tcp://127.0.0.1:" + std::to_string(stuck_port);
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms}, {.dial_timeout = 300ms});
+  ASSERT_TRUE(c.engine.start());
+  EndRecorder ends;
+  for (int i = 0; i < 4; ++i) {
+    c.rpc->call(stuck, kEcho, "x", {.idempotent = i % 2 == 0}, record(ends));
+  }
+  ASSERT_EQ(c.pool->stats().waiting, 4u);
+  std::atomic<int> after{0};
+  c.pool->get(stuck, [&](const ConnHandle&, const Status& s) { after.store(s.code()); });
+  destroy(c.rpc, ends);
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  ASSERT_TRUE(wait_until([&] { return after.load() != 0; }, 5000ms));
+  EXPECT_EQ(after.load(), ETIMEDOUT);
+  EXPECT_EQ(ends.late(), 0);
+  EXPECT_EQ(ends.ends(), 4u);
+  ::close(lfd);
+}
+
+// Same with a dial that will be refused: the client's one loop is held, so the dial waits
+// in its queue until after the client is gone.
+TEST_P(RpcClientTest, DestroyedWhileItsDialIsRefusedCancelsEachCallOnce) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms}, {}, 1);
+  ASSERT_TRUE(c.engine.start());
+  ConnHandle h;
+  ASSERT_TRUE(pooled(*c.pool, addr(), &h));
+  LoopBlocker blocker;
+  ASSERT_TRUE(blocker.block(h));
+  const std::string refused = refused_address();
+  EndRecorder ends;
+  for (int i = 0; i < 4; ++i) {
+    c.rpc->call(refused, kEcho, "x", {.idempotent = i % 2 == 0}, record(ends));
+  }
+  std::atomic<int> after{0};
+  c.pool->get(refused, [&](const ConnHandle&, const Status& s) { after.store(s.code()); });
+  destroy(c.rpc, ends);
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  blocker.release();
+  ASSERT_TRUE(wait_until([&] { return after.load() != 0; }, 5000ms));
+  EXPECT_EQ(after.load(), ECONNREFUSED);
+  EXPECT_EQ(ends.late(), 0);
+}
+
+// Calls sent to a server that never answers. The client is destroyed: each ends with
+// ECANCELED, once. Then the server goes away: the connection's close reaches the hooks of
+// a client that is gone, and must touch nothing.
+TEST_P(RpcClientTest, DestroyedWhileAwaitingResponsesCancelsEachCallOnce) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms});
+  ASSERT_TRUE(c.engine.start());
+  EndRecorder ends;
+  for (int i = 0; i < 5; ++i) {
+    c.rpc->call(addr(), kNever, "x", {.idempotent = i % 2 == 0}, record(ends));
+  }
+  ASSERT_TRUE(wait_until([&] { return app_.never_seen.load() == 5; }, 5000ms));
+  destroy(c.rpc, ends);
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  server_.stop();
+  ASSERT_TRUE(wait_until([&] { return c.pool->stats().evicted == 1; }, 5000ms));
+  EXPECT_EQ(ends.late(), 0);
+}
+
+// An idempotent call was refused and waits out its backoff before the next attempt. The
+// client is destroyed: it ends with ECANCELED, once, and is never attempted again.
+TEST_P(RpcClientTest, DestroyedWhileARetryWaitsOutItsBackoffCancelsItOnce) {
+  RpcTestClient c(GetParam(), {.default_timeout = 10000ms, .max_attempts = 3, .backoff = 300ms});
+  ASSERT_TRUE(c.engine.start());
+  EndRecorder ends;
+  c.rpc->call(refused_address(), kEcho, "x", {.idempotent = true}, record(ends));
+  ASSERT_TRUE(wait_until([&] { return c.rpc->stats().retries >= 1; }, 5000ms));
+  destroy(c.rpc, ends);
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  const uint64_t dials = c.pool->stats().dials;
+  std::this_thread::sleep_for(700ms);  // past the backoffs that were pending
+  EXPECT_EQ(c.pool->stats().dials, dials);
+  EXPECT_EQ(ends.late(), 0);
+}
+
+// The client's one loop is held while responses for five calls arrive on its socket and
+// ten more calls queue their writes on it. The client is destroyed (without waiting for
+// the loop): all fifteen end with ECANCELED, once. When the loop goes on, the queued
+// writes and the responses find a client that is gone, and must touch nothing.
+TEST_P(RpcClientTest, DestroyedWithWorkQueuedOnItsLoopCancelsEachCallOnce) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms}, {}, 1);
+  ASSERT_TRUE(c.engine.start());
+  Outcome warm;
+  c.rpc->call(addr(), kEcho, "warm", {}, warm.done());
+  ASSERT_TRUE(warm.wait());
+  ASSERT_TRUE(warm.status) << warm.status.message();
+  EndRecorder ends;
+  for (int i = 0; i < 5; ++i) c.rpc->call(addr(), kHeld, "held", {}, record(ends));
+  ASSERT_TRUE(wait_until([&] { return app_.held_count() == 5; }, 5000ms));
+  ConnHandle h;
+  ASSERT_TRUE(pooled(*c.pool, addr(), &h));
+  LoopBlocker blocker;
+  ASSERT_TRUE(blocker.block(h));
+  const uint64_t out_before = server_.engine().stats().bytes_out;
+  const uint64_t in_before = c.engine.stats().bytes_in;
+  const size_t answers = app_.answer_held();
+  ASSERT_TRUE(wait_until(
+      [&] { return server_.engine().stats().bytes_out >= out_before + answers; }, 5000ms));
+  for (int i = 0; i < 10; ++i) c.rpc->call(addr(), kEcho, "queued", {}, record(ends));
+  destroy(c.rpc, ends);
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  blocker.release();
+  ASSERT_TRUE(wait_until([&] { return c.engine.stats().bytes_in >= in_before + answers; },
+                         5000ms));
+  ASSERT_TRUE(loop_ran_queued_work(h));
+  EXPECT_EQ(ends.late(), 0);
+  EXPECT_EQ(ends.ends(), 15u);
+}
+
+// A `done` running on a loop thread (a response) destroys the client: the other calls end
+// with ECANCELED there and then, once; nothing deadlocks.
+TEST_P(RpcClientTest, DestroyedFromADoneOnALoopThreadCancelsTheOthers) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms});
+  ASSERT_TRUE(c.engine.start());
+  EndRecorder ends;
+  for (int i = 0; i < 3; ++i) c.rpc->call(addr(), kNever, "x", {}, record(ends));
+  std::atomic<int> first{0};
+  std::atomic<bool> destroyed{false};
+  c.rpc->call(addr(), kHeld, "last", {}, [&](const Status& s, std::string_view body) {
+    first.store(s && body == "last" ? 1 : 2);
+    c.rpc.reset();
+    ends.mark_destroyed();
+    destroyed.store(true);
+  });
+  ASSERT_TRUE(wait_until([&] { return app_.held_count() == 1 && app_.never_seen == 3; },
+                         5000ms));
+  app_.answer_held();
+  ASSERT_TRUE(wait_until([&] { return destroyed.load(); }, 5000ms));
+  EXPECT_EQ(first.load(), 1);
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  EXPECT_EQ(ends.late(), 0);
+}
+
+// A `done` running on the client's timer thread (a timeout) destroys the client: the
+// other calls end with ECANCELED, once; the timer thread does not try to join itself.
+TEST_P(RpcClientTest, DestroyedFromADoneOnTheTimerThreadCancelsTheOthers) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms});
+  ASSERT_TRUE(c.engine.start());
+  EndRecorder ends;
+  for (int i = 0; i < 3; ++i) c.rpc->call(addr(), kNever, "x", {}, record(ends));
+  ASSERT_TRUE(wait_until([&] { return app_.never_seen.load() == 3; }, 5000ms));
+  std::atomic<int> first{0};
+  std::atomic<bool> destroyed{false};
+  c.rpc->call(addr(), kNever, "late", {.timeout = 100ms}, [&](const Status& s, std::string_view) {
+    first.store(s.code());
+    c.rpc.reset();
+    ends.mark_destroyed();
+    destroyed.store(true);
+  });
+  ASSERT_TRUE(wait_until([&] { return destroyed.load(); }, 5000ms));
+  EXPECT_EQ(first.load(), ETIMEDOUT);
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  EXPECT_EQ(ends.late(), 0);
+}
+
+// A `done` is running on a loop thread (it takes 300 ms) when the client is destroyed on
+// the main thread: the destructor returns only after that `done` has, and ends the other
+// calls with ECANCELED meanwhile.
+TEST_P(RpcClientTest, DestructorWaitsForADoneRunningOnALoopThread) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms});
+  ASSERT_TRUE(c.engine.start());
+  EndRecorder ends;
+  for (int i = 0; i < 3; ++i) c.rpc->call(addr(), kNever, "x", {}, record(ends));
+  std::atomic<bool> entered{false}, returned{false};
+  c.rpc->call(addr(), kHeld, "slow", {}, [&](const Status&, std::string_view) {
+    entered.store(true);
+    std::this_thread::sleep_for(300ms);
+    returned.store(true);
+  });
+  ASSERT_TRUE(wait_until([&] { return app_.held_count() == 1; }, 5000ms));
+  app_.answer_held();
+  ASSERT_TRUE(wait_until([&] { return entered.load(); }, 5000ms));
+  destroy(c.rpc, ends);
+  EXPECT_TRUE(returned.load());
+  EXPECT_TRUE(ends.each_once({ECANCELED}));
+  EXPECT_EQ(ends.late(), 0);
+}
+
+// 1,200 calls from four threads, answered on two loops; the client is destroyed once a
+// few hundred were answered, while each `done` lingers a little on its loop thread. Every
+// call ends once (answered or ECANCELED), and none still runs, or starts, after the
+// destructor returned.
+TEST_P(RpcClientTest, DestroyedUnderLoadEndsEachCallOnceAndNoneAfter) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms}, {.max_per_address = 2});
+  ASSERT_TRUE(c.engine.start());
+  EndRecorder ends(200us);
+  std::vector<RpcClient::Done> dones;
+  for (int i = 0; i < 1200; ++i) dones.push_back(record(ends));
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = t; i < 1200; i += 4) {
+        c.rpc->call(addr(), kEcho, "load", {}, std::move(dones[i]));
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  ASSERT_TRUE(wait_until([&] { return ends.ends() >= 200; }, 10000ms));
+  destroy(c.rpc, ends);
+  std::this_thread::sleep_for(300ms);  // the answers still coming reach a client that is gone
+  EXPECT_TRUE(ends.each_once({0, ECANCELED}));
+  EXPECT_EQ(ends.late(), 0);
+  EXPECT_EQ(ends.ends(), 1200u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RpcClientTest, testing::ValuesIn(test_backends()),

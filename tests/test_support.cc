@@ -189,6 +189,93 @@ Watchdog::~Watchdog() {
   thread_.join();
 }
 
+LoopBlocker::LoopBlocker(Millis limit) : limit_(limit) {}
+
+LoopBlocker::~LoopBlocker() { release(); }
+
+testing::AssertionResult LoopBlocker::block(const ConnHandle& h, Millis timeout) {
+  h.dispatch([st = state_, limit = limit_](Conn*) {
+    std::unique_lock lock(st->mu);
+    st->entered = true;
+    st->cv.notify_all();
+    st->cv.wait_for(lock, limit, [&] { return st->released; });
+  });
+  std::unique_lock lock(state_->mu);
+  if (!state_->cv.wait_for(lock, timeout, [&] { return state_->entered; })) {
+    return testing::AssertionFailure() << "the blocking task did not start on the loop";
+  }
+  return testing::AssertionSuccess();
+}
+
+void LoopBlocker::release() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->released = true;
+  }
+  state_->cv.notify_all();
+}
+
+size_t EndRecorder::add() {
+  std::lock_guard lock(mu_);
+  ends_.push_back(0);
+  codes_.push_back(0);
+  return ends_.size() - 1;
+}
+
+void EndRecorder::end(size_t i, int code) {
+  {
+    std::lock_guard lock(mu_);
+    ++running_;
+    ++ends_.at(i);
+    codes_.at(i) = code;
+    if (destroyed_) ++late_;
+  }
+  if (dwell_.count() > 0) std::this_thread::sleep_for(dwell_);
+  std::lock_guard lock(mu_);
+  --running_;
+}
+
+void EndRecorder::mark_destroyed() {
+  std::lock_guard lock(mu_);
+  destroyed_ = true;
+  late_ += running_;  // still inside a callback although the destructor returned
+}
+
+size_t EndRecorder::ends() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (int e : ends_) n += static_cast<size_t>(e);
+  return n;
+}
+
+int EndRecorder::late() const {
+  std::lock_guard lock(mu_);
+  return late_;
+}
+
+size_t EndRecorder::count(int code) const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (size_t i = 0; i < ends_.size(); ++i) n += ends_[i] > 0 && codes_[i] == code;
+  return n;
+}
+
+testing::AssertionResult EndRecorder::each_once(std::initializer_list<int> codes) const {
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < ends_.size(); ++i) {
+    if (ends_[i] != 1) {
+      return testing::AssertionFailure() << "callback " << i << " of " << ends_.size()
+                                         << " ended " << ends_[i] << " times";
+    }
+    if (std::find(codes.begin(), codes.end(), codes_[i]) == codes.end()) {
+      return testing::AssertionFailure() << "callback " << i << " of " << ends_.size()
+                                         << " ended with code " << codes_[i] << " ("
+                                         << std::strerror(codes_[i] > 0 ? codes_[i] : 0) << ")";
+    }
+  }
+  return testing::AssertionSuccess();
+}
+
 std::string describe(const EngineStats& st) {
   std::ostringstream os;
   os << "accepted=" << st.accepted << " open=" << st.open << " closed=" << st.closed

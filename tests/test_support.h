@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -93,6 +94,59 @@ class Watchdog {
   std::condition_variable cv_;
   bool done_ = false;
   std::thread thread_;
+};
+
+// Holds a connection's loop thread inside a task, so that work posted to that loop
+// meanwhile (dispatch tasks, dials, I/O) stays queued until release(). The task gives up
+// by itself after `limit`, so a failed test never leaves a loop stuck for good.
+class LoopBlocker {
+ public:
+  explicit LoopBlocker(Millis limit = Millis(10000));
+  ~LoopBlocker();  // releases
+  LoopBlocker(const LoopBlocker&) = delete;
+  LoopBlocker& operator=(const LoopBlocker&) = delete;
+
+  // Posts the blocking task onto h's loop and waits (bounded) until it runs there.
+  testing::AssertionResult block(const ConnHandle& h, Millis timeout = kIoTimeout);
+  // Lets the loop go on; it then runs what was queued behind the task.
+  void release();
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false, released = false;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  Millis limit_;
+};
+
+// Records how each of a set of one-shot callbacks (RPC `done`s, pool `ready`s) ends, for
+// tests that destroy their owner under them: each must end exactly once, and none may
+// start after the owner's destructor returned (mark_destroyed()) or still be running then.
+// Any thread.
+class EndRecorder {
+ public:
+  // Each end() lingers this long before it returns, to widen the window in which a
+  // destructor could return while a callback still runs.
+  explicit EndRecorder(std::chrono::microseconds dwell = std::chrono::microseconds(0))
+      : dwell_(dwell) {}
+  size_t add();                   // registers one more callback; returns its index
+  void end(size_t i, int code);   // called from callback i with its status code
+  void mark_destroyed();          // right after the owner's destructor returned
+  size_t ends() const;            // ends recorded, in all
+  int late() const;               // ends that began after mark_destroyed or still ran then
+  // Every callback ended exactly once, each with one of `codes`.
+  testing::AssertionResult each_once(std::initializer_list<int> codes) const;
+  // How many ended with `code`.
+  size_t count(int code) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::chrono::microseconds dwell_;
+  std::vector<int> ends_, codes_;
+  int running_ = 0, late_ = 0;
+  bool destroyed_ = false;
 };
 
 // One line with the counters of an EngineStats, for failure messages.

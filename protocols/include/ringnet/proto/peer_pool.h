@@ -4,13 +4,14 @@
 //
 //   ringnet::proto::PeerPool pool(engine, {.max_per_address = 1});
 //   pool.get("tcp://10.0.0.7:9000", [](const ringnet::ConnHandle& conn, const ringnet::Status& s) {
-//     if (!s) { /* refused, timed out, engine stopping: s says which */ return; }
+//     if (!s) { /* refused, timed out, engine stopping, pool destroyed: s says which */ return; }
 //     conn.async_write(request);
 //   });
 //
-//   // in the handler (loop thread), so the pool sees its connections come and go:
-//   Action on_open(Conn& c) override { pool.on_open(c); ...; }
-//   void on_close(Conn& c, CloseInfo i) override { pool.on_close(c, i); ... }
+//   // in the handler (loop thread), so the pool sees its connections come and go; the
+//   // handler keeps hooks_ = pool.hooks(), which outlive the pool (see "Lifetime"):
+//   Action on_open(Conn& c) override { hooks_.on_open(c); ...; }
+//   void on_close(Conn& c, CloseInfo i) override { hooks_.on_close(c, i); ... }
 //
 // Policy: up to max_per_address connections per address, opened lazily: a get() dials a
 // new one while the address has fewer (live + dialing), else reuses the live ones in
@@ -21,20 +22,32 @@
 //
 // Threads: get() and stats() from any thread. on_open/on_close on loop threads, from the
 // handler's callbacks. `ready` runs outside the pool's lock: on the caller's thread for a
-// reuse or an immediate error, on the connection's loop thread after a dial. The pool
-// uses Conn::context() of its own dials until on_open (it clears it there).
+// reuse or an immediate error, on the connection's loop thread after a dial, on the
+// destructor's thread when the pool is destroyed. The pool uses Conn::context() of its own
+// dials until on_open (it clears it there).
+//
+// Lifetime. Each get() ends exactly once, through `ready`. The destructor ends the gets
+// still waiting with ECANCELED, on its own thread, before it returns; it waits for
+// `ready`s already running on other threads, so no `ready` runs once it has returned. It
+// never waits for a loop. Dials still under way are left to finish: one that connects
+// afterwards is closed at once (nobody can be handed it), one that fails changes nothing.
+// Connections already handed out stay open (their handles keep working) until they close
+// for their own reasons or the engine stops. Hence:
+//   - the pool may be destroyed on any thread while the engine runs, including from inside
+//     a `ready`; a `ready` must not block waiting for the thread destroying the pool;
+//   - the Engine must outlive the pool, and the pool its users (an RpcClient);
+//   - connection events may keep coming after the pool is gone: a handler forwards them
+//     through hooks() (RpcClientHandler does), which stay valid. The member
+//     on_open/on_close must not be called once the destructor has begun;
+//   - get() and stats() must not race with the destructor, as for any object.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <vector>
 
 #include "ringnet/conn.h"
 #include "ringnet/engine.h"
@@ -60,62 +73,47 @@ struct PeerPoolStats {
 };
 
 class PeerPool {
+  struct State;
+
  public:
   using Ready = std::function<void(const ConnHandle&, const Status&)>;
 
+  // The handler hooks, bound to the pool's state rather than to the pool: copyable, and
+  // safe to call after the pool was destroyed. Loop threads. A default-constructed Hooks
+  // does nothing.
+  class Hooks {
+   public:
+    Hooks() = default;
+    // True when `c` is one of the pool's dials.
+    bool on_open(Conn& c);
+    void on_close(Conn& c, CloseInfo info);
+
+   private:
+    friend class PeerPool;
+    explicit Hooks(std::shared_ptr<State> state) : state_(std::move(state)) {}
+    std::shared_ptr<State> state_;
+  };
+
   explicit PeerPool(Engine& engine, PeerPoolOptions options = {});
-  ~PeerPool();  // get() callbacks still waiting are failed ("peer pool destroyed")
+  ~PeerPool();  // get() callbacks still waiting end with ECANCELED (see "Lifetime")
   PeerPool(const PeerPool&) = delete;
   PeerPool& operator=(const PeerPool&) = delete;
 
   // A live connection to `address` (same text forms as Engine::dial), now or once dialed.
   void get(std::string_view address, Ready ready);
 
-  // Handler hooks. on_open returns true when `c` is one of the pool's dials.
-  bool on_open(Conn& c);
-  void on_close(Conn& c, CloseInfo info);
+  // Hooks for the handler, valid after the pool is gone. Any thread.
+  Hooks hooks() const { return Hooks(state_); }
+  // The same, through the pool: only while it lives (loop thread).
+  bool on_open(Conn& c) { return hooks().on_open(c); }
+  void on_close(Conn& c, CloseInfo info) { hooks().on_close(c, info); }
 
   PeerPoolStats stats() const;
   // Live connections to `address` now (0 when unknown).
   size_t live(std::string_view address) const;
 
  private:
-  struct Dial;
-  struct ConnKey {  // a connection, across loops
-    int loop;
-    uint64_t id;
-    bool operator==(const ConnKey&) const = default;
-  };
-  struct ConnKeyHash {
-    size_t operator()(const ConnKey& k) const {
-      return std::hash<uint64_t>{}(k.id * 31 + static_cast<uint64_t>(k.loop));
-    }
-  };
-  struct Entry {
-    std::vector<std::pair<ConnKey, ConnHandle>> live;
-    size_t next = 0;  // round-robin over live
-    std::list<std::unique_ptr<Dial>> dialing;
-    std::vector<Ready> waiting;  // for the first dial to connect
-  };
-  struct Dial {
-    PeerPool* pool;
-    std::string address;
-  };
-  struct Live {
-    std::string address;
-    ConnHandle handle;
-  };
-  static ConnKey key_of(const Conn& c) { return {c.loop_index(), c.id().pack()}; }
-  void fail_dial(std::unordered_map<std::string, Entry>::iterator it, Dial* d,
-                 std::vector<Ready>* to_fail);
-  std::unordered_map<std::string, Entry>::iterator dialing_entry(Dial* d);
-
-  Engine& engine_;
-  PeerPoolOptions options_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;
-  std::unordered_map<ConnKey, Live, ConnKeyHash> by_conn_;
-  PeerPoolStats stats_;
+  std::shared_ptr<State> state_;  // shared with the hooks
 };
 
 }  // namespace ringnet::proto

@@ -23,20 +23,36 @@
 // A response that comes after its call ended (timed out, cancelled) is counted and dropped.
 //
 // Threads: call(), cancel() and stats() from any thread; the hooks on loop threads. `done`
-// runs on a loop thread (responses, connection failures) or the client's timer thread
-// (timeouts, retries' failures), never under the client's lock, never twice.
+// runs on a loop thread (responses, connection failures), the client's timer thread
+// (timeouts, retries' failures), the thread that called call() (a failure found at once)
+// or the destructor's thread (ECANCELED), never under the client's lock, never twice.
+//
+// Lifetime. The destructor ends every call still in flight with ECANCELED, on its own
+// thread, before it returns; it waits for `done`s already running on other threads, so no
+// `done` runs once it has returned. It never waits for a loop: what the client handed to
+// the pool or queued on a loop (get callbacks, writes) holds only a weak reference to its
+// state, and whatever comes later (a dial that times out, a response) finds the calls gone
+// and does nothing. Hence:
+//   - the client may be destroyed on any thread while the engine runs, including from
+//     inside a `done` (on a loop thread, the timer thread or the caller's); a `done` must
+//     not block waiting for the thread that is destroying the client;
+//   - the PeerPool must outlive the client, and the Engine the pool;
+//   - connection events may keep coming after the client is gone: a handler forwards them
+//     through hooks() (RpcClientHandler does), which keeps the client's state alive and
+//     drops responses as late. The member on_traffic/on_close must not be called once the
+//     destructor has begun;
+//   - call(), cancel() and stats() must not race with the destructor, as for any object;
+//     from a `done` that runs while the client is being destroyed, call() ends the new
+//     call with ECANCELED at once and cancel() returns false.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <map>
-#include <mutex>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
 
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
@@ -65,11 +81,31 @@ struct RpcClientStats {
 };
 
 class RpcClient {
+  struct State;
+
  public:
   using Done = std::function<void(const Status&, std::string_view body)>;
 
+  // The handler hooks, bound to the client's state rather than to the client: copyable,
+  // and safe to call after the client was destroyed (its calls are gone by then, so a
+  // response is dropped as late and a close changes nothing). Loop threads. A
+  // default-constructed Hooks does nothing.
+  class Hooks {
+   public:
+    Hooks() = default;
+    // Consumes the responses it understands; a malformed frame closes the connection
+    // (its calls then fail or retry).
+    Action on_traffic(Conn& c);
+    void on_close(Conn& c, CloseInfo info);
+
+   private:
+    friend class RpcClient;
+    explicit Hooks(std::shared_ptr<State> state) : state_(std::move(state)) {}
+    std::shared_ptr<State> state_;
+  };
+
   RpcClient(PeerPool& pool, RpcClientOptions options = {});
-  ~RpcClient();  // calls still in flight end with ECANCELED
+  ~RpcClient();  // calls still in flight end with ECANCELED (see "Lifetime" above)
   RpcClient(const RpcClient&) = delete;
   RpcClient& operator=(const RpcClient&) = delete;
 
@@ -80,73 +116,43 @@ class RpcClient {
   // Ends the call with ECANCELED if it has not ended; true if it had not.
   bool cancel(uint64_t id);
 
-  // Handler hooks (loop thread). on_traffic consumes the responses it understands; a
-  // malformed frame closes the connection (its calls then fail or retry).
-  Action on_traffic(Conn& c);
-  void on_close(Conn& c, CloseInfo info);
+  // Hooks for the handler, valid after the client is gone. Any thread.
+  Hooks hooks() const { return Hooks(state_); }
+  // The same, through the client: only while it lives (loop thread).
+  Action on_traffic(Conn& c) { return hooks().on_traffic(c); }
+  void on_close(Conn& c, CloseInfo info) { hooks().on_close(c, info); }
 
   RpcClientStats stats() const;
 
  private:
-  struct Call {
-    std::string address;
-    uint16_t method = 0;
-    std::string body;
-    bool idempotent = false;
-    Done done;
-    std::chrono::steady_clock::time_point deadline;
-    int attempts = 0;
-    std::chrono::milliseconds next_backoff{0};
-    uint64_t conn_key = 0;  // connection it was sent on (0: none yet)
-    std::multimap<std::chrono::steady_clock::time_point, uint64_t>::iterator deadline_it;
-  };
-  using Clock = std::chrono::steady_clock;
-  static uint64_t conn_key(const Conn& c) {
-    return (static_cast<uint64_t>(c.loop_index() + 1) << 48) ^ c.id().pack();
-  }
-
-  void send(uint64_t id);                       // (again) through the pool
-  void fail_or_retry(uint64_t id, const Status& why, bool connection_failure);
-  void finish(uint64_t id, const Status& s, std::string_view body, uint64_t RpcClientStats::*counter);
-  void timer_main();
-
-  PeerPool& pool_;
-  RpcClientOptions options_;
-  RpcFrameCodec codec_;
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  uint64_t next_id_ = 1;
-  std::unordered_map<uint64_t, Call> calls_;
-  std::unordered_map<uint16_t, std::chrono::milliseconds> method_timeouts_;
-  std::multimap<Clock::time_point, uint64_t> deadlines_;  // timeouts (may hold stale ids)
-  std::multimap<Clock::time_point, uint64_t> retries_;    // sends due after a backoff
-  RpcClientStats stats_;
-  bool stopping_ = false;
+  std::shared_ptr<State> state_;  // shared with the timer thread and the hooks; callbacks
+                                  // handed to the pool and the loops hold it weakly
   std::thread timer_;
 };
 
 // The handler of an engine whose connections serve only RPC calls: forwards every
 // connection event to the pool and the client. The engine needs its handler before the
-// pool and client exist, so they are attached afterwards (before Engine::start).
+// pool and client exist, so they are attached afterwards (before Engine::start). It holds
+// their hooks, not the objects, so either may be destroyed while the engine runs.
 class RpcClientHandler final : public EventHandler {
  public:
   void attach(PeerPool& pool, RpcClient& rpc) {
-    pool_ = &pool;
-    rpc_ = &rpc;
+    pool_ = pool.hooks();
+    rpc_ = rpc.hooks();
   }
   Action on_open(Conn& c) override {
-    pool_->on_open(c);
+    pool_.on_open(c);
     return Action::kNone;
   }
-  Action on_traffic(Conn& c) override { return rpc_->on_traffic(c); }
+  Action on_traffic(Conn& c) override { return rpc_.on_traffic(c); }
   void on_close(Conn& c, CloseInfo info) override {
-    rpc_->on_close(c, info);  // fails or retries its calls first, while the pool
-    pool_->on_close(c, info);  // still knows the connection
+    rpc_.on_close(c, info);  // fails or retries its calls first, while the pool
+    pool_.on_close(c, info);  // still knows the connection
   }
 
  private:
-  PeerPool* pool_ = nullptr;
-  RpcClient* rpc_ = nullptr;
+  PeerPool::Hooks pool_;
+  RpcClient::Hooks rpc_;
 };
 
 }  // namespace ringnet::proto
