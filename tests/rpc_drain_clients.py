@@ -11,7 +11,13 @@
      closes (EOF);
    - the process exits 0 before its --drain-timeout (5 s) and reports 0 connections
      closed at the deadline; its totals line counts every request.
-2. A stuck handler: one connection sends a `hang` request (taken, never answered),
+2. Under continuous load, 10 rounds: 50 connections never stop sending numbered requests
+   (echo, and `sleep` calls of 50 ms on the worker pool), keeping 8 in flight each, and
+   SIGTERM comes in the middle of it. Every request the server counted (its totals line)
+   gets exactly one answer, with the right body, before its connection closes; requests
+   the server never took get none (the client sees the connection end); the process exits
+   0 and reports 0 connections closed at the deadline.
+3. A stuck handler: one connection sends a `hang` request (taken, never answered),
    another an echo. SIGTERM with --drain-timeout 500: the echo is answered, the stuck
    connection is closed at the deadline (EOF, no answer), the process still exits 0 and
    reports 1 connection closed at the deadline.
@@ -23,6 +29,7 @@ import argparse
 import errno
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -192,6 +199,97 @@ def drain_completes(binary, backend):
           f"exit 0 in {took:.2f} s, 0 closed at the deadline")
 
 
+def load_client(sock, first_id, result):
+    """Keeps 8 requests in flight until the server closes; result gets the answers by id."""
+    outstanding, answered, buf = {}, {}, bytearray()
+    next_id, ended = first_id, None
+    sock.settimeout(None)
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            wire = bytearray()
+            while len(outstanding) < 8:
+                if next_id % 4 == 0:
+                    body = struct.pack(">I", 50) + next_id.to_bytes(8, "big")
+                    wire += frame(SLEEP, next_id, body)
+                else:
+                    body = os.urandom(1 + next_id % 200)
+                    wire += frame(ECHO, next_id, body)
+                outstanding[next_id] = body
+                next_id += 1
+            if wire:
+                sock.sendall(wire)
+            readable, _, _ = select.select([sock], [], [], 1.0)
+            if not readable:
+                continue
+            chunk = sock.recv(65536)
+            if not chunk:
+                ended = "eof"
+                break
+            buf += chunk
+            while len(buf) >= HEADER.size:
+                magic, version, ftype, _, method, rid, length = HEADER.unpack_from(buf)
+                if len(buf) < HEADER.size + length:
+                    break
+                body = bytes(buf[HEADER.size:HEADER.size + length])
+                del buf[:HEADER.size + length]
+                if ftype != RESPONSE or rid not in outstanding or rid in answered:
+                    result["error"] = f"request {rid}: unexpected, repeated or failed answer"
+                    return
+                if outstanding.pop(rid) != body:
+                    result["error"] = f"request {rid}: wrong body"
+                    return
+                answered[rid] = True
+    except OSError as e:  # the server's close met a send or a receive
+        ended = f"error {e.errno}"
+    finally:
+        sock.close()  # as a client does once the server has closed: the server's linger ends
+    result["answered"] = len(answered)
+    result["ended"] = ended
+
+
+def drain_under_load(binary, backend, rounds=10):
+    took = []
+    for r in range(rounds):
+        proc, port, _ = start(binary, backend, "--loops", "2", "--drain-timeout", "5000",
+                              "--pool-threads", "64")
+        socks = [sample_server.connect(port, timeout=15.0, nodelay=True) for _ in range(50)]
+        results = [dict() for _ in socks]
+        threads = [threading.Thread(target=load_client, args=(s, (k + 1) * 10_000_000,
+                                                              results[k]), daemon=True)
+                   for k, s in enumerate(socks)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # under way: requests in every state, pool jobs in flight
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(25)
+            check(not t.is_alive(), f"round {r}: a client never saw its connection end")
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            fail(f"round {r}: the server did not exit within 10 s of SIGTERM")
+        took.append(time.monotonic() - t0)
+        out, err = proc.communicate()
+        for k, res in enumerate(results):
+            check("error" not in res, f"round {r}, connection {k}: {res.get('error')}")
+            check(res.get("ended") is not None, f"round {r}, connection {k}: did not end")
+        check(code == 0, f"round {r}: exit code {code}: {err}")
+        m = re.search(r"\((\d+) connections closed at the deadline\)", err)
+        check(m is not None and m.group(1) == "0", f"round {r}: drain report: {err!r}")
+        m = re.search(r"rpc_echo: requests=(\d+) ", out)
+        check(m is not None, f"round {r}: totals line: {out!r}")
+        counted, answered = int(m.group(1)), sum(res["answered"] for res in results)
+        check(counted == answered,
+              f"round {r}: the server counted {counted} requests, the clients got {answered} "
+              f"answers")
+    print(f"ok: {backend}: {rounds} rounds of SIGTERM under load from 50 connections: every "
+          f"request the server counted answered once, none unanswered; exit 0 in "
+          f"{min(took):.2f}-{max(took):.2f} s")
+
+
 def stuck_handler(binary, backend):
     proc, port, _ = start(binary, backend, "--loops", "1", "--drain-timeout", "500")
     stuck = sample_server.connect(port, nodelay=True)
@@ -228,6 +326,7 @@ def main():
     ap.add_argument("--backend", default="epoll")
     args = ap.parse_args()
     drain_completes(args.server, args.backend)
+    drain_under_load(args.server, args.backend)
     stuck_handler(args.server, args.backend)
 
 
