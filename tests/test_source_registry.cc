@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <ringnet/proto/source_registry.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,45 @@ TEST_P(SourceRegistryTest, FindsPushesAndClosesOneSourcesConnections) {
   EXPECT_EQ(r.sources(), 1u);
   for (Client& c : other) EXPECT_TRUE(c.echo("still here"));
   EXPECT_EQ(server.engine().stats().refused_source_limit, 1u);
+}
+
+// Broadcasts to a source whose client never reads: once that connection's queued output
+// is over the high watermark, further pushes to it are refused (EAGAIN), reported to the
+// caller and counted, so its memory stays bounded; a reading client of the same source
+// gets every push.
+TEST_P(SourceRegistryTest, BroadcastToAClientThatNeverReadsIsRefusedOverTheWatermark) {
+  RegistryHandler handler;
+  Options o = test_options(GetParam(), 1);
+  o.outbound_high_watermark = 128u << 10;
+  o.outbound_low_watermark = 32u << 10;
+  o.send_buffer = 4096;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  Client stalled, reader;
+  ASSERT_TRUE(stalled.connect(server.addr(), kIoTimeout, "127.0.0.3"));
+  ASSERT_TRUE(reader.connect(server.addr(), kIoTimeout, "127.0.0.4"));
+  ASSERT_TRUE(handler.wait_opens(2));
+  const std::string chunk = make_payload(8u << 10, 9);
+  std::atomic<int> ok{0}, refused{0}, other{0};
+  auto count = [&](const Status& s) {
+    (s ? ok : s.code() == EAGAIN ? refused : other).fetch_add(1);
+  };
+  constexpr int kPushes = 500;  // 4 MiB
+  for (int i = 0; i < kPushes; ++i) {
+    EXPECT_EQ(handler.registry.broadcast("127.0.0.3", chunk, count), 1u);
+  }
+  ASSERT_TRUE(wait_until([&] { return ok + refused + other == kPushes; }, 10000ms));
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_LT(static_cast<size_t>(ok.load()) * chunk.size(), 2u << 20);
+  EXPECT_TRUE(wait_until(
+      [&] { return server.engine().stats().writes_refused == static_cast<uint64_t>(refused); },
+      2000ms));
+  std::string got;
+  EXPECT_TRUE(stalled.recv_exact(static_cast<size_t>(ok.load()) * chunk.size(), &got));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(handler.registry.broadcast("127.0.0.4", chunk), 1u);
+  got.clear();
+  EXPECT_TRUE(reader.recv_exact(20 * chunk.size(), &got));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SourceRegistryTest, testing::ValuesIn(test_backends()),

@@ -61,9 +61,10 @@ size_t SourceRegistry::count(std::string_view ip) const {
   return it == s.by_ip.end() ? 0 : it->second.size();
 }
 
-size_t SourceRegistry::broadcast(std::string_view ip, std::string_view bytes) const {
+size_t SourceRegistry::broadcast(std::string_view ip, std::string_view bytes,
+                                 const WriteCallback& done) const {
   std::vector<ConnHandle> targets = connections_of(ip);  // written outside the lock
-  for (const ConnHandle& h : targets) h.async_write(bytes);
+  for (const ConnHandle& h : targets) h.async_write(bytes, done);
   return targets.size();
 }
 

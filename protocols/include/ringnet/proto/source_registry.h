@@ -42,7 +42,12 @@ class SourceRegistry {
   std::optional<ConnHandle> connection_at(std::string_view ip, uint16_t port) const;
   size_t count(std::string_view ip) const;
   // async_write of `bytes` to every live connection of `ip`; returns how many were asked.
-  size_t broadcast(std::string_view ip, std::string_view bytes) const;
+  // `done` (optional) hears each one's outcome on its loop thread: ok, refused (EAGAIN)
+  // while that connection's output is over the high watermark (a client that does not
+  // read is not buffered without bound; EngineStats::writes_refused counts it too), or
+  // an error when it closed meanwhile.
+  size_t broadcast(std::string_view ip, std::string_view bytes,
+                   const WriteCallback& done = {}) const;
   size_t sources() const;  // distinct source IPs with a live connection
 
  private:
