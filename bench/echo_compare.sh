@@ -26,7 +26,8 @@
 # --no-metrics (no loop histograms) and ringnet-{epoll,uring}-admin with an admin
 # listener, to measure what metrics cost), PEER_THREADS (asio/libuv --threads, default
 # RINGNET_LOOPS), LOADGEN_THREADS (loadgen --threads, default 1), OUT_DIR, SKIP_BUILD=1
-# (use BUILD_DIR as it is),
+# (use BUILD_DIR as it is), BASE_ECHO (an echo_server binary built from another commit:
+# servers ringnet-{epoll,uring}-base run it, for a before/after of a change in one run),
 # BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read),
 # CLIENT_BACKEND (loadgen --backend: epoll by default, or io_uring / auto).
 # Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
@@ -48,6 +49,7 @@ CLIENT_BACKEND=${CLIENT_BACKEND:-epoll}
 PEER_THREADS=${PEER_THREADS:-}
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 OUT_DIR=${OUT_DIR:-}
+BASE_ECHO=${BASE_ECHO:-}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 DO_THROUGHPUT=1
@@ -154,6 +156,8 @@ start_server() {
     ringnet-uring-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-metrics) ;;
     ringnet-epoll-admin) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --admin-port 0) ;;
     ringnet-uring-admin) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --admin-port 0) ;;
+    ringnet-epoll-base) cmd=("$BASE_ECHO" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
+    ringnet-uring-base) cmd=("$BASE_ECHO" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     bare) read -r -a cmd <<<"$BARE --port $PORT $BARE_FLAGS" ;;
     bare-uring) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT") ;;
     asio) cmd=("$ASIO" --port "$PORT" --threads "$PEER_THREADS") ;;
@@ -291,6 +295,7 @@ throughput_report() {
   for scen in ${SCENARIOS//,/ }; do
     for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
                 ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle \
+                ringnet-epoll/ringnet-epoll-base ringnet-uring/ringnet-uring-base \
                 ringnet-epoll/asio ringnet-epoll/libuv ringnet-uring/asio ringnet-uring/libuv; do
       a=${pair%/*} b=${pair#*/}
       [[ " $SERVERS " == *" $a "* && " $SERVERS " == *" $b "* ]] || continue

@@ -254,14 +254,15 @@ TEST_P(DialTest, StopCancelsDialsInProgress) {
 }
 
 // A graceful drain still lets the engine dial out (a draining proxy must reach its
-// backends to finish what it took in): the dial connects and talks while an accepted
-// connection is still being served.
+// backends to finish what it took in): dials connect and talk while an accepted
+// connection is still being served, on its loop and on a loop that has nothing left to
+// serve (it stays up until every loop is done).
 TEST_P(DialTest, DialsWorkDuringAGracefulDrain) {
   EchoHandler backend_handler;
   TestServer backend(backend_handler, test_options(GetParam()));
   ASSERT_TRUE(backend.start());
   DialHandler handler;
-  Options o = test_options(GetParam());
+  Options o = test_options(GetParam(), 2);
   o.send_buffer = 4096;
   TestServer server(handler, o);
   ASSERT_TRUE(server.start());
@@ -274,13 +275,19 @@ TEST_P(DialTest, DialsWorkDuringAGracefulDrain) {
   ASSERT_TRUE(wait_until([&] { return server.engine().stats().bytes_in == payload.size(); },
                          5000ms));
   server.engine().shutdown(10000ms);
-  EXPECT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(backend.port()),
-                                   {.context = DialHandler::ctx(1)}));
-  EXPECT_TRUE(handler.wait_dial_closes(1));
-  DialHandler::Result r = handler.result(1);
-  EXPECT_TRUE(r.opened);
-  EXPECT_EQ(r.echoed, DialHandler::greeting(1));
-  EXPECT_EQ(r.close.reason, CloseReason::kLocalClose);
+  std::this_thread::sleep_for(100ms);  // the idle loop would have left by now
+  for (int loop = 0; loop < 2; ++loop) {
+    EXPECT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(backend.port()),
+                                     {.loop = loop, .context = DialHandler::ctx(loop + 1)}));
+  }
+  EXPECT_TRUE(handler.wait_dial_closes(2));
+  for (size_t n = 1; n <= 2; ++n) {
+    DialHandler::Result r = handler.result(n);
+    EXPECT_TRUE(r.opened) << n;
+    EXPECT_EQ(r.echoed, DialHandler::greeting(n)) << n;
+    EXPECT_EQ(r.close.reason, CloseReason::kLocalClose) << n;
+    EXPECT_EQ(r.loop, static_cast<int>(n) - 1);
+  }
   // The accepted connection is still served to the end.
   std::string got;
   EXPECT_EQ(busy.wait_end(20000ms, &got), End::kEof);

@@ -153,8 +153,12 @@ void EventLoop::iterate() {
   // A graceful drain serves accepted connections to the end; connections this engine
   // dialed stay up meanwhile (a draining proxy still needs its backends), until no loop
   // has an accepted connection left.
-  if (graceful_ && drain_swept_ && served_all()) close_dialed();
-  if (counters_.open.load(std::memory_order_relaxed) == 0 || Clock::now() >= drain_deadline_) {
+  // A loop with nothing left stays until every loop is done (it may still be dialed on);
+  // the acceptor (index -1) holds no connections and is never dialed on.
+  const bool all_served = !graceful_ || index_ < 0 || (drain_swept_ && served_all());
+  if (graceful_ && all_served) close_dialed();
+  if ((all_served && counters_.open.load(std::memory_order_relaxed) == 0) ||
+      Clock::now() >= drain_deadline_) {
     stopping_ = true;
   }
 }
@@ -307,10 +311,6 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   ++served_open_;
   engine_.served.fetch_add(1, std::memory_order_relaxed);
   apply_action(c, handler_.on_open(c));
-  if (drain_swept_ && lookup(c.id_) != nullptr) {  // opened after the drain's sweep
-    if (c.in_.empty()) stop_input(c);
-    settle(c);
-  }
 }
 
 // ---------------------------------------------------------------- dialing
