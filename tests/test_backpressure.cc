@@ -191,6 +191,36 @@ TEST_P(BackpressureTest, EofWhilePausedStillAnswersEverythingSentBeforeIt) {
   EXPECT_EQ(rec.reason, CloseReason::kPeerClosed);
 }
 
+// Answers complete lines only while its output is not paused, leaving the rest for later
+// (a handler that holds back while the peer is not reading).
+class PoliteLineEcho : public EchoHandler {
+ public:
+  Action on_traffic(Conn& c) override {
+    while (!c.read_paused()) {
+      size_t nl = c.peek().find('\n');
+      if (nl == std::string_view::npos) break;
+      if (!c.write(c.peek().substr(0, nl + 1))) return Action::kClose;
+      c.discard(nl + 1);
+    }
+    return Action::kNone;
+  }
+};
+
+// Input a handler left while reading was paused is shown to it again once the output
+// drained and reading resumed, though no new byte arrives.
+TEST_P(BackpressureTest, InputLeftWhilePausedIsShownAgainOnResume) {
+  PoliteLineEcho handler;
+  TestServer server(handler, tiny_watermarks(GetParam()));
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+  const std::string wire = numbered_lines(256u << 10);
+  ASSERT_TRUE(c.send_all(wire));
+  std::string got;
+  ASSERT_TRUE(c.recv_exact(wire.size(), &got, 20000ms)) << describe(server.engine().stats());
+  EXPECT_TRUE(same_bytes(wire, got));
+}
+
 // Many connections at once, each paused and resumed many times: every byte intact.
 TEST_P(BackpressureTest, PausedConnectionsUnderConcurrentLoadLoseNothing) {
   WakingLineEcho handler;

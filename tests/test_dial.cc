@@ -297,6 +297,99 @@ TEST_P(DialTest, DialsWorkDuringAGracefulDrain) {
   EXPECT_EQ(server.engine().stats().drain_deadline_closed, 0u);
 }
 
+// Accepted connections: echo complete lines; a line-less "SLEEP..." blocks the loop for
+// 300 ms and stays unread (over a small max_inbound_buffer it then closes the connection
+// at once). Dialed connections stay open, drop their input and record how they closed.
+class KeepDialsHandler : public EchoHandler {
+ public:
+  Action on_open(Conn& c) override {
+    if (!c.dialed()) return EchoHandler::on_open(c);
+    dial_opens.fetch_add(1);
+    return Action::kNone;
+  }
+  Action on_traffic(Conn& c) override {
+    if (c.dialed()) {
+      c.discard();
+      return Action::kNone;
+    }
+    if (c.peek().substr(0, 5) == "SLEEP") {
+      sleeping.store(true);
+      std::this_thread::sleep_for(300ms);
+      return Action::kNone;
+    }
+    return EchoHandler::on_traffic(c);
+  }
+  void on_close(Conn& c, CloseInfo info) override {
+    if (!c.dialed()) return EchoHandler::on_close(c, info);
+    std::lock_guard lock(mu_);
+    dial_closes_.push_back(info);
+  }
+  std::vector<CloseInfo> dial_closes() {
+    std::lock_guard lock(mu_);
+    return dial_closes_;
+  }
+  std::atomic<int> dial_opens{0};
+  std::atomic<bool> sleeping{false};
+
+ private:
+  std::mutex mu_;
+  std::vector<CloseInfo> dial_closes_;
+};
+
+// An engine that only dials (no accepted connection): a graceful shutdown closes its
+// dialed connections at once (kShutdown) instead of keeping them to the deadline.
+TEST_P(DialTest, GracefulShutdownOfAClientOnlyEngineEndsPromptly) {
+  EchoHandler backend_handler;
+  TestServer backend(backend_handler, test_options(GetParam()));
+  ASSERT_TRUE(backend.start());
+  KeepDialsHandler handler;
+  TestServer server(handler, test_options(GetParam(), 2));
+  ASSERT_TRUE(server.start());
+  for (int loop = 0; loop < 2; ++loop) {
+    ASSERT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(backend.port()),
+                                     {.loop = loop}));
+  }
+  ASSERT_TRUE(wait_until([&] { return handler.dial_opens.load() == 2; }, 5000ms));
+  Clock::time_point t0 = Clock::now();
+  server.engine().shutdown(5000ms);
+  server.engine().wait();
+  EXPECT_LT(Clock::now() - t0, 2000ms);  // not the 5 s deadline
+  std::vector<CloseInfo> closes = handler.dial_closes();
+  ASSERT_EQ(closes.size(), 2u);
+  for (const CloseInfo& info : closes) EXPECT_EQ(info.reason, CloseReason::kShutdown);
+  EXPECT_EQ(server.engine().stats().drain_deadline_closed, 0u);
+}
+
+// The engine's last accepted connection closes on a loop that has not begun its own drain
+// yet (its loop was busy in a callback when the shutdown came), while the other loop holds
+// a dialed connection and waits: that loop is still told, and the engine ends promptly.
+TEST_P(DialTest, LastAcceptedCloseBeforeItsLoopDrainsStillEndsTheDrain) {
+  EchoHandler backend_handler;
+  TestServer backend(backend_handler, test_options(GetParam()));
+  ASSERT_TRUE(backend.start());
+  KeepDialsHandler handler;
+  Options o = test_options(GetParam(), 2);
+  o.max_inbound_buffer = 4;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(server.port()));
+  OpenRecord rec;
+  ASSERT_TRUE(handler.wait_open_for_port(c.local_port(), &rec));
+  ASSERT_TRUE(server.engine().dial("127.0.0.1:" + std::to_string(backend.port()),
+                                   {.loop = 1 - rec.loop}));
+  ASSERT_TRUE(wait_until([&] { return handler.dial_opens.load() == 1; }, 5000ms));
+  ASSERT_TRUE(c.send_all("SLEEP-0123456789"));  // over the limit once on_traffic returns
+  ASSERT_TRUE(wait_until([&] { return handler.sleeping.load(); }, 5000ms));
+  Clock::time_point t0 = Clock::now();
+  server.engine().shutdown(5000ms);
+  server.engine().wait();
+  EXPECT_LT(Clock::now() - t0, 2000ms);  // not the 5 s deadline
+  std::vector<CloseInfo> closes = handler.dial_closes();
+  ASSERT_EQ(closes.size(), 1u);
+  EXPECT_EQ(closes[0].reason, CloseReason::kShutdown);
+}
+
 // DialHandler whose accepted connections' on_close blocks for 300 ms: the loop is then
 // inside its final close-down, past the point where it still dials.
 class SlowCloseDialHandler : public DialHandler {

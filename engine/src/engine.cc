@@ -170,6 +170,7 @@ void Engine::Impl::request_stop(std::chrono::milliseconds drain) {
     if (stop_requested) return;
     stop_requested = true;
     drain_for = drain;
+    graceful_stop.store(drain.count() >= 0, std::memory_order_release);
     if (!threads_live) return;  // start() sends it once the loops run
   }
   send_stop(false);
@@ -334,10 +335,15 @@ Status Engine::dial(std::string_view address, DialOptions options) {
   int index = options.loop >= 0 ? options.loop
                                 : static_cast<int>(impl.dial_next.fetch_add(1) % uint64_t(n));
   EventLoop& loop = *impl.loops[static_cast<size_t>(index)];
-  if (loop.exited()) return Status::invalid("dial: engine stopping");  // its drain is over
   loop.load().fetch_add(1, std::memory_order_relaxed);
   impl.open_conns.fetch_add(1, std::memory_order_relaxed);
-  loop.post([&loop, addr, options] { loop.dial(addr, options); });
+  // Refused once the loop has left for good (its queue is closed): nothing would run it.
+  TaskQueue::Task task = [&loop, addr, options] { loop.dial(addr, options); };
+  if (loop.exited() || !loop.try_post(task)) {
+    loop.load().fetch_sub(1, std::memory_order_relaxed);
+    impl.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    return Status::invalid("dial: engine stopping");
+  }
   return Status::ok();
 }
 

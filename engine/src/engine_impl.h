@@ -62,6 +62,9 @@ struct Engine::Impl {
   // Accepted connections adopted by a loop and not yet closed (dials excluded): a
   // graceful drain closes dialed connections once this is 0.
   std::atomic<int64_t> served{0};
+  // shutdown(deadline) was asked for (set before any loop hears of it): the close of the
+  // last accepted connection wakes every loop, even one that has not begun its drain.
+  std::atomic<bool> graceful_stop{false};
   // Any thread: every loop runs an iteration soon (an empty task).
   void wake_loops();
   std::unique_ptr<AdminServer> admin;   // listen_admin()

@@ -115,7 +115,7 @@ void EventLoop::drain_after_exit() {
 void EventLoop::iterate() {
   const bool sweep = sweep_armed_;  // armed by a drain that began in an earlier iteration
   int timeout = -1;
-  if (sweep || task_signal_ || tasks_.has_backlog()) {
+  if (sweep || task_signal_ || tasks_.has_backlog() || !dirty_.empty()) {
     timeout = 0;
   } else if (timers_.size() > 0 || wheel_.size() > 0) {
     Clock::time_point now = Clock::now();
@@ -142,25 +142,32 @@ void EventLoop::iterate() {
     task_signal_ = false;
     bump(counters_.tasks_run, tasks_.run(engine_.opts.task_budget));
   }
-  if (sweep) drain_sweep();  // before the flush, which sends and closes what it decides
+  // Before the flush, which sends and closes what these decide.
+  bool drained = false;
+  if (draining_) drained = drain_step(sweep);
   flush_dirty();
   if (batch_started_) {
     batch_started_ = false;
     auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - batch_start_);
     counters_.busy_ns.record(static_cast<uint64_t>(std::max<int64_t>(busy.count(), 0)));
   }
-  if (!draining_) return;
-  // A graceful drain serves accepted connections to the end; connections this engine
-  // dialed stay up meanwhile (a draining proxy still needs its backends), until no loop
-  // has an accepted connection left.
-  // A loop with nothing left stays until every loop is done (it may still be dialed on);
-  // the acceptor (index -1) holds no connections and is never dialed on.
-  const bool all_served = !graceful_ || index_ < 0 || (drain_swept_ && served_all());
-  if (graceful_ && all_served) close_dialed();
-  if ((all_served && counters_.open.load(std::memory_order_relaxed) == 0) ||
-      Clock::now() >= drain_deadline_) {
+  if ((drained && counters_.open.load(std::memory_order_relaxed) == 0) ||
+      (draining_ && Clock::now() >= drain_deadline_)) {
     stopping_ = true;
   }
+}
+
+// A graceful drain serves accepted connections to the end; connections this engine
+// dialed stay up meanwhile (a draining proxy still needs its backends) until no loop has
+// an accepted connection left, and a loop with nothing left stays until then too (it may
+// still be dialed on). The acceptor (index -1) holds no connections and is never dialed
+// on. Returns true once this loop has nothing more to wait for.
+bool EventLoop::drain_step(bool sweep) {
+  if (!graceful_ || index_ < 0) return true;
+  if (sweep) drain_sweep();
+  if (!drain_swept_ || !served_all()) return false;
+  close_dialed();
+  return true;
 }
 
 void EventLoop::request_stop(std::function<void()> then) {
@@ -207,8 +214,11 @@ void EventLoop::drain_sweep() {
   sweep_armed_ = false;
   drain_swept_ = true;
   for (Conn& c : slots_) {
-    if (c.state_ != Conn::State::kOpen || c.dialed_) continue;
-    if (c.in_.empty() && !c.readable_) stop_input(c);  // readable_: epoll knows more waits
+    // After an EOF the connection settles by its own path (input it left gets a look).
+    if (c.state_ != Conn::State::kOpen || c.dialed_ || c.eof_) continue;
+    // Input known to wait in the kernel is still read: epoll's budget left some
+    // (readable_), or backpressure paused reading; the next frame boundary stops them.
+    if (c.in_.empty() && !c.readable_ && !c.read_paused_) stop_input(c);
     settle(c);
   }
 }
@@ -398,7 +408,8 @@ void EventLoop::on_peer_eof(Conn& c) {
 }
 
 void EventLoop::on_released(Conn& c) {
-  if (c.state_ != Conn::State::kOpen) return;
+  // Inside c's on_traffic its buffer is not settled yet: run_traffic decides after.
+  if (c.state_ != Conn::State::kOpen || &c == in_traffic_) return;
   if (c.eof_ && !c.in_.empty()) return schedule_traffic(c);  // the handler may take more now
   settle(c);
 }
@@ -413,7 +424,9 @@ void EventLoop::run_traffic(Conn& c, std::string_view fresh) {
   c.in_view_ = fresh.empty() ? c.in_.view() : fresh;
   const size_t shown = c.in_view_.size();
   bump(counters_.traffic_calls);
+  in_traffic_ = &c;
   Action action = handler_.on_traffic(c);
+  in_traffic_ = nullptr;
   const size_t left = c.in_view_.size();
   if (!fresh.empty()) {
     if (left != 0) c.in_.append(c.in_view_);  // the transient area is reused by the next read
@@ -448,6 +461,9 @@ void EventLoop::check_backpressure(Conn& c) {
     c.read_paused_ = false;
     if (!c.input_stopped_) poller_->resume_reading(c);
     handler_.on_backpressure(c, false);
+    // Input a handler left while paused is shown again, from the loop rather than from
+    // inside the send that drained the queue.
+    if (!c.in_.empty()) schedule_traffic(c);
   }
 }
 
@@ -687,8 +703,9 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
     --served_open_;
     // The last accepted connection of the engine: loops waiting to close their dialed
     // connections at the end of a graceful drain look again.
-    if (engine_.served.fetch_sub(1, std::memory_order_acq_rel) == 1 && graceful_) {
-      engine_.wake_loops();
+    if (engine_.served.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+        engine_.graceful_stop.load(std::memory_order_acquire)) {
+      engine_.wake_loops();  // this loop may not have begun its own drain yet
     }
   }
   if (reusable) free_slot(c);

@@ -207,6 +207,9 @@ class EventLoop {
   // Graceful drain, one poll after it began (so what the kernel already held was read):
   // connections at a frame boundary stop reading, and those with nothing to do close.
   void drain_sweep();
+  // Graceful drain, once per iteration before the flush: true when this loop has nothing
+  // more to wait for (then its dialed connections are closing).
+  bool drain_step(bool sweep);
   // Graceful drain: no accepted connection is left on any loop.
   bool served_all() const;
   void close_dialed();
@@ -267,6 +270,7 @@ class EventLoop {
   bool sweep_armed_ = false;            // graceful drain: sweep after the next poll
   bool drain_swept_ = false;            // ... done: input stops at frame boundaries
   int64_t served_open_ = 0;             // accepted connections not yet closed
+  Conn* in_traffic_ = nullptr;          // the connection whose on_traffic is running
   Clock::time_point drain_deadline_;
   bool task_signal_ = false;            // eventfd fired since tasks last ran
   std::atomic<bool> stop_requested_{false};

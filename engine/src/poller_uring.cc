@@ -370,6 +370,10 @@ void UringPoller::resume_reading(Conn& c) {
 void UringPoller::consume_buffers(Conn* c, uint16_t bid, int res) {
   size_t left = res > 0 ? static_cast<size_t>(res) : 1;  // an empty completion holds one
   if (left > buffers_.buffer_size()) bump(loop_.counters_mut().recv_bundles);
+  if (c == nullptr && res > 0) {  // arrived for a connection closed meanwhile: refused
+    bump(loop_.counters_mut().bytes_in, static_cast<uint64_t>(res));
+    bump(loop_.counters_mut().inbound_dropped, static_cast<uint64_t>(res));
+  }
   while (left > 0) {
     size_t n = std::min(left, buffers_.buffer_size());
     uint16_t next = buffers_.next_in_ring(bid);
