@@ -369,37 +369,13 @@ TEST_P(CloseTest, LingeringCloseSendsFinDropsInputClosesOnPeerEofOrDeadline) {
   EXPECT_TRUE(wait_until([&] { return server.engine().stats().closed == 2; }, 1000ms));
 }
 
-// "<id>\n" -> a worker-pool job (100 ms), then "done <id>\n" from the loop.
-class PoolAnswerHandler : public EchoHandler {
- public:
-  explicit PoolAnswerHandler(WorkerPool& pool) : pool_(pool) {}
-  Action on_traffic(Conn& c) override {
-    size_t nl;
-    while ((nl = c.peek().find('\n')) != std::string_view::npos) {
-      std::string id(c.next(nl + 1).substr(0, nl));
-      Status s = pool_.submit(
-          c,
-          [id] {
-            std::this_thread::sleep_for(100ms);
-            return "done " + id + "\n";
-          },
-          [](Conn& conn, std::string&& answer) { conn.write(answer).ignore(); });
-      if (!s) return Action::kClose;
-    }
-    return Action::kNone;
-  }
-
- private:
-  WorkerPool& pool_;
-};
-
 // The peer sends its requests and then its FIN (shutdown(SHUT_WR)): the connection stays
 // open for writing while the answers are computed off the loop, and closes once they are
 // out (kPeerClosed).
 TEST_P(CloseTest, HalfClosedConnectionStaysOpenForAnswersFromThePool) {
   WorkerPool pool({.threads = 2});
   ASSERT_TRUE(pool.start());
-  PoolAnswerHandler handler(pool);
+  PoolLineHandler handler(pool, 100ms);
   TestServer server(handler, test_options(GetParam()));
   ASSERT_TRUE(server.start());
   Client c;

@@ -152,33 +152,6 @@ TEST_P(DrainTest, HandlersSeeTheDrainingFlag) {
   EXPECT_TRUE(handler.saw_draining_.load());
 }
 
-// "N\n" -> a pool job that takes `work`, then "done N\n" from the loop. While the job
-// runs the connection holds no input and no output: only the pool's hold (Conn::hold)
-// keeps the drain from taking it for idle and closing it with the answer still to come.
-class PoolLineHandler : public EchoHandler {
- public:
-  PoolLineHandler(WorkerPool& pool, Millis work) : pool_(pool), work_(work) {}
-  Action on_traffic(Conn& c) override {
-    size_t nl;
-    while ((nl = c.peek().find('\n')) != std::string_view::npos) {
-      std::string id(c.next(nl + 1).substr(0, nl));
-      Status s = pool_.submit(
-          c,
-          [id, work = work_] {
-            std::this_thread::sleep_for(work);
-            return "done " + id + "\n";
-          },
-          [](Conn& conn, std::string&& answer) { conn.write(answer).ignore(); });
-      if (!s) return Action::kClose;
-    }
-    return Action::kNone;
-  }
-
- private:
-  WorkerPool& pool_;
-  Millis work_;
-};
-
 TEST_P(DrainTest, PoolJobsInFlightAreAnsweredBeforeTheDrainCloses) {
   WorkerPool pool({.threads = 2});
   PoolLineHandler handler(pool, 300ms);

@@ -864,4 +864,22 @@ testing::AssertionResult EchoHandler::wait_close_for_port(uint16_t remote_port,
   return testing::AssertionSuccess();
 }
 
+// ---- PoolLineHandler ----------------------------------------------------------------------
+
+Action PoolLineHandler::on_traffic(Conn& c) {
+  size_t nl;
+  while ((nl = c.peek().find('\n')) != std::string_view::npos) {
+    std::string id(c.next(nl + 1).substr(0, nl));
+    Status s = pool_.submit(
+        c,
+        [id, work = work_] {
+          std::this_thread::sleep_for(work);
+          return "done " + id + "\n";
+        },
+        [](Conn& conn, std::string&& answer) { conn.write(answer).ignore(); });
+    if (!s) return Action::kClose;
+  }
+  return Action::kNone;
+}
+
 }  // namespace ringnet::test

@@ -11,6 +11,7 @@
 #include <ringnet/engine.h>
 #include <ringnet/handler.h>
 #include <ringnet/options.h>
+#include <ringnet/worker_pool.h>
 
 #include <atomic>
 #include <chrono>
@@ -334,6 +335,19 @@ class EchoHandler : public EventHandler {
   std::vector<OpenRecord> opens_;
   std::vector<CloseRecord> closes_;
   std::atomic<int> shutdowns_{0};
+};
+
+// "<id>\n" -> a WorkerPool job that takes `work`, then "done <id>\n" from the loop. While
+// a job runs its connection holds no input and no output: only the pool's hold
+// (Conn::hold) keeps a drain or the peer's EOF from closing it with the answer to come.
+class PoolLineHandler : public EchoHandler {
+ public:
+  PoolLineHandler(WorkerPool& pool, Millis work) : pool_(pool), work_(work) {}
+  Action on_traffic(Conn& c) override;
+
+ private:
+  WorkerPool& pool_;
+  Millis work_;
 };
 
 }  // namespace ringnet::test
