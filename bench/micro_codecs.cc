@@ -9,11 +9,14 @@
 // Frames are built with the codec's own encoder, so the input is valid by construction.
 // Encode benchmarks append to a std::string whose capacity is kept across iterations (as a
 // connection's outbound queue keeps its blocks), so they measure formatting, not malloc.
-// "Partial" benchmarks decode a frame that lacks its last byte: the stateless codecs scan it
-// again on every arrival, and this is the price of one such scan.
+// "Partial" benchmarks decode a frame that lacks its last byte with a fresh state: the
+// price of one scan from the frame's start. "Trickled" benchmarks feed one large frame
+// through read_frames (FramedHandler's loop) in small arrivals, against the same frame in
+// one arrival ("Whole"): with checkpoints the two cost about the same.
 #include <benchmark/benchmark.h>
 #include <ringnet/proto/delimiter_codec.h>
 #include <ringnet/proto/fixed_length_codec.h>
+#include <ringnet/proto/frame_reader.h>
 #include <ringnet/proto/http1.h>
 #include <ringnet/proto/http_response.h>
 #include <ringnet/proto/length_field_codec.h>
@@ -25,6 +28,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -72,6 +76,37 @@ void decode_partial(benchmark::State& state, const Codec& codec, std::string_vie
     benchmark::DoNotOptimize(d);
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(partial.size()));
+}
+
+// Feeds `wire` (exactly one frame) to read_frames in arrivals of `step` bytes, as a
+// connection would see it. Items = frames, bytes = wire bytes.
+template <typename Codec>
+void decode_trickled(benchmark::State& state, const Codec& codec, std::string_view wire,
+                     size_t step) {
+  uint64_t examined = 0;
+  for (auto _ : state) {
+    StringInput input;
+    DecodeWork work;
+    for (size_t at = 0; at < wire.size(); at += step) {
+      input.arrive(wire.substr(at, step));
+      read_frames(
+          codec, input, work,
+          [](const typename Codec::Frame& f) {
+            benchmark::DoNotOptimize(f);
+            return ringnet::Action::kNone;
+          },
+          [](uint8_t) { return ringnet::Action::kNone; },
+          [](const ProtocolError&) { return ringnet::Action::kClose; });
+    }
+    if (work.frames != 1 || !input.peek().empty()) {
+      state.SkipWithError("the frame did not decode");
+      break;
+    }
+    examined = work.examined;
+  }
+  state.counters["examined_per_byte"] = double(examined) / double(wire.size());
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(wire.size()));
 }
 
 // Calls encode_one(sink) kBatch times per iteration into a reused string.
@@ -234,6 +269,31 @@ void BM_RespDecodeSetPartial(benchmark::State& state) {
 }
 BENCHMARK(BM_RespDecodeSetPartial)->Apply(sizes);
 
+// Issue #19: one command of 200,000 arguments of 27 bytes (6.8 MB), in one arrival and in
+// arrivals of 1 KiB.
+const std::string& big_resp_command() {
+  static const std::string wire = [] {
+    std::vector<std::string> owned(200'000, std::string(27, 'a'));
+    owned[0] = "RPUSH";
+    std::vector<std::string_view> views(owned.begin(), owned.end());
+    std::string out;
+    StringSink sink{out};
+    (void)RespCodec::encode(views, sink);
+    return out;
+  }();
+  return wire;
+}
+
+void BM_RespWholeBigCommand(benchmark::State& state) {
+  decode_trickled(state, RespCodec(), big_resp_command(), big_resp_command().size());
+}
+BENCHMARK(BM_RespWholeBigCommand)->Unit(benchmark::kMillisecond);
+
+void BM_RespTrickledBigCommand(benchmark::State& state) {
+  decode_trickled(state, RespCodec(), big_resp_command(), static_cast<size_t>(state.range(0)));
+}
+BENCHMARK(BM_RespTrickledBigCommand)->Arg(1024)->Unit(benchmark::kMillisecond);
+
 // Replies: a bulk string (GET's answer) and +OK (SET's).
 void BM_RespWriteBulk(benchmark::State& state) {
   const std::string value = body_of(static_cast<size_t>(state.range(0)));
@@ -318,6 +378,26 @@ void BM_HttpDecodeChunkedPost(benchmark::State& state) {
   decode_batch(state, codec, repeated(one));
 }
 BENCHMARK(BM_HttpDecodeChunkedPost)->Apply(sizes);
+
+// Issue #19: an upload of 29,000 one-byte chunks, in one arrival and 6 bytes at a time.
+const std::string& tiny_chunks_upload() {
+  static const std::string wire = [] {
+    std::string out = "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 29'000; ++i) out += "1\r\nx\r\n";
+    return out + "0\r\n\r\n";
+  }();
+  return wire;
+}
+
+void BM_HttpWholeTinyChunks(benchmark::State& state) {
+  decode_trickled(state, Http1Codec(), tiny_chunks_upload(), tiny_chunks_upload().size());
+}
+BENCHMARK(BM_HttpWholeTinyChunks)->Unit(benchmark::kMillisecond);
+
+void BM_HttpTrickledTinyChunks(benchmark::State& state) {
+  decode_trickled(state, Http1Codec(), tiny_chunks_upload(), static_cast<size_t>(state.range(0)));
+}
+BENCHMARK(BM_HttpTrickledTinyChunks)->Arg(6)->Unit(benchmark::kMillisecond);
 
 void BM_HttpDecodeBrowserGetPartial(benchmark::State& state) {
   const Http1Codec codec;

@@ -1,6 +1,8 @@
 // DelimiterCodec: see delimiter_codec.h.
 #include "ringnet/proto/delimiter_codec.h"
 
+#include <algorithm>
+
 namespace ringnet::proto {
 
 namespace {
@@ -21,22 +23,29 @@ Status DelimiterCodec::validate(const Options& options) {
   return Status::ok();
 }
 
-Decoded DelimiterCodec::decode(std::string_view in, Frame& frame) const {
+Decoded DelimiterCodec::decode(std::string_view in, Frame& frame, State& state) const {
   const std::string_view delim = options_.delimiter;
   if (delim.empty()) return Decoded::fail(kEmptyDelimiter);
 
   // The longest acceptable frame is max_frame line bytes plus the delimiter, so only that
   // window is searched: a delimiter further on belongs to an over-long line anyway.
   const size_t window = saturating_add(options_.max_frame, delim.size());
+  const std::string_view scan = in.substr(0, window);
+  const size_t from = std::min(state.searched_, scan.size());
   // find(char) is memchr; the string form scans for the first byte the same way.
-  const size_t pos = delim.size() == 1 ? in.substr(0, window).find(delim[0])
-                                       : in.substr(0, window).find(delim);
+  const size_t pos = delim.size() == 1 ? scan.find(delim[0], from) : scan.find(delim, from);
   if (pos == std::string_view::npos) {
     // With `window` bytes and no delimiter, the line already has max_frame + 1 bytes.
     // One byte fewer could still be max_frame bytes plus a delimiter cut short.
-    if (in.size() >= window) return Decoded::fail(kLineTooLong);
+    if (in.size() >= window) {
+      state.searched_ = 0;
+      return Decoded::fail(kLineTooLong);
+    }
+    // A delimiter may yet start in its last size - 1 bytes, cut short.
+    state.searched_ = scan.size() - std::min(scan.size(), delim.size() - 1);
     return Decoded::need_more();
   }
+  state.searched_ = 0;
   const size_t consumed = pos + delim.size();
   frame = in.substr(0, options_.strip_delimiter ? pos : consumed);
   return Decoded::frame(consumed);

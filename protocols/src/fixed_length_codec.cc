@@ -15,7 +15,7 @@ Status FixedLengthCodec::validate(const Options& options) {
 Decoded FixedLengthCodec::decode(std::string_view in, Frame& frame) const {
   const size_t n = options_.frame_length;
   if (n == 0) return Decoded::fail(kZeroLength);
-  if (in.size() < n) return Decoded::need_more();
+  if (in.size() < n) return Decoded::need_more(0, n);
   frame = in.substr(0, n);
   return Decoded::frame(n);
 }

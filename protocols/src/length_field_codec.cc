@@ -57,7 +57,7 @@ Decoded LengthFieldCodec::decode(std::string_view in, Frame& frame) const {
   if (options_error_ != nullptr) return Decoded::fail(options_error_);
   // Cannot overflow: check_options bounds it by max_frame.
   const size_t header_end = options_.length_offset + size_t(options_.length_size);
-  if (in.size() < header_end) return Decoded::need_more();
+  if (in.size() < header_end) return Decoded::need_more(0, header_end);
 
   const uint64_t value = read_length_field(in.data() + options_.length_offset,
                                            options_.length_size, options_.big_endian);
@@ -80,7 +80,7 @@ Decoded LengthFieldCodec::decode(std::string_view in, Frame& frame) const {
   // All of this is known from the header: fail now rather than buffer a body to reject.
   if (frame_length > options_.max_frame) return Decoded::fail(kTooLong);
   if (options_.bytes_to_strip > frame_length) return Decoded::fail(kStripTooLong);
-  if (in.size() < frame_length) return Decoded::need_more();
+  if (in.size() < frame_length) return Decoded::need_more(0, static_cast<size_t>(frame_length));
 
   frame = in.substr(options_.bytes_to_strip, frame_length - options_.bytes_to_strip);
   return Decoded::frame(frame_length);

@@ -84,103 +84,149 @@ const char* RespCodec::expected_dollar_reason(unsigned char got) {
   return kDollarReasons.text[got];
 }
 
-Decoded RespCodec::decode(std::string_view in, RespCommand& cmd) const {
+Decoded RespCodec::decode_from(std::string_view in, RespCommand& cmd, State* st) const {
   // Step over empty commands to the next real one; see resp.h for when an empty frame
-  // comes back anyway.
+  // comes back anyway. A checkpoint is only ever kept for a command at the front of `in`.
   size_t pos = 0;
   while (pos < in.size()) {
     cmd.clear();
-    size_t next = pos;
-    const char* reason = "";
-    Step step = in[pos] == '*' ? decode_multibulk(in, next, cmd, reason)
-                               : decode_inline(in, next, cmd, reason);
+    const std::string_view rest = in.substr(pos);
+    State* front = pos == 0 ? st : nullptr;
+    Scan scan;
+    const Step step = rest[0] == '*' ? decode_multibulk(rest, cmd, front, scan)
+                                     : decode_inline(rest, cmd, front, scan);
     if (step == Step::kError) {
       cmd.clear();
-      return Decoded::fail(reason);
+      if (st != nullptr) st->reset();
+      return Decoded::fail(scan.reason);
     }
     if (step == Step::kNeedMore) {
       cmd.clear();
-      return pos == 0 ? Decoded::need_more() : Decoded::frame(pos);
+      // Or the empty commands before it.
+      return pos == 0 ? Decoded::need_more(0, scan.need) : Decoded::frame(pos);
     }
-    pos = next;
+    pos += scan.end;
     if (!cmd.empty()) return Decoded::frame(pos);
   }
   cmd.clear();
   return pos == 0 ? Decoded::need_more() : Decoded::frame(pos);
 }
 
-RespCodec::Step RespCodec::decode_multibulk(std::string_view in, size_t& pos,
-                                            RespCommand& cmd, const char*& reason) const {
-  size_t p = pos + 1;  // past '*'
+// Like redis' processMultibulkBuffer: the "*<n>" header once, then per argument its
+// "$<len>" header and its bytes. A resumed command (st->pos_ != 0) starts where the last
+// call stopped and collects offsets into st->args_; a fresh one collects views into `cmd`
+// and touches `st` only to checkpoint.
+RespCodec::Step RespCodec::decode_multibulk(std::string_view in, RespCommand& cmd, State* st,
+                                            Scan& scan) const {
+  State* resumed = st != nullptr && st->pos_ != 0 ? st : nullptr;
+  size_t p = 1;  // past '*'
   int64_t count = 0;
-  switch (parse_length_line(in, p, count)) {
-    case Number::kNeedMore: return Step::kNeedMore;
-    case Number::kBad: reason = kInvalidMultibulkLength; return Step::kError;
-    case Number::kOk: break;
-  }
-  if (count > 0 && static_cast<uint64_t>(count) > options_.max_args) {
-    reason = kTooManyArgs;
-    return Step::kError;
-  }
-  for (int64_t i = 0; i < count; ++i) {  // count <= 0: an empty command, as in redis
-    if (p == in.size()) return Step::kNeedMore;
-    if (in[p] != '$') {
-      reason = expected_dollar_reason(static_cast<unsigned char>(in[p]));
-      return Step::kError;
-    }
-    ++p;
-    int64_t len = 0;
-    switch (parse_length_line(in, p, len)) {
+  int64_t bulklen = -1;  // the bulk at p, once its "$<len>" is read
+  if (resumed != nullptr) {
+    p = resumed->pos_;
+    count = resumed->multibulklen_;
+    bulklen = resumed->bulklen_;
+  } else {
+    switch (parse_length_line(in, p, count)) {
       case Number::kNeedMore: return Step::kNeedMore;
-      case Number::kBad: reason = kInvalidBulkLength; return Step::kError;
+      case Number::kBad: return scan.fail(kInvalidMultibulkLength);
       case Number::kOk: break;
     }
-    if (len < 0) {
-      reason = kInvalidBulkLength;
-      return Step::kError;
+    if (count > 0 && static_cast<uint64_t>(count) > options_.max_args) {
+      return scan.fail(kTooManyArgs);
     }
-    const size_t n = static_cast<size_t>(len);
-    if (static_cast<uint64_t>(len) > options_.max_bulk) {
-      reason = kBulkTooBig;
-      return Step::kError;
+    if (count <= 0) return scan.done(p);  // an empty command, as in redis
+  }
+  for (size_t done = resumed != nullptr ? resumed->args_.size() : 0;
+       done < static_cast<size_t>(count); ++done) {
+    if (bulklen < 0) {  // "$<len>\r\n" first
+      if (p == in.size()) return pause(in, cmd, st, p, count, -1);
+      if (in[p] != '$') return scan.fail(expected_dollar_reason(static_cast<unsigned char>(in[p])));
+      size_t q = p + 1;
+      int64_t len = 0;
+      switch (parse_length_line(in, q, len)) {
+        case Number::kNeedMore: return pause(in, cmd, st, p, count, -1);
+        case Number::kBad: return scan.fail(kInvalidBulkLength);
+        case Number::kOk: break;
+      }
+      if (len < 0) return scan.fail(kInvalidBulkLength);
+      if (static_cast<uint64_t>(len) > options_.max_bulk) return scan.fail(kBulkTooBig);
+      bulklen = len;
+      p = q;
     }
     // The terminator is checked byte by byte as it arrives, like the headers.
+    const auto n = static_cast<size_t>(bulklen);
     const size_t avail = in.size() - p;
     if ((avail > n && in[p + n] != '\r') || (avail > n + 1 && in[p + n + 1] != '\n')) {
-      reason = kBadBulkTerminator;
-      return Step::kError;
+      return scan.fail(kBadBulkTerminator);
     }
-    if (avail < n + 2) return Step::kNeedMore;
-    cmd.push_back(in.substr(p, n));
+    if (avail < n + 2) {
+      scan.need = p + n + (avail > n ? 2 : 1);
+      return pause(in, cmd, st, p, count, bulklen);
+    }
+    if (resumed != nullptr) {
+      resumed->args_.push_back({p, n});
+    } else {
+      cmd.push_back(in.substr(p, n));
+    }
     p += n + 2;
+    bulklen = -1;
   }
-  pos = p;
-  return Step::kDone;
+  if (resumed != nullptr) {
+    load_args(in, cmd, *resumed);
+    resumed->reset();
+  }
+  return scan.done(p);
 }
 
-RespCodec::Step RespCodec::decode_inline(std::string_view in, size_t& pos, RespCommand& cmd,
-                                         const char*& reason) const {
-  std::string_view rest = in.substr(pos);
+// A partial multibulk command stops at `pos`, `count` arguments announced, with the bulk
+// at `pos` of `bulklen` bytes (-1 before its header). Checkpoint it there when there is a
+// state and it is kept already or worth it (kCheckpointMin), turning this call's views
+// into offsets; otherwise the next call starts over (cheap: fewer than kCheckpointMin
+// bytes).
+RespCodec::Step RespCodec::pause(std::string_view in, RespCommand& cmd, State* st,
+                                 size_t pos, int64_t count, int64_t bulklen) {
+  if (st != nullptr && (st->pos_ != 0 || pos >= kCheckpointMin)) {
+    if (st->pos_ == 0) {
+      st->args_.reserve(cmd.size());
+      for (std::string_view arg : cmd) {
+        st->args_.push_back({static_cast<size_t>(arg.data() - in.data()), arg.size()});
+      }
+    }
+    st->pos_ = pos;
+    st->multibulklen_ = count;
+    st->bulklen_ = bulklen;
+  }
+  return Step::kNeedMore;
+}
+
+// The complete command's views, from the offsets a resumed decode collected: built once.
+void RespCodec::load_args(std::string_view in, RespCommand& cmd, const State& st) {
+  cmd.clear();
+  if (st.args_.size() > RespCommand::kInlineArgs) cmd.overflow_.reserve(st.args_.size());
+  for (const State::Arg& arg : st.args_) cmd.push_back(in.substr(arg.offset, arg.size));
+}
+
+RespCodec::Step RespCodec::decode_inline(std::string_view in, RespCommand& cmd, State* st,
+                                         Scan& scan) const {
   // A line may hold max_inline bytes plus "\r\n"; no '\n' within that many bytes means
   // the line is too long whatever comes next.
   const size_t window = options_.max_inline > SIZE_MAX - 2 ? SIZE_MAX : options_.max_inline + 2;
-  const size_t newline = rest.substr(0, window).find('\n');
+  const std::string_view line = in.substr(0, window);
+  // A kept line was searched up to st->pos_ already.
+  const size_t from = st != nullptr ? st->pos_ : 0;
+  const size_t newline = line.find('\n', from);
   if (newline == std::string_view::npos) {
-    if (rest.size() >= window) {
-      reason = kInlineTooBig;
-      return Step::kError;
-    }
+    if (in.size() >= window) return scan.fail(kInlineTooBig);
+    if (st != nullptr && (from != 0 || line.size() >= kCheckpointMin)) st->pos_ = line.size();
     return Step::kNeedMore;
   }
+  if (from != 0) st->reset();
   size_t len = newline;
-  if (len != 0 && rest[len - 1] == '\r') --len;
-  if (len > options_.max_inline) {
-    reason = kInlineTooBig;
-    return Step::kError;
-  }
-  if (!split_inline(rest.substr(0, len), cmd, reason)) return Step::kError;
-  pos += newline + 1;
-  return Step::kDone;
+  if (len != 0 && in[len - 1] == '\r') --len;
+  if (len > options_.max_inline) return scan.fail(kInlineTooBig);
+  if (!split_inline(in.substr(0, len), cmd, scan.reason)) return Step::kError;
+  return scan.done(newline + 1);
 }
 
 bool RespCodec::split_inline(std::string_view line, RespCommand& cmd,

@@ -73,7 +73,8 @@ Decoded RpcFrameCodec::decode(std::string_view in, RpcFrame& frame) const {
   if (have > kTypeAt && byte_at(in, kTypeAt) > kMaxType) {
     return Decoded::fail(kRpcErrorBadType);
   }
-  if (have < kRpcHeaderSize) return Decoded::need_more();
+  // Once the checked bytes are in, nothing can change before the whole header is.
+  if (have < kRpcHeaderSize) return Decoded::need_more(0, have > kTypeAt ? kRpcHeaderSize : 0);
 
   // Limits come from the header alone: an oversized frame fails before its body is read.
   const auto body_length = static_cast<uint32_t>(read_be(in, kBodyLengthAt, 4));
@@ -82,7 +83,7 @@ Decoded RpcFrameCodec::decode(std::string_view in, RpcFrame& frame) const {
 
   // 64-bit arithmetic: header + a 4 GiB body must not wrap a 32-bit size_t.
   const uint64_t total = uint64_t{kRpcHeaderSize} + body_length;
-  if (have < total) return Decoded::need_more();
+  if (have < total) return Decoded::need_more(0, static_cast<size_t>(total));
 
   frame.type = static_cast<RpcType>(byte_at(in, kTypeAt));
   frame.flags = static_cast<uint16_t>(read_be(in, kFlagsAt, 2));

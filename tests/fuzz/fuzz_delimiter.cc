@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "resume_check.h"
+
 namespace {
 
 using ringnet::proto::Decoded;
@@ -80,5 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check_round_trip(codec, in.substr(0, pos));
     in.remove_prefix(d.consumed);
   }
+  ringnet::fuzz::check_resume(codec, std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1),
+                              size, [](std::string_view a, std::string_view b) { return a == b; });
   return 0;
 }

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "resume_check.h"
+
 namespace {
 
 using ringnet::proto::Decoded;
@@ -51,5 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(d2.kind == Decoded::kFrame && d2.consumed == n && again == frame);
     in.remove_prefix(d.consumed);
   }
+  ringnet::fuzz::check_resume(codec, std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1),
+                              size, [](std::string_view a, std::string_view b) { return a == b; });
   return 0;
 }

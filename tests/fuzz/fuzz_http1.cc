@@ -17,6 +17,8 @@
 #include <string>
 #include <string_view>
 
+#include "resume_check.h"
+
 namespace {
 
 using ringnet::proto::Decoded;
@@ -136,7 +138,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   static const Http1Codec defaults;
   static const Http1Codec tight(tight_options());
-  run((data[0] & 1) ? tight : defaults,
-      std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
+  const Http1Codec& codec = (data[0] & 1) ? tight : defaults;
+  const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
+  run(codec, in);
+  ringnet::fuzz::check_resume(codec, in, size, same_request);
   return 0;
 }

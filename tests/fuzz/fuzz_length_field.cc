@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include "resume_check.h"
+
 namespace {
 
 using ringnet::proto::Decoded;
@@ -107,5 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(d.consumed > 0);
     in.remove_prefix(d.consumed);
   }
+  ringnet::fuzz::check_resume(codec, std::string_view(reinterpret_cast<const char*>(data) + 4, size - 4),
+                              size, [](std::string_view a, std::string_view b) { return a == b; });
   return 0;
 }

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "resume_check.h"
+
 namespace {
 
 using ringnet::proto::Decoded;
@@ -97,5 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check_frame(codec, in, d, cmd);
     in.remove_prefix(d.consumed);
   }
+  ringnet::fuzz::check_resume(codec, std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1),
+                              size, same_args);
   return 0;
 }

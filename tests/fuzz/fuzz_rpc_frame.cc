@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "resume_check.h"
+
 namespace {
 
 using ringnet::proto::Decoded;
@@ -77,5 +79,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const RpcFrameCodec tight_codec(RpcFrameOptions{.min_body = 1, .max_body = 64});
   consume_all(default_codec, in);
   consume_all(tight_codec, in);
+  for (const RpcFrameCodec* codec : {&default_codec, &tight_codec}) {
+    ringnet::fuzz::check_resume(*codec, in, size,
+                                [](const RpcFrame& a, const RpcFrame& b) { return a == b; });
+  }
   return 0;
 }

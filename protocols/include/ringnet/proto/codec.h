@@ -2,16 +2,29 @@
 // loops or sockets, so it is unit-tested and fuzzed on plain strings.
 //
 //   Decoded decode(std::string_view in, Frame& frame) const;
+//   Decoded decode(std::string_view in, Frame& frame, State& state) const;  // resumable
 //
 // looks at the front of `in` (every unread inbound byte of one connection) and returns
 //   - kFrame:    `frame` is filled and took the first `consumed` bytes of `in`. Its views
 //                point into `in` (no copy) unless the protocol forces a copy (HTTP chunked
 //                bodies), so they are valid only while `in` is;
-//   - kNeedMore: no complete frame yet; call again with the same bytes plus more;
+//   - kNeedMore: no complete frame yet; call again with the same bytes plus more. `need`,
+//                when not 0, is how many bytes `in` must hold before a call can answer
+//                anything else (a length read from a header), so the caller may wait;
 //   - kError:    the bytes can never become a valid frame (bad header, over a size limit).
 //                Limits are checked from headers, before a body is waited for.
-// decode is const and keeps no state between calls: one codec object serves every
-// connection on every loop. Encoders append to any ByteSink (Conn, or StringSink in tests).
+// decode is const: one codec object serves every connection on every loop. Encoders append
+// to any ByteSink (Conn, or StringSink in tests).
+//
+// Resumable codecs (ResumableCodec) also take a State: one connection's checkpoint, so a
+// frame that trickles in is not parsed again from its start on every arrival (Netty's
+// checkpoint, redis' multibulklen/bulklen). The caller keeps one State per connection and
+// passes it back with `in` starting at the same frame, more bytes appended; the bytes may
+// have moved in memory, so a State holds offsets from the front of `in`, never pointers.
+// resume_at() is how many bytes at the front of `in` the checkpoint has examined (0: none);
+// the next call looks only past them. kFrame and kError leave the State fresh again. A
+// fresh State is always valid: the result is the same, only the cost differs. The
+// two-argument decode is the three-argument one with a fresh State.
 #pragma once
 
 #include <concepts>
@@ -20,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "ringnet/status.h"
 
@@ -40,13 +54,28 @@ struct Decoded {
   uint8_t hint = 0;
   size_t consumed = 0;  // kFrame: bytes of `in` the frame took
   ProtocolError error;  // kError
+  // kNeedMore only: until `in` holds this many bytes, decode would say kNeedMore with the
+  // same hint again. 0: unknown (any new byte may matter).
+  size_t need = 0;
 
-  static Decoded frame(size_t consumed) { return {kFrame, 0, consumed, {}}; }
-  static Decoded need_more(uint8_t hint = 0) { return {kNeedMore, hint, 0, {}}; }
+  static Decoded frame(size_t consumed) { return {kFrame, 0, consumed, {}, 0}; }
+  static Decoded need_more(uint8_t hint = 0, size_t need = 0) {
+    return {kNeedMore, hint, 0, {}, need};
+  }
   static Decoded fail(const char* reason, int status = 0) {
-    return {kError, 0, 0, {reason, status}};
+    return {kError, 0, 0, {reason, status}, 0};
   }
 };
+
+// A partial frame that has cost less than this to examine is simply decoded again from its
+// start on its next arrival: cheaper than keeping (and allocating) a checkpoint for it.
+// Codecs record a checkpoint from here on, and the adapter keeps one per connection. So a
+// frame costs at most a few times its size plus kCheckpointMin per arrival. A build may
+// lower it for the whole tree (scripts/fuzz does), so small inputs reach the checkpoints.
+#ifndef RINGNET_CHECKPOINT_MIN
+#define RINGNET_CHECKPOINT_MIN 512
+#endif
+inline constexpr size_t kCheckpointMin = RINGNET_CHECKPOINT_MIN;
 
 // Where encoders append bytes. Conn satisfies it (bytes go to the outbound queue).
 template <typename S>
@@ -87,5 +116,16 @@ template <typename C>
 concept Codec = requires(const C& c, std::string_view in, typename C::Frame& frame) {
   { c.decode(in, frame) } -> std::same_as<Decoded>;
 };
+
+// A codec with a per-connection checkpoint (see the file comment).
+template <typename C>
+concept ResumableCodec =
+    Codec<C> && std::default_initializable<typename C::State> &&
+    std::movable<typename C::State> &&
+    requires(const C& c, std::string_view in, typename C::Frame& frame,
+             typename C::State& state) {
+      { c.decode(in, frame, state) } -> std::same_as<Decoded>;
+      { std::as_const(state).resume_at() } -> std::same_as<size_t>;
+    };
 
 }  // namespace ringnet::proto

@@ -5,9 +5,8 @@
 //
 // A line may hold any bytes except the delimiter itself. At most max_frame bytes may come
 // before the delimiter; once max_frame + delimiter size bytes are buffered with no
-// delimiter among them, no wait can help and decode fails. The codec is stateless, so a
-// partial line is searched again from its start on every arrival: the cost per arrival is
-// bounded by max_frame.
+// delimiter among them, no wait can help and decode fails. With a State (see codec.h) a
+// partial line is searched only past what earlier calls searched.
 #pragma once
 
 #include <cstddef>
@@ -32,6 +31,16 @@ class DelimiterCodec {
   using Frame = std::string_view;
   using Options = DelimiterOptions;
 
+  // How far a partial line has been searched: no delimiter starts before `searched`.
+  class State {
+   public:
+    size_t resume_at() const { return searched_; }
+
+   private:
+    friend class DelimiterCodec;
+    size_t searched_ = 0;
+  };
+
   DelimiterCodec() = default;
   explicit DelimiterCodec(Options options) : options_(std::move(options)) {}
 
@@ -41,7 +50,11 @@ class DelimiterCodec {
 
   // See codec.h. Fails with "delimiter codec: line longer than max_frame" or
   // "delimiter codec: empty delimiter".
-  Decoded decode(std::string_view in, Frame& frame) const;
+  Decoded decode(std::string_view in, Frame& frame, State& state) const;
+  Decoded decode(std::string_view in, Frame& frame) const {
+    State fresh;
+    return decode(in, frame, fresh);
+  }
 
   // Writes `line` then the delimiter. Errors (nothing written) when the line contains the
   // delimiter or is longer than max_frame: the peer could not decode it as one line.
@@ -59,6 +72,6 @@ class DelimiterCodec {
   Options options_;
 };
 
-static_assert(Codec<DelimiterCodec>);
+static_assert(ResumableCodec<DelimiterCodec>);
 
 }  // namespace ringnet::proto

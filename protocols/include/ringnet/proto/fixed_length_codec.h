@@ -2,7 +2,8 @@
 //
 //   wire:  [frame_length bytes][frame_length bytes]...
 //
-// frame_length 0 is invalid (it would frame nothing forever): validate() reports it and
+// A partial frame asks for the rest (Decoded::need), so the adapter waits without
+// decoding again. frame_length 0 is invalid (it would frame nothing forever): validate() reports it and
 // decode fails with the same reason rather than looping on empty frames.
 #pragma once
 

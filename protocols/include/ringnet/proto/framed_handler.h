@@ -8,7 +8,9 @@
 //   };
 //
 // Every complete frame in the inbound bytes is delivered in order; a partial frame waits,
-// unconsumed, for more bytes. A protocol error is logged (rate-limited), counted, answered
+// unconsumed, for more bytes, and is not decoded again from its start on every arrival
+// (read_frames in frame_reader.h; it uses the connection's protocol_state() slot, which
+// belongs to this adapter). A protocol error is logged (rate-limited), counted, answered
 // where the codec has an answer (write_error_reply: HTTP 400/413/431, RESP -ERR) and
 // closes that connection only; the engine and the other connections go on.
 #pragma once
@@ -21,6 +23,7 @@
 #include "ringnet/log.h"
 #include "ringnet/metrics.h"
 #include "ringnet/proto/codec.h"
+#include "ringnet/proto/frame_reader.h"
 #include "ringnet/proto/loop_counter.h"
 
 namespace ringnet::proto {
@@ -59,27 +62,19 @@ class FramedHandler : public EventHandler {
   virtual Action on_need_more(Conn&, uint8_t /*hint*/) { return Action::kNone; }
 
   Action on_traffic(Conn& conn) override {
-    uint64_t frames = 0;
-    Action action = Action::kNone;
-    Frame frame{};
-    while (action == Action::kNone && conn.inbound_buffered() != 0) {
-      std::string_view in = conn.peek();
-      Decoded d = codec_.decode(in, frame);
-      if (d.kind == Decoded::kNeedMore) {
-        if (d.hint != 0) action = on_need_more(conn, d.hint);
-        break;
-      }
-      if (d.kind == Decoded::kError) {
-        errors_.add(conn.loop_index());
-        conn.discard();  // nothing after a broken frame can be trusted
-        action = on_protocol_error(conn, d.error);
-        break;
-      }
-      ++frames;
-      action = on_message(conn, frame);
-      conn.discard(d.consumed);
-    }
-    if (frames != 0) frames_.add(conn.loop_index(), frames);
+    DecodeWork work;
+    Action action = read_frames(
+        codec_, conn, work, [&](const Frame& frame) { return on_message(conn, frame); },
+        [&](uint8_t hint) { return on_need_more(conn, hint); },
+        [&](const ProtocolError& error) {
+          errors_.add(conn.loop_index());
+          conn.discard();  // nothing after a broken frame can be trusted
+          return on_protocol_error(conn, error);
+        });
+    const int loop = conn.loop_index();
+    if (work.frames != 0) frames_.add(loop, work.frames);
+    decode_calls_.add(loop, work.calls);
+    bytes_examined_.add(loop, work.examined);
     return action;
   }
 
@@ -87,6 +82,10 @@ class FramedHandler : public EventHandler {
   // Totals over every loop; any thread.
   uint64_t frames_decoded() const { return frames_.sum(); }
   uint64_t protocol_errors() const { return errors_.sum(); }
+  // Decoding work (see DecodeWork): calls to decode, and the bytes each call may have
+  // examined. Over a connection's life both stay within a small multiple of its bytes.
+  uint64_t decode_calls() const { return decode_calls_.sum(); }
+  uint64_t bytes_examined() const { return bytes_examined_.sum(); }
   // ringnet_frames_total / ringnet_protocol_errors_total{protocol="<name>"}, for
   // Engine::add_metrics. One framed handler per writer (a family appears once).
   void write_metrics(MetricsWriter& w, std::string_view protocol) const {
@@ -102,6 +101,8 @@ class FramedHandler : public EventHandler {
   C codec_;
   LoopCounter frames_;
   LoopCounter errors_;
+  LoopCounter decode_calls_;
+  LoopCounter bytes_examined_;
   LogRateLimit error_log_limit_{10};
 };
 

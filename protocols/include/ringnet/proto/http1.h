@@ -20,9 +20,10 @@
 // always an error. Inside a chunked body (sizes, data ends, trailers) only CRLF is taken:
 // leniency there is what request smuggling feeds on.
 //
-// decode is stateless: a head that arrives in pieces is scanned again on every call, which
-// stays bounded because the head is at most max_header_bytes; a chunked body's framing is
-// walked again too (its data is skipped by size), bounded by the framing budget below.
+// A request that trickles in is not parsed again from its start on every arrival: with a
+// State (see codec.h) decode keeps the head lines parsed so far (as offsets), the framing
+// the head declared, and for a chunked body where the next chunk starts and the data
+// decoded so far. While a body's bytes are awaited, Decoded::need says how many.
 #pragma once
 
 #include <array>
@@ -121,6 +122,71 @@ struct HttpRequest {
   void reset();
 };
 
+namespace detail {
+// A view kept as an offset from the front of the input, which may move between calls.
+struct Http1Span {
+  size_t offset = 0;
+  size_t size = 0;
+};
+struct Http1FieldSpan {
+  Http1Span name;
+  Http1Span value;
+};
+// Where the parse of a head stands.
+struct Http1HeadScan {
+  size_t pos = 0;        // the next line
+  size_t scan = 0;       // a partial line at pos has no LF before this
+  size_t checked = 0;    // a partial request line's method is checked up to here
+  bool method_done = false;
+  bool request_line_done = false;
+};
+// Where the walk of a chunked body stands.
+struct Http1ChunkWalk {
+  size_t pos = 0;            // the next size line, chunk data or trailer line
+  size_t scan = 0;           // a partial line at pos has no LF before this
+  size_t framing = 0;        // size lines, extensions, CRLFs and trailers so far
+  uint64_t size = 0;         // the chunk whose data starts at pos (when have_size)
+  bool have_size = false;
+  bool in_trailers = false;
+  uint64_t data_size = 0;    // decoded body bytes so far
+  size_t data_chunks = 0;    // chunks with data so far
+  size_t first_data = 0;     // offset of the first chunk's data
+  size_t trailer_bytes = 0;
+  size_t trailers = 0;
+};
+// A partial request, as Http1Codec keeps it between calls. Offsets are from the front of
+// the input.
+struct Http1Partial {
+  void reset();
+
+  size_t resume = 0;          // bytes examined and kept (0: fresh, nothing kept)
+  bool body_phase = false;    // the head is parsed and its framing applied
+  // The head: where its parse stands, and the lines parsed before that.
+  Http1HeadScan head;
+  Http1Span method, target, path, query;
+  HttpVersion version = HttpVersion::k11;
+  std::vector<Http1FieldSpan> fields;
+  // What the head declared (body phase).
+  size_t head_size = 0;
+  uint64_t content_length = 0;
+  bool chunked = false;
+  bool keep_alive = true;
+  bool expect_continue = false;
+  Http1ChunkWalk walk;
+  std::string body;           // a chunked body of several chunks, decoded so far
+};
+}  // namespace detail
+
+// One connection's partial request (see codec.h and the file comment).
+class Http1State {
+ public:
+  size_t resume_at() const { return partial_.resume; }
+
+ private:
+  friend class Http1Codec;
+  detail::Http1Partial partial_;
+};
+
 // Formats the reply for a decode error (defined with the response writer): status line,
 // Server, Date, Content-Length: 0, Connection: close. Status 0 is answered as 400.
 std::string_view format_error_reply(int status, std::span<char, kHttpErrorReplyMax> buf);
@@ -128,11 +194,17 @@ std::string_view format_error_reply(int status, std::span<char, kHttpErrorReplyM
 class Http1Codec {
  public:
   using Frame = HttpRequest;
+  using State = Http1State;
 
   Http1Codec() = default;
   explicit Http1Codec(Http1Options options) : options_(options) {}
 
-  Decoded decode(std::string_view in, HttpRequest& request) const;
+  Decoded decode(std::string_view in, HttpRequest& request, State& state) const {
+    return decode_from(in, request, &state.partial_);
+  }
+  Decoded decode(std::string_view in, HttpRequest& request) const {
+    return decode_from(in, request, nullptr);
+  }
 
   // The complete answer to a decode error; the caller closes the connection after it.
   template <ByteSink S>
@@ -144,6 +216,9 @@ class Http1Codec {
   const Http1Options& options() const { return options_; }
 
  private:
+  // `st` is null when no checkpoint is wanted (the two-argument decode).
+  Decoded decode_from(std::string_view in, HttpRequest& req, detail::Http1Partial* st) const;
+
   Http1Options options_;
 };
 

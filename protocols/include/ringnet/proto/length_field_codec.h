@@ -12,7 +12,8 @@
 // bytes_to_strip bytes (strip length_offset + length_size to get only the body).
 //
 // frame_length is checked against max_frame as soon as the length field has arrived, before
-// any of the body. Examples (Netty's documentation):
+// any of the body; then Decoded::need asks for the whole frame, so the adapter waits for it
+// without decoding again. Examples (Netty's documentation):
 //   {.length_size = 2, .bytes_to_strip = 2}              00 0C "HELLO, WORLD" -> body
 //   {.length_size = 2, .length_adjustment = -2}          00 0E "HELLO, WORLD" -> all 14
 //   {.length_offset = 2, .length_size = 3}         CA FE 00 00 0C "HELLO, WORLD" -> all 17

@@ -26,10 +26,11 @@
 // does before it closes the connection. Limits are checked from the `*<n>` and `$<len>`
 // headers, before the arguments arrive.
 //
-// decode is stateless (see codec.h), so a multibulk command that arrives in many pieces is
-// re-scanned from its start on each arrival: quadratic in the number of arguments, which
-// max_args bounds. A single large value costs nothing extra: its length is known from its
-// header and the scan stops there until all its bytes are in.
+// A command that trickles in is not scanned again from its start on every arrival: with a
+// State (see codec.h) decode keeps, as redis does on its client (processMultibulkBuffer),
+// the arguments still expected, the length of the bulk being read and the arguments read
+// so far (as offsets), and resumes where it stopped; the command's views are built once,
+// when it is complete. While a bulk's bytes are awaited, Decoded::need says how many.
 #pragma once
 
 #include <array>
@@ -50,7 +51,9 @@
 namespace ringnet::proto {
 
 struct RespOptions {
-  size_t max_args = 1024 * 1024;          // arguments per command (multibulk or inline)
+  // Arguments per command (multibulk or inline): redis refuses a multibulk length over
+  // 1024*1024 (processMultibulkBuffer up to 6.2; 7.x raised it to INT_MAX).
+  size_t max_args = 1024 * 1024;
   size_t max_bulk = size_t{512} << 20;    // bytes per argument (redis proto-max-bulk-len)
   size_t max_inline = 64 * 1024;          // bytes of an inline line, without its "\r\n"
 };
@@ -125,12 +128,40 @@ class RespCodec {
  public:
   using Frame = RespCommand;
 
+  // One connection's partial command (see codec.h and the file comment).
+  class State {
+   public:
+    size_t resume_at() const { return pos_; }
+
+   private:
+    friend class RespCodec;
+    struct Arg {
+      size_t offset;
+      size_t size;
+    };
+    void reset() {
+      pos_ = 0;
+      multibulklen_ = 0;
+      bulklen_ = -1;
+      args_.clear();
+    }
+    size_t pos_ = 0;            // where the scan resumes (0: fresh)
+    int64_t multibulklen_ = 0;  // arguments the "*<n>" header announced
+    int64_t bulklen_ = -1;      // the bulk at pos_, once its "$<len>" is read
+    std::vector<Arg> args_;     // the arguments before pos_
+  };
+
   RespCodec() = default;
   explicit RespCodec(RespOptions options) : options_(options) {}
 
   // See the file comment. Never reads past `in`; throws nothing of its own (only
   // std::bad_alloc, from the frame's storage, when memory runs out).
-  Decoded decode(std::string_view in, RespCommand& cmd) const;
+  Decoded decode(std::string_view in, RespCommand& cmd, State& state) const {
+    return decode_from(in, cmd, &state);
+  }
+  Decoded decode(std::string_view in, RespCommand& cmd) const {
+    return decode_from(in, cmd, nullptr);  // nobody keeps a checkpoint
+  }
 
   // "-ERR Protocol error: <reason>\r\n", what redis sends before closing.
   template <ByteSink S>
@@ -160,11 +191,30 @@ class RespCodec {
   static const char* expected_dollar_reason(unsigned char got);
 
  private:
+  // What a command parser found. kDone: the command took `end` bytes (an empty command
+  // leaves the frame empty); kNeedMore: `need` as in Decoded (0: unknown); kError: why.
   enum class Step : uint8_t { kDone, kNeedMore, kError };
-  Step decode_multibulk(std::string_view in, size_t& pos, RespCommand& cmd,
-                        const char*& reason) const;
-  Step decode_inline(std::string_view in, size_t& pos, RespCommand& cmd,
-                     const char*& reason) const;
+  struct Scan {
+    size_t end = 0;
+    size_t need = 0;
+    const char* reason = "";
+    Step done(size_t bytes) {
+      end = bytes;
+      return Step::kDone;
+    }
+    Step fail(const char* why) {
+      reason = why;
+      return Step::kError;
+    }
+  };
+  // `st` is null when no checkpoint is wanted. The command parsers see `in` from the
+  // command's first byte, and `st` only for the command at the front of the input.
+  Decoded decode_from(std::string_view in, RespCommand& cmd, State* st) const;
+  Step decode_multibulk(std::string_view in, RespCommand& cmd, State* st, Scan& scan) const;
+  Step decode_inline(std::string_view in, RespCommand& cmd, State* st, Scan& scan) const;
+  static Step pause(std::string_view in, RespCommand& cmd, State* st, size_t pos,
+                    int64_t count, int64_t bulklen);
+  static void load_args(std::string_view in, RespCommand& cmd, const State& st);
   bool split_inline(std::string_view line, RespCommand& cmd, const char*& reason) const;
   bool unquote_word(std::string_view line, size_t start, size_t& pos, RespCommand& cmd) const;
 
