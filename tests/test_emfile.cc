@@ -318,6 +318,12 @@ size_t open_fd_count() {
 class StartFailureTest : public testing::TestWithParam<Backend> {};
 
 TEST_P(StartFailureTest, ALoopThatCannotStartFailsStartCleanly) {
+#ifdef __SANITIZE_ADDRESS__
+  // The sanitizer build has UBSan too, whose vptr check opens a pipe on every polymorphic
+  // call: with the process out of descriptors it reports false errors (seen in
+  // std::promise and EventHandler calls). The plain build runs this test.
+  GTEST_SKIP() << "needs a process without sanitizers (UBSan needs free descriptors)";
+#endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   const Backend backend = GetParam();
   EXPECT_EXIT(
@@ -329,8 +335,7 @@ TEST_P(StartFailureTest, ALoopThatCannotStartFailsStartCleanly) {
         {
           Engine engine(handler, o);
           if (!engine.listen("tcp://127.0.0.1:0")) ::_exit(3);
-          // Room for two loops (three descriptors each) and a pipe UBSan's checks open,
-          // not for four loops.
+          // Room for two loops (three descriptors each), not for four.
           rlimit rl{};
           ::getrlimit(RLIMIT_NOFILE, &rl);
           rl.rlim_cur = open_fd_count() + 8;
