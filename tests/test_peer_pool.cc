@@ -76,9 +76,10 @@ void hammer(PeerPool& pool, const std::string& addr, std::atomic<int>* ok,
             std::atomic<int>* failed, std::set<uint64_t>* ids, std::mutex* mu) {
   std::vector<std::thread> callers;
   for (int t = 0; t < 50; ++t) {
-    callers.emplace_back([&] {
+    callers.emplace_back([&pool, &addr, ok, failed, ids, mu] {
       for (int i = 0; i < 20; ++i) {
-        pool.get(addr, [&](const ConnHandle& h, const Status& s) {
+        // By value: the gets may end after hammer() returned (they wait for the dial).
+        pool.get(addr, [ok, failed, ids, mu](const ConnHandle& h, const Status& s) {
           if (!s) {
             failed->fetch_add(1);
             return;
