@@ -62,6 +62,12 @@ Options test_options(Backend backend, int loops = 1);
 
 // Polls `pred` every `step` until it returns true (-> true) or `timeout` passes (-> false).
 bool wait_until(const std::function<bool()>& pred, Millis timeout, Millis step = Millis(2));
+// For server-side state after a client-side event: the client sees a close or a reply
+// before the server's loop has finished counting it, so assert the state eventually
+// holds (within `timeout`), never right away and never after a sleep.
+inline bool eventually(const std::function<bool()>& pred, Millis timeout = Millis(5000)) {
+  return wait_until(pred, timeout);
+}
 
 // A plain listening socket on 127.0.0.1 (not an engine), for peers that misbehave on
 // purpose. Returns the fd (-1 on failure) and sets *port. With backlog 0 and its queue

@@ -126,15 +126,16 @@ bool Engine::Impl::over_limit(EventLoop& from, EventLoop& target, const SockAddr
   }
   // Last, so a refusal for another reason never has to give the source's count back.
   if (which == nullptr && sources != nullptr && peer.is_ip() && !sources->try_add(peer)) {
-    ::close(fd);
+    // Counted before the close: whoever sees the close sees the count.
     bump(from.counters_mut().refused_source_limit);
+    ::close(fd);
     RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "refusing {}: max_connections_per_source ({}) reached",
                         peer.to_string(), opts.max_connections_per_source);
     return true;
   }
   if (which == nullptr) return false;
-  ::close(fd);
   bump(from.counters_mut().refused_limit);
+  ::close(fd);
   RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "refusing {}: {} reached", peer.to_string(), which);
   return true;
 }

@@ -292,11 +292,11 @@ void EventLoop::release_source(const SockAddr& peer) {
 
 void EventLoop::adopt(int fd, const SockAddr& peer) {
   if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
+    bump(counters_.refused_stopping);  // before the close the client sees
     ::close(fd);
     release_source(peer);
     load_.fetch_sub(1, std::memory_order_relaxed);
     engine_.open_conns.fetch_sub(1, std::memory_order_relaxed);
-    bump(counters_.refused_stopping);
     return;
   }
   Conn& c = new_slot(fd, peer, Conn::State::kOpen);

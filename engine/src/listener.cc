@@ -52,8 +52,8 @@ void EventLoop::on_accepted(Listener& l, int fd) {
   (void)l;
   exhausted_logged_ = false;
   if (stopping_ || draining_) {
+    bump(counters_.refused_stopping);  // before the close the client sees
     ::close(fd);
-    bump(counters_.refused_stopping);
     return;
   }
   sockaddr_storage ss{};
