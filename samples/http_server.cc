@@ -6,6 +6,8 @@
 //                       chunked; Expect: 100-continue is answered)
 //   HEAD of a GET route -> its headers only; a known path with another method -> 405 with
 //   Allow; anything else -> 404. Keep-alive and pipelining as the client asks.
+//   On SIGTERM/SIGINT it drains (--drain-timeout), prints one line of totals and exits 0:
+//     http_server: requests=N protocol_errors=N
 //
 //   http_server --port 8080 [--max-body BYTES] [the flags every sample takes, see
 //               sample_main.h]
@@ -16,6 +18,8 @@
 #include <ringnet/proto/http_server.h>
 
 #include <charconv>
+#include <cinttypes>
+#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -50,6 +54,14 @@ class HelloHandler final : public ringnet::proto::HttpServerHandler {
       s = respond(c, req, 404, "text/plain", "Not Found");
     }
     return s.is_ok() ? Action::kNone : Action::kClose;
+  }
+
+  // After the drain: one line of totals, so a test can match what the server took with
+  // what its clients got.
+  void on_shutdown(ringnet::Engine&) override {
+    std::printf("http_server: requests=%" PRIu64 " protocol_errors=%" PRIu64 "\n",
+                frames_decoded(), protocol_errors());
+    std::fflush(stdout);
   }
 };
 

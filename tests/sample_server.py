@@ -7,11 +7,14 @@ Every sample server takes --port 0 --backend B and prints a line "... listening 
 HOST:PORT ..." on stdout once it accepts connections.
 """
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 
 def fail(message):
@@ -92,3 +95,66 @@ def recv_until_eof(sock):
         if not chunk:
             return bytes(data)
         data += chunk
+
+
+def drain_rounds(binary, backend, load_client, totals_name, *, rounds=20, conns=50,
+                 server_args=()):
+    """SIGTERM under continuous load, `rounds` times, each at a random moment.
+
+    Each round starts the server (with `server_args`), connects `conns` clients and runs
+    load_client(sock, first_id, result) in a thread per connection: it keeps numbered
+    requests in flight until the server closes, checks every answer against what it sent
+    (raising no exception; it sets result["error"] on a wrong, unknown or repeated
+    answer) and sets result["answered"] and result["ended"]. SIGTERM comes 50-500 ms into
+    the load (seeded: RINGNET_TEST_SEED repeats a run). Then every client must have seen
+    its connection end, the server must exit 0 reporting 0 connections closed at the
+    deadline, and its totals line (`<totals_name>: requests=N ...`) must count exactly the
+    answers the clients got: every request the server read was answered once; those it
+    never read got none, and the client saw the close. Returns the drain times.
+    """
+    seed = int(os.environ.get("RINGNET_TEST_SEED", str(int(time.time()))))
+    rng = random.Random(seed)
+    took = []
+    for r in range(rounds):
+        proc, port = start(binary, backend, "--drain-timeout", "5000", *server_args)
+        socks = [connect(port, timeout=15.0, nodelay=True) for _ in range(conns)]
+        results = [dict() for _ in socks]
+        threads = [threading.Thread(target=load_client, args=(s, (k + 1) * 10_000_000,
+                                                              results[k]), daemon=True)
+                   for k, s in enumerate(socks)]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.05, 0.5))
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        where = f"round {r} (RINGNET_TEST_SEED={seed})"
+        for t in threads:
+            t.join(25)
+            if t.is_alive():
+                proc.kill()
+                fail(f"{where}: a client never saw its connection end")
+        try:  # not stop(): a second SIGTERM may mean "now", and this one must drain
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            fail(f"{where}: the server did not exit within 10 s of SIGTERM")
+        code = proc.returncode
+        took.append(time.monotonic() - t0)
+        for k, res in enumerate(results):
+            if "error" in res:
+                fail(f"{where}, connection {k}: {res['error']}")
+            if res.get("ended") is None:
+                fail(f"{where}, connection {k}: did not end")
+        if code != 0:
+            fail(f"{where}: exit code {code}: {err}")
+        m = re.search(r"\((\d+) connections closed at the deadline\)", err or "")
+        if m is None or m.group(1) != "0":
+            fail(f"{where}: drain report: {err!r}")
+        m = re.search(re.escape(totals_name) + r": requests=(\d+) ", out)
+        if m is None:
+            fail(f"{where}: no totals line: {out!r}")
+        counted, answered = int(m.group(1)), sum(res["answered"] for res in results)
+        if counted != answered:
+            fail(f"{where}: the server counted {counted} requests, the clients got "
+                 f"{answered} answers")
+    return took
