@@ -292,7 +292,8 @@ std::string describe(const EngineStats& st) {
      << " budget_yields=" << st.budget_yields << " tasks_run=" << st.tasks_run
      << " fd_exhausted=" << st.fd_exhausted << " outbound_dropped=" << st.outbound_dropped
      << " inbound_dropped=" << st.inbound_dropped << " read_pauses=" << st.read_pauses
-     << " writes_refused=" << st.writes_refused
+     << " writes_refused=" << st.writes_refused << " inbound_held=" << st.inbound_held
+     << " inbound_budget_closed=" << st.inbound_budget_closed
      << " drain_deadline_closed=" << st.drain_deadline_closed;
   return os.str();
 }

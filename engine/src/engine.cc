@@ -399,6 +399,8 @@ EngineStats Engine::stats() const {
     s.outbound_dropped += get(c.outbound_dropped);
     s.inbound_dropped += get(c.inbound_dropped);
     s.writes_refused += get(c.writes_refused);
+    s.inbound_budget_closed += get(c.inbound_budget_closed);
+    s.inbound_held += get(c.inbound_held);
     s.buffer_ring_empty += get(c.buffer_ring_empty);
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);

@@ -56,6 +56,9 @@ void Engine::write_metrics(MetricsWriter& w) const {
   // Connections.
   per_loop(w, loops, "ringnet_connections_open", MetricType::kGauge, "Connections open now.",
            [](const EventLoop& l) { return get(l.counters().open); });
+  per_loop(w, loops, "ringnet_inbound_held_bytes", MetricType::kGauge,
+           "Unread inbound bytes the connections hold (partial frames).",
+           [](const EventLoop& l) { return get(l.counters().inbound_held); });
   per_loop_counter(w, loops, "ringnet_connections_accepted_total",
                    "Connections accepted and adopted by a loop.",
                    [](const C& c) -> auto& { return c.accepted; });
@@ -114,6 +117,9 @@ void Engine::write_metrics(MetricsWriter& w) const {
   per_loop_counter(w, loops, "ringnet_inbound_dropped_bytes_total",
                    "Input read from connections already closing (refused after our FIN).",
                    [](const C& c) -> auto& { return c.inbound_dropped; });
+  per_loop_counter(w, loops, "ringnet_inbound_budget_closed_total",
+                   "Connections closed because all unread input passed max_inbound_total.",
+                   [](const C& c) -> auto& { return c.inbound_budget_closed; });
   per_loop_counter(w, loops, "ringnet_writes_refused_total",
                    "ConnHandle::async_write calls refused: output over the high watermark.",
                    [](const C& c) -> auto& { return c.writes_refused; });

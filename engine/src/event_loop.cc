@@ -51,6 +51,9 @@ Status EventLoop::init() {
   read_ticks_ = ticks(o.read_timeout);
   write_ticks_ = ticks(o.write_timeout);
   timeouts_on_ = idle_ticks_ != 0 || read_ticks_ != 0 || write_ticks_ != 0;
+  if (o.max_inbound_total != 0) {
+    inbound_budget_ = std::max<size_t>(1, o.max_inbound_total / static_cast<size_t>(std::max(1, o.loops)));
+  }
   metrics_on_ = o.metrics;
   if (engine_.opts.backend == Backend::kIoUring) {
     auto uring = std::make_unique<UringPoller>(*this);
@@ -392,6 +395,7 @@ void EventLoop::on_input(Conn& c, std::string_view bytes) {
   note_activity(c);
   if (c.in_.empty()) return run_traffic(c, bytes);  // zero-copy: the handler reads `bytes`
   c.in_.append(bytes);
+  add_inbound_held(static_cast<ptrdiff_t>(bytes.size()));
   run_traffic(c);
 }
 
@@ -429,10 +433,14 @@ void EventLoop::run_traffic(Conn& c, std::string_view fresh) {
   in_traffic_ = nullptr;
   const size_t left = c.in_view_.size();
   if (!fresh.empty()) {
-    if (left != 0) c.in_.append(c.in_view_);  // the transient area is reused by the next read
-  } else {
+    if (left != 0) {
+      c.in_.append(c.in_view_);  // the transient area is reused by the next read
+      add_inbound_held(static_cast<ptrdiff_t>(left));
+    }
+  } else if (shown != left) {
     c.in_.consume(shown - left);
     c.in_.release_if_empty();
+    add_inbound_held(-static_cast<ptrdiff_t>(shown - left));
   }
   c.in_view_ = c.in_.view();
   if (read_ticks_ != 0) track_partial_input(c);
@@ -468,6 +476,16 @@ void EventLoop::check_backpressure(Conn& c) {
 }
 
 bool EventLoop::check_inbound_limit(Conn& c) {
+  if (inbound_budget_ != 0 && inbound_held_ > inbound_budget_) {
+    bump(counters_.inbound_budget_closed);
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1,
+                        "loop {}: connections hold {} unread bytes, over this loop's share {} "
+                        "of max_inbound_total; closing {}, which holds {}",
+                        index_, inbound_held_, inbound_budget_, c.remote_.to_string(),
+                        c.in_.readable_bytes());
+    close_conn(c, CloseInfo{CloseReason::kError, ENOBUFS});
+    return true;
+  }
   const size_t limit = engine_.opts.max_inbound_buffer;
   if (limit == 0 || c.in_.readable_bytes() <= limit) return false;
   bump(counters_.inbound_overflows);
@@ -687,6 +705,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   // The fd itself is closed in free_slot: with a completion backend an operation may be
   // prepared but not yet submitted under this fd number, which must not be reused by then.
   c.in_view_ = {};
+  add_inbound_held(-static_cast<ptrdiff_t>(c.in_.readable_bytes()));
   c.in_.clear();
   c.in_.release_if_empty();
   c.context_ = nullptr;

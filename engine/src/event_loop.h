@@ -50,7 +50,8 @@ struct LoopCounters {
   std::atomic<uint64_t> refused_source_limit{0};
   std::atomic<uint64_t> drain_deadline_closed{0};
   std::atomic<uint64_t> traffic_calls{0}, conn_writes{0};
-  std::atomic<uint64_t> inbound_dropped{0}, writes_refused{0};
+  std::atomic<uint64_t> inbound_dropped{0}, writes_refused{0}, inbound_budget_closed{0};
+  std::atomic<uint64_t> inbound_held{0};  // gauge: unread bytes held, updated on change
   std::atomic<uint64_t> dials{0}, dialed{0}, dial_failures{0};
   std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
   // Options::metrics: recorded only when on.
@@ -230,8 +231,15 @@ class EventLoop {
   void track_partial_input(Conn& c);
   void track_pending_output(Conn& c);
   void check_backpressure(Conn& c);
-  // Closes c when it holds more unread input than Options::max_inbound_buffer; true then.
+  // Closes c when it holds more unread input than Options::max_inbound_buffer, or when
+  // this loop's connections together hold more than its share of max_inbound_total;
+  // true then.
   bool check_inbound_limit(Conn& c);
+  void add_inbound_held(ptrdiff_t delta) {
+    if (delta == 0) return;
+    inbound_held_ += static_cast<size_t>(delta);
+    counters_.inbound_held.store(inbound_held_, std::memory_order_relaxed);
+  }
   // Whether closing c (its output sent, no EOF seen) should linger: the close was the
   // handler's or the drain's decision, and the peer may still be sending what nobody will
   // read (bytes in c's buffer or in the kernel, input that came while c was closing).
@@ -270,6 +278,8 @@ class EventLoop {
   bool sweep_armed_ = false;            // graceful drain: sweep after the next poll
   bool drain_swept_ = false;            // ... done: input stops at frame boundaries
   int64_t served_open_ = 0;             // accepted connections not yet closed
+  size_t inbound_held_ = 0;             // unread bytes in this loop's connections' buffers
+  size_t inbound_budget_ = 0;           // this loop's share of max_inbound_total (0: none)
   Conn* in_traffic_ = nullptr;          // the connection whose on_traffic is running
   Clock::time_point drain_deadline_;
   bool task_signal_ = false;            // eventfd fired since tasks last ran

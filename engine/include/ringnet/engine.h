@@ -45,6 +45,9 @@ struct EngineStats {
   uint64_t outbound_dropped = 0; // bytes discarded because the connection died first
   uint64_t inbound_dropped = 0;  // bytes read from a connection already closing (refused)
   uint64_t writes_refused = 0;   // async_writes refused: output over the high watermark
+  uint64_t inbound_budget_closed = 0;  // closed: all connections' unread input over
+                                       // Options::max_inbound_total (this loop's share)
+  uint64_t inbound_held = 0;     // gauge: unread inbound bytes all connections hold
   uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
   uint64_t refused_limit = 0;    // sockets closed at accept: max_connections(_per_loop)
   uint64_t refused_source_limit = 0;  // ... and for max_connections_per_source

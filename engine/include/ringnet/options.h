@@ -66,6 +66,11 @@ struct Options {
   // connection is closed (kError, EMSGSIZE) and counted in inbound_overflows. This also
   // caps the largest frame a codec can receive. 0 = no limit.
   size_t max_inbound_buffer = 64u << 20;
+  // Unread inbound bytes all connections together may hold (each loop enforces its share,
+  // max_inbound_total / loops, without a shared counter). The connection whose input
+  // would pass it is closed (kError, ENOBUFS) and counted in inbound_budget_closed, so
+  // many half-sent frames cannot add up past memory either. 0 = no limit.
+  size_t max_inbound_total = size_t{1} << 30;
 
   // Engine::stop(): how long connections with queued output may keep flushing (reading
   // nothing more) before they are closed anyway; the bytes left are counted as dropped.
