@@ -3,14 +3,18 @@
 //
 //   <sample> [--host H] [--port N] [--unix PATH] [--loops N] [--balancer rr|lc|hash]
 //            [--reuseport] [--pin] [--backend auto|epoll|io_uring] [--no-uring-bundle]
-//            [--drain-timeout MS] [--admin-port N] [--no-metrics] [sample-specific flags]
+//            [--drain-timeout MS] [--admin-port N] [--no-metrics]
+//            [--idle-timeout MS] [--read-timeout MS] [--write-timeout MS] [sample-specific flags]
 //
 // Prints one "listening on <address> (N loops, backend)" line per listener once it
 // accepts connections. --admin-port N serves /metrics (Prometheus text) and /healthz on
 // host:N (0 picks a free port) and prints "admin on <address>". --no-metrics turns the
 // loop histograms off (Options::metrics), to measure what they cost. SIGINT/SIGTERM drain it gracefully (Engine::shutdown): listeners
 // close at once, requests already received are answered, and after --drain-timeout
-// (default 5000 ms) whatever is still busy is closed; then it exits 0.
+// (default 5000 ms) whatever is still busy is closed; then it exits 0. The timeouts are
+// Options::idle_timeout / read_timeout / write_timeout (0, the default, is off): a server
+// facing untrusted clients sets --read-timeout so that a request trickled a byte at a time
+// (slowloris) cannot hold a connection forever, and --idle-timeout for silent ones.
 #pragma once
 
 #include <ringnet/engine.h>
@@ -46,7 +50,8 @@ using ExtraFlag = std::function<bool(std::string_view flag, const std::function<
                "usage: %s [--host H] [--port N] [--unix PATH] [--loops N]\n"
                "          [--balancer rr|lc|hash] [--reuseport] [--pin]\n"
                "          [--backend auto|epoll|io_uring] [--no-uring-bundle]\n"
-               "          [--drain-timeout MS] [--admin-port N] [--no-metrics] %s\n",
+               "          [--drain-timeout MS] [--admin-port N] [--no-metrics]\n"
+               "          [--idle-timeout MS] [--read-timeout MS] [--write-timeout MS] %s\n",
                prog, bad, prog, extra_usage);
   std::exit(2);
 }
@@ -100,6 +105,12 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
     } else if (a == "--admin-port") {
       f.admin_port = number();
       if (f.admin_port > 65535) usage(prog, arg, extra_usage);
+    } else if (a == "--idle-timeout") {
+      f.options.idle_timeout = std::chrono::milliseconds(number());
+    } else if (a == "--read-timeout") {
+      f.options.read_timeout = std::chrono::milliseconds(number());
+    } else if (a == "--write-timeout") {
+      f.options.write_timeout = std::chrono::milliseconds(number());
     } else if (a == "--no-metrics") {
       f.options.metrics = false;
     } else if (a == "--no-uring-bundle") {
