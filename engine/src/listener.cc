@@ -82,6 +82,9 @@ bool EventLoop::on_accept_error(Listener& l, int err) {
 // Out of fds: the pending connection cannot be accepted, and with edge-triggered polling
 // it would sit in the backlog unnoticed. Free the spare fd, accept the connection and
 // close it at once (the client sees a close rather than a hang), and take the spare back.
+// The kernel reserves the descriptor before it looks at the queue, so EMFILE does not
+// mean a connection waits: when none did, accept again when one arrives (never sooner,
+// or an exhausted loop spins; never later, or refusals wait for a timer).
 // Returns true when accepting may go on, false when the loop backed off.
 bool EventLoop::handle_fd_exhaustion(Listener& l, int err) {
   bump(counters_.fd_exhausted);
@@ -98,10 +101,15 @@ bool EventLoop::handle_fd_exhaustion(Listener& l, int err) {
   }
   ::close(spare_fd_);
   int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  const int accept_err = fd < 0 ? errno : 0;
   if (fd >= 0) ::close(fd);
   spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (spare_fd_ >= 0 && (accept_err == EAGAIN || accept_err == EWOULDBLOCK)) {
+    poller_->accept_when_ready(l);  // nobody was waiting
+    return false;
+  }
   if (fd < 0 || spare_fd_ < 0) {
-    arm_accept_retry(l);  // someone else took the fd, or the backlog was empty
+    arm_accept_retry(l);  // another thread took the freed descriptor
     return false;
   }
   return true;

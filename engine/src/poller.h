@@ -50,6 +50,10 @@ class Poller {
   virtual int start_connect(Conn& conn) = 0;
   // Starts accepting on a listener again after a back-off.
   virtual void resume_accept(Listener& listener) = 0;
+  // Out of descriptors with no connection waiting: accept again when one arrives, not
+  // before (an accept tried now fails at once the same way: the kernel reserves the
+  // descriptor before it looks at the queue).
+  virtual void accept_when_ready(Listener& listener) = 0;
   // Sends what the connection's outbound queue holds (now, or by queueing an operation).
   // Returns 0, or the errno of a fatal socket error for the caller to close with.
   virtual int send(Conn& conn) = 0;

@@ -40,6 +40,8 @@ class EpollPoller final : public Poller {
   Status add_conn(Conn& conn) override;
   int start_connect(Conn& conn) override;
   void resume_accept(Listener& listener) override;
+  // The listener is edge-triggered: the next connection raises an edge by itself.
+  void accept_when_ready(Listener&) override {}
   int send(Conn& conn) override;
   void send_final(Conn& conn) override { (void)send(conn); }
   // Nothing to tell the kernel: read_conn just leaves a paused connection's input in the

@@ -13,6 +13,8 @@
 #include "ringnet/log.h"
 #include "uring_setup.h"
 
+#include <poll.h>
+
 namespace ringnet {
 namespace {
 // IORING_RECVSEND_BUNDLE (kernel 6.10); liburing 2.3's headers predate it.
@@ -70,7 +72,10 @@ void UringPoller::arm_wake() {
 }
 
 Status UringPoller::add_listener(Listener& l) {
-  if (accept_armed_.size() <= l.slot) accept_armed_.resize(l.slot + 1, false);
+  if (accept_armed_.size() <= l.slot) {
+    accept_armed_.resize(l.slot + 1, false);
+    accept_polling_.resize(l.slot + 1, false);
+  }
   arm_accept(l);
   return Status::ok();
 }
@@ -86,12 +91,24 @@ void UringPoller::resume_accept(Listener& l) {
   if (!accept_armed_[l.slot]) arm_accept(l);
 }
 
+// A multishot accept re-armed while the process is out of descriptors completes at once
+// with EMFILE, queue empty or not; so wait for a connection with a one-shot poll, and
+// arm the accept when it fires (on_accept).
+void UringPoller::accept_when_ready(Listener& l) {
+  if (accept_armed_[l.slot]) return;
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_poll_add(sqe, l.fd, POLLIN);
+  prep_tagged(sqe, {UringOp::kAccept, l.slot, kAcceptPollGen});
+  accept_armed_[l.slot] = true;
+  accept_polling_[l.slot] = true;
+}
+
 // The accept stays "armed" until its cancellation completes (drain_before_exit waits).
 // Submitted now: the caller closes the listener fd next, and an accept prepared but not
 // yet submitted must not meet a reused fd number.
 void UringPoller::remove_listener(Listener& l) {
   if (!accept_armed_[l.slot]) return;
-  cancel({UringOp::kAccept, l.slot, 0});
+  cancel({UringOp::kAccept, l.slot, accept_polling_[l.slot] ? kAcceptPollGen : 0u});
   io_uring_submit(&ring_);
 }
 
@@ -307,10 +324,18 @@ void UringPoller::handle(uint64_t user_data, int res, uint32_t flags) {
 
 void UringPoller::on_accept(UringTag tag, int res, uint32_t flags) {
   Listener* l = loop_.listener(tag.index);
-  bool more = (flags & IORING_CQE_F_MORE) != 0;
-  if (!more && tag.index < accept_armed_.size()) accept_armed_[tag.index] = false;
+  const bool poll = tag.generation == kAcceptPollGen;
+  bool more = !poll && (flags & IORING_CQE_F_MORE) != 0;
+  if (!more && tag.index < accept_armed_.size()) {
+    accept_armed_[tag.index] = false;
+    accept_polling_[tag.index] = false;
+  }
   if (l == nullptr || l->fd < 0) {
-    if (res >= 0) ::close(res);  // the listener was closed while this was in flight
+    if (res >= 0 && !poll) ::close(res);  // the listener was closed while this was in flight
+    return;
+  }
+  if (poll) {  // a connection is waiting (or the poll was cancelled): accept again
+    if (res != -ECANCELED && !accept_armed_[tag.index]) arm_accept(*l);
     return;
   }
   if (res >= 0) {

@@ -46,6 +46,7 @@ class UringPoller final : public Poller {
   Status add_listener(Listener& listener) override;
   void remove_listener(Listener& listener) override;
   void resume_accept(Listener& listener) override;
+  void accept_when_ready(Listener& listener) override;
   Status add_conn(Conn& conn) override;
   int start_connect(Conn& conn) override;
   int send(Conn& conn) override;
@@ -112,7 +113,8 @@ class UringPoller final : public Poller {
   std::deque<ConnOps> ops_;
   std::vector<std::unique_ptr<SendState>> send_states_;  // owns them all
   std::vector<SendState*> free_send_states_;
-  std::vector<bool> accept_armed_;
+  std::vector<bool> accept_armed_;    // per listener slot: an accept (or its poll) in flight
+  std::vector<bool> accept_polling_;  // ... and it is the readiness poll (kAcceptPollGen)
   bool overflow_logged_ = false;
 };
 

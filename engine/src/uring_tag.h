@@ -5,7 +5,7 @@
 //   63      56 55                  32 31                          0
 //   +---------+----------------------+-----------------------------+
 //   |   op    |   slot index (24)    |   generation (32)           |   recv, send, connect
-//   |   op    |   listener slot      |   0                         |   accept
+//   |   op    |   listener slot      |   0 (1: readiness poll)     |   accept
 //   |   op    |   0                  |   0                         |   wakeup, cancel
 //   +---------+----------------------+-----------------------------+
 #pragma once
@@ -36,5 +36,9 @@ struct UringTag {
   static UringTag for_conn(UringOp op, ConnId id) { return {op, id.index, id.generation}; }
 };
 static_assert(sizeof(uint64_t) == 8);
+
+// kAccept's generation when the operation is the poll that waits for a connection while
+// the process is out of descriptors (UringPoller::accept_when_ready).
+constexpr uint32_t kAcceptPollGen = 1;
 
 }  // namespace ringnet
