@@ -259,42 +259,43 @@ TEST_P(BackpressureTest, InboundOverTheLimitClosesTheConnection) {
   EXPECT_EQ(handler.closes(), 1u);  // the other connection is untouched
 }
 
-// Many partial frames, each under max_inbound_buffer, cannot add up past
-// max_inbound_total: the connection whose input passes the loop's share is closed
-// (ENOBUFS, counted), the others keep theirs, and the gauge of held bytes follows every
-// close back to zero.
-TEST_P(BackpressureTest, PartialFramesTogetherOverTheTotalBudgetCloseTheOneThatPassesIt) {
+// Partial frames, each under max_inbound_buffer, cannot add up past max_inbound_total:
+// when they pass the loop's share, the connection holding the most is closed (ENOBUFS,
+// counted), not the small one whose bytes crossed the line (else one peer parked under the
+// share could get everyone else closed); the others keep their input, and the gauge of held
+// bytes follows every close back to zero.
+TEST_P(BackpressureTest, PartialFramesOverTheTotalBudgetCloseTheLargestHolder) {
   HoardHandler handler;
   Options o = test_options(GetParam(), 1);
   o.max_inbound_buffer = 1u << 20;
   o.max_inbound_total = 1u << 20;
   TestServer server(handler, o);
   ASSERT_TRUE(server.start());
-  const size_t each = 300u << 10;
-  const std::string part = make_payload(each, 3);
-  std::vector<Client> hoarders(4);
-  for (size_t i = 0; i < 3; ++i) {
-    ASSERT_TRUE(hoarders[i].connect_tcp(server.port()));
-    ASSERT_TRUE(hoarders[i].send_all(part));
-    EXPECT_TRUE(eventually([&] { return server.engine().stats().inbound_held == (i + 1) * each; },
-                           5000ms))
-        << i << " " << describe(server.engine().stats());
-  }
-  ASSERT_TRUE(hoarders[3].connect_tcp(server.port()));
-  ASSERT_TRUE(hoarders[3].send_all(part));
+  const size_t big = 800u << 10, small = 150u << 10;
+  auto held = [&](size_t want) {
+    return eventually([&] { return server.engine().stats().inbound_held == want; }, 5000ms);
+  };
+  Client hog;
+  std::vector<Client> smalls(2);
+  ASSERT_TRUE(hog.connect_tcp(server.port()));
+  ASSERT_TRUE(hog.send_all(make_payload(big, 3)));
+  EXPECT_TRUE(held(big)) << describe(server.engine().stats());
+  ASSERT_TRUE(smalls[0].connect_tcp(server.port()));
+  ASSERT_TRUE(smalls[0].send_all(make_payload(small, 4)));
+  EXPECT_TRUE(held(big + small)) << describe(server.engine().stats());
+  ASSERT_TRUE(smalls[1].connect_tcp(server.port()));
+  ASSERT_TRUE(smalls[1].send_all(make_payload(small, 5)));  // crosses 1 MiB
   CloseRecord rec;
-  ASSERT_TRUE(handler.wait_close_for_port(hoarders[3].local_port(), &rec));
+  ASSERT_TRUE(handler.wait_close_for_port(hog.local_port(), &rec));
   EXPECT_EQ(rec.reason, CloseReason::kError);
   EXPECT_EQ(rec.error, ENOBUFS);
   EXPECT_TRUE(eventually([&] { return server.engine().stats().inbound_budget_closed == 1; }, 2000ms));
   EXPECT_EQ(server.engine().stats().inbound_overflows, 0u);
-  EXPECT_TRUE(eventually([&] { return server.engine().stats().inbound_held == 3 * each; }, 2000ms))
-      << describe(server.engine().stats());
-  EXPECT_EQ(handler.closes(), 1u);  // the three under the budget keep their input
-  for (size_t i = 0; i < 3; ++i) hoarders[i].close();
-  EXPECT_TRUE(eventually([&] { return handler.closes() == 4u; }, 5000ms));
-  EXPECT_TRUE(eventually([&] { return server.engine().stats().inbound_held == 0; }, 2000ms))
-      << describe(server.engine().stats());
+  EXPECT_TRUE(held(2 * small)) << describe(server.engine().stats());
+  EXPECT_EQ(handler.closes(), 1u);  // the small ones keep their input
+  for (Client& c : smalls) c.close();
+  EXPECT_TRUE(eventually([&] { return handler.closes() == 3u; }, 5000ms));
+  EXPECT_TRUE(held(0)) << describe(server.engine().stats());
 }
 
 TEST_P(BackpressureTest, ConnectionsOverMaxConnectionsAreRefusedAndCounted) {

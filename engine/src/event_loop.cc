@@ -52,7 +52,10 @@ Status EventLoop::init() {
   write_ticks_ = ticks(o.write_timeout);
   timeouts_on_ = idle_ticks_ != 0 || read_ticks_ != 0 || write_ticks_ != 0;
   if (o.max_inbound_total != 0) {
-    inbound_budget_ = std::max<size_t>(1, o.max_inbound_total / static_cast<size_t>(std::max(1, o.loops)));
+    // At least one frame of the largest size (max_inbound_buffer) fits on every loop,
+    // however many loops share the total.
+    inbound_budget_ = std::max({size_t{1}, o.max_inbound_total / static_cast<size_t>(std::max(1, o.loops)),
+                                std::min(o.max_inbound_buffer, o.max_inbound_total)});
   }
   metrics_on_ = o.metrics;
   if (engine_.opts.backend == Backend::kIoUring) {
@@ -476,18 +479,13 @@ void EventLoop::check_backpressure(Conn& c) {
 }
 
 bool EventLoop::check_inbound_limit(Conn& c) {
-  if (inbound_budget_ != 0 && inbound_held_ > inbound_budget_) {
-    bump(counters_.inbound_budget_closed);
-    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1,
-                        "loop {}: connections hold {} unread bytes, over this loop's share {} "
-                        "of max_inbound_total; closing {}, which holds {}",
-                        index_, inbound_held_, inbound_budget_, c.remote_.to_string(),
-                        c.in_.readable_bytes());
-    close_conn(c, CloseInfo{CloseReason::kError, ENOBUFS});
-    return true;
-  }
+  // A closing connection takes no more input (on_input refuses it) and is not cut short:
+  // its queued answer still goes out.
+  if (c.state_ != Conn::State::kOpen) return false;
   const size_t limit = engine_.opts.max_inbound_buffer;
-  if (limit == 0 || c.in_.readable_bytes() <= limit) return false;
+  if (limit == 0 || c.in_.readable_bytes() <= limit) {
+    return inbound_budget_ != 0 && inbound_held_ > inbound_budget_ && enforce_inbound_budget(c);
+  }
   bump(counters_.inbound_overflows);
   uint64_t dropped = 0;
   if (inbound_log_limit_.allow(&dropped)) {
@@ -497,6 +495,31 @@ bool EventLoop::check_inbound_limit(Conn& c) {
   }
   close_conn(c, CloseInfo{CloseReason::kError, EMSGSIZE});
   return true;
+}
+
+// Over the loop's share of max_inbound_total: close the open connections holding the most
+// unread input until the rest fit. The largest, not the one whose bytes crossed the line:
+// otherwise one peer parked just under the share would get every other connection that
+// leaves a byte unread closed. A scan of the slots, only when the share is passed.
+bool EventLoop::enforce_inbound_budget(Conn& c) {
+  bool closed_c = false;
+  while (inbound_held_ > inbound_budget_) {
+    Conn* largest = nullptr;
+    for (Conn& x : slots_) {
+      if (x.state_ != Conn::State::kOpen) continue;
+      if (largest == nullptr || x.in_.readable_bytes() > largest->in_.readable_bytes()) largest = &x;
+    }
+    if (largest == nullptr || largest->in_.empty()) break;  // closing ones hold the rest
+    bump(counters_.inbound_budget_closed);
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1,
+                        "loop {}: connections hold {} unread bytes, over this loop's share {} "
+                        "of max_inbound_total; closing {}, which holds the most: {}",
+                        index_, inbound_held_, inbound_budget_, largest->remote_.to_string(),
+                        largest->in_.readable_bytes());
+    closed_c = closed_c || largest == &c;
+    close_conn(*largest, CloseInfo{CloseReason::kError, ENOBUFS});
+  }
+  return closed_c;
 }
 
 void EventLoop::apply_action(Conn& c, Action action) {

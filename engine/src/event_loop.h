@@ -117,6 +117,7 @@ class EventLoop {
   void accept_ready(Listener& listener);           // readiness: accept4 until EAGAIN
   void on_accepted(Listener& listener, int fd);     // completion: one accepted socket
   bool on_accept_error(Listener& listener, int err);
+  void arm_accept_retry(Listener& listener);  // resume_accept after a back-off
   char* spill() { return spill_.get(); }
   static constexpr size_t kSpillSize = 64 * 1024;
   void on_wakeup() { task_signal_ = true; }  // the task eventfd fired (poller consumed it)
@@ -235,6 +236,7 @@ class EventLoop {
   // this loop's connections together hold more than its share of max_inbound_total;
   // true then.
   bool check_inbound_limit(Conn& c);
+  bool enforce_inbound_budget(Conn& c);  // true when c was closed
   void add_inbound_held(ptrdiff_t delta) {
     if (delta == 0) return;
     inbound_held_ += static_cast<size_t>(delta);
@@ -247,7 +249,6 @@ class EventLoop {
   void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
-  void arm_accept_retry(Listener& l);
 
   Engine::Impl& engine_;
   EventHandler& handler_;

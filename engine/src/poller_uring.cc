@@ -334,8 +334,12 @@ void UringPoller::on_accept(UringTag tag, int res, uint32_t flags) {
     if (res >= 0 && !poll) ::close(res);  // the listener was closed while this was in flight
     return;
   }
-  if (poll) {  // a connection is waiting (or the poll was cancelled): accept again
-    if (res != -ECANCELED && !accept_armed_[tag.index]) arm_accept(*l);
+  if (poll) {
+    if (accept_armed_[tag.index]) return;
+    // A connection is waiting: accept. A poll that failed (or was cancelled while the
+    // listener stays) must neither spin nor leave the listener dead: the retry timer.
+    if (res >= 0) arm_accept(*l);
+    else loop_.arm_accept_retry(*l);
     return;
   }
   if (res >= 0) {

@@ -66,10 +66,12 @@ struct Options {
   // connection is closed (kError, EMSGSIZE) and counted in inbound_overflows. This also
   // caps the largest frame a codec can receive. 0 = no limit.
   size_t max_inbound_buffer = 64u << 20;
-  // Unread inbound bytes all connections together may hold (each loop enforces its share,
-  // max_inbound_total / loops, without a shared counter). The connection whose input
-  // would pass it is closed (kError, ENOBUFS) and counted in inbound_budget_closed, so
-  // many half-sent frames cannot add up past memory either. 0 = no limit.
+  // Unread inbound bytes all connections together may hold, so that many half-sent frames
+  // cannot add up past memory either. Each loop enforces its share without a shared
+  // counter: max_inbound_total / loops, but never less than one frame of the largest size
+  // (min(max_inbound_buffer, max_inbound_total)). When a loop's connections pass it, the
+  // ones holding the most are closed (kError, ENOBUFS), counted in inbound_budget_closed.
+  // 0 = no limit.
   size_t max_inbound_total = size_t{1} << 30;
 
   // Engine::stop(): how long connections with queued output may keep flushing (reading
