@@ -270,6 +270,50 @@ TEST_P(ConnApiTest, WakeTriggersOnTraffic) {
   EXPECT_EQ(handler.wakes.load(), 3);
 }
 
+// A connection whose handler keeps waking itself (work it does a slice at a time) gets
+// one slice per loop iteration, so it cannot starve the loop's other connections: tasks a
+// task posts run after the next poll, not in the same batch (which let 1,024 slices, the
+// task budget, run between two polls).
+class SpinHandler : public EchoHandler {
+ public:
+  Action on_traffic(Conn& c) override {
+    if (c.context() != nullptr || c.peek() == "spin\n") {
+      c.discard(c.peek().size());
+      c.set_context(this);
+      slices.fetch_add(1);
+      auto until = Clock::now() + std::chrono::microseconds(100);
+      while (Clock::now() < until) {
+      }
+      c.wake();  // more to do: come back
+      return Action::kNone;
+    }
+    return EchoHandler::on_traffic(c);
+  }
+  std::atomic<uint64_t> slices{0};
+};
+
+TEST_P(ConnApiTest, AConnectionThatKeepsWakingItselfDoesNotStarveTheOthers) {
+  SpinHandler handler;
+  TestServer server(handler, test_options(GetParam(), 1));
+  ASSERT_TRUE(server.start());
+  Client spinner, other;
+  ASSERT_TRUE(spinner.connect_tcp(server.port()));
+  ASSERT_TRUE(other.connect_tcp(server.port()));
+  ASSERT_TRUE(other.echo("warm"));
+  ASSERT_TRUE(spinner.send_all("spin\n"));
+  ASSERT_TRUE(wait_until([&] { return handler.slices.load() > 10; }, 5000ms));
+  std::vector<uint64_t> per_echo;
+  for (int i = 0; i < 41; ++i) {
+    uint64_t before = handler.slices.load();
+    ASSERT_TRUE(other.echo("ping " + std::to_string(i)));
+    per_echo.push_back(handler.slices.load() - before);
+  }
+  std::sort(per_echo.begin(), per_echo.end());
+  // One slice per iteration: a round trip costs a few. A batch without a poll: ~1,024.
+  EXPECT_LT(per_echo[per_echo.size() / 2], 100u)
+      << "median slices per echo; max " << per_echo.back();
+}
+
 // ---- on_tick -------------------------------------------------------------------------------
 
 class TickHandler : public EchoHandler {
