@@ -86,7 +86,8 @@ struct Options {
   // Fairness: bytes read from one connection per wake-up before the loop moves on; the
   // connection is served again before the loop blocks.
   size_t read_budget = 256 * 1024;
-  // Cross-thread tasks run per loop iteration before I/O is looked at again.
+  // Tasks (posted from other threads, or wake()/dispatch) run per loop iteration before I/O
+  // is looked at again; those posted while they run wait for the next iteration.
   size_t task_budget = 1024;
   // Bytes parked on each loop's buffer pool free lists.
   size_t pool_cache_bytes = 16u << 20;
