@@ -34,12 +34,11 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 
 import sample_server
-from sample_server import fail
+from sample_server import fail, http_get, metric_sum, start_admin
 
 HEADER = struct.Struct(">HBBHHQI")  # magic, version, type, flags, method, request_id, length
 MAGIC, VERSION = 0x524E, 1
@@ -54,41 +53,6 @@ def check(condition, message):
 
 def frame(method, request_id, body):
     return HEADER.pack(MAGIC, VERSION, REQUEST, 0, method, request_id, len(body)) + body
-
-
-def start(binary, backend, *args):
-    """Starts the server with an admin listener; returns (proc, port, admin_port)."""
-    proc = subprocess.Popen([binary, "--port", "0", "--admin-port", "0", "--backend", backend,
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = proc.stdout.readline()
-    second = proc.stdout.readline()
-    m1 = re.search(r"listening on 127\.0\.0\.1:(\d+) ", first)
-    m2 = re.search(r"admin on 127\.0\.0\.1:(\d+) ", second)
-    if m1 and m2:
-        return proc, int(m1.group(1)), int(m2.group(1))
-    proc.kill()
-    _, err = proc.communicate()
-    if backend == "io_uring" and "io_uring unavailable" in err:
-        print(f"skip: {err.strip()}")
-        sys.exit(77)
-    fail(f"server did not report its ports: {first!r} {second!r} {err}")
-
-
-def http_get(port, path):
-    with sample_server.connect(port) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        raw = sample_server.recv_until_eof(s).decode()
-    head, _, body = raw.partition("\r\n\r\n")
-    return int(head.split(" ")[1]), body
-
-
-def metric_sum(text, name):
-    """Sum of the samples of `name`; a name with labels (`x{a="b"}`) matches that series."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def read_frames_until_eof(sock):
@@ -123,8 +87,8 @@ def refused_within(port, seconds):
 
 
 def drain_completes(binary, backend):
-    proc, port, admin = start(binary, backend, "--loops", "2", "--drain-timeout", "5000",
-                              "--pool-threads", "16")
+    proc, port, admin = start_admin(binary, backend, "--loops", "2", "--drain-timeout", "5000",
+                                    "--pool-threads", "16")
     conns, expected, wires = [], [], []
     next_id = 1
     for c in range(8):
@@ -257,7 +221,7 @@ def drain_under_load(binary, backend):
 
 
 def stuck_handler(binary, backend):
-    proc, port, _ = start(binary, backend, "--loops", "1", "--drain-timeout", "500")
+    proc, port, _ = start_admin(binary, backend, "--loops", "1", "--drain-timeout", "500")
     stuck = sample_server.connect(port, nodelay=True)
     fine = sample_server.connect(port, nodelay=True)
     stuck.sendall(frame(HANG, 1, b"never answered"))

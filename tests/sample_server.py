@@ -4,7 +4,11 @@ standard library; the scripts import it from their own directory (Python puts a 
 directory first on sys.path).
 
 Every sample server takes --port 0 --backend B and prints a line "... listening on
-HOST:PORT ..." on stdout once it accepts connections.
+HOST:PORT ..." on stdout once it accepts connections; with --admin-port 0 a second line
+"admin on HOST:PORT" follows (start_admin()), whose /metrics (Prometheus text) the
+scripts read with http_get() and metric_sum(). ServerProbe adds what /proc says of the
+process (open descriptors, resident memory), and wait_for() polls for a state the server
+reaches after the client saw its side end.
 """
 import os
 import random
@@ -49,6 +53,32 @@ def start(binary, backend, *args, stderr_file=None):
         print(f"skip: {err.strip()}")
         sys.exit(77)
     fail(f"{name} did not report its port: {line!r} {err}")
+
+
+def start_admin(binary, backend, *args, stderr_file=None):
+    """Starts the server with --admin-port 0; returns (proc, port, admin_port).
+
+    stderr as in start(). Exits 77 (skip) when io_uring was asked for and is unavailable.
+    """
+    proc = subprocess.Popen([binary, "--port", "0", "--admin-port", "0", "--backend", backend,
+                             *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE if stderr_file is None else stderr_file,
+                            text=True)
+    first = proc.stdout.readline()
+    second = proc.stdout.readline()
+    m1 = re.search(r"listening on 127\.0\.0\.1:(\d+) ", first)
+    m2 = re.search(r"admin on 127\.0\.0\.1:(\d+) ", second)
+    if m1 and m2:
+        return proc, int(m1.group(1)), int(m2.group(1))
+    proc.kill()
+    _, err = proc.communicate()
+    if stderr_file is not None:
+        stderr_file.seek(0)
+        err = stderr_file.read().decode(errors="replace")
+    if backend == "io_uring" and "io_uring unavailable" in err:
+        print(f"skip: {err.strip()}")
+        sys.exit(77)
+    fail(f"server did not report its ports: {first!r} {second!r} {err}")
 
 
 def stop(proc, timeout=10):
@@ -158,3 +188,58 @@ def drain_rounds(binary, backend, load_client, totals_name, *, rounds=20, conns=
             fail(f"{where}: the server counted {counted} requests, the clients got "
                  f"{answered} answers")
     return took
+
+
+def http_get(port, path):
+    """GET over a fresh connection (the admin listener closes after each answer):
+    returns (status, body text)."""
+    with connect(port) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        raw = recv_until_eof(s).decode()
+    head, _, body = raw.partition("\r\n\r\n")
+    return int(head.split(" ")[1]), body
+
+
+def metric_sum(text, name):
+    """Sum of the samples of `name`; a name with labels (`x{a="b"}`) matches that series."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for(predicate, timeout, interval=0.02):
+    """Polls predicate() until it returns a true value (returned) or `timeout` seconds
+    pass (then returns the last false value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+class ServerProbe:
+    """A running server seen from outside: /metrics on its admin port and /proc/<pid>."""
+
+    def __init__(self, proc, admin_port):
+        self.pid, self.admin_port = proc.pid, admin_port
+
+    def metrics(self):
+        status, text = http_get(self.admin_port, "/metrics")
+        if status != 200:
+            fail(f"/metrics answered {status}")
+        return text
+
+    def fds(self):
+        """Open file descriptors of the process."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def rss_kib(self):
+        """Resident memory (VmRSS) in KiB."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        fail(f"no VmRSS for pid {self.pid}")
