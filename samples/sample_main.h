@@ -8,7 +8,9 @@
 //
 // Prints one "listening on <address> (N loops, backend)" line per listener once it
 // accepts connections. --admin-port N serves /metrics (Prometheus text) and /healthz on
-// host:N (0 picks a free port) and prints "admin on <address>". --no-metrics turns the
+// host:N (0 picks a free port) and prints "admin on <address>"; it also shows glibc's
+// heap (process_heap_in_use_bytes, process_heap_free_bytes), so a soak can tell memory in
+// use from memory the allocator kept after a peak (RSS counts both). --no-metrics turns the
 // loop histograms off (Options::metrics), to measure what they cost. SIGINT/SIGTERM drain it gracefully (Engine::shutdown): listeners
 // close at once, requests already received are answered, and after --drain-timeout
 // (default 5000 ms) whatever is still busy is closed; then it exits 0. The timeouts are
@@ -19,6 +21,8 @@
 
 #include <ringnet/engine.h>
 #include <ringnet/signals.h>
+
+#include <malloc.h>
 
 #include <chrono>
 #include <cstdio>
@@ -125,6 +129,18 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
 // A sample's own metric families, appended to /metrics (see Engine::add_metrics).
 using Collector = std::function<void(ringnet::MetricsWriter&)>;
 
+// glibc's view of the heap (mallinfo2 walks every arena under its lock: fine for a scrape).
+inline void heap_metrics(ringnet::MetricsWriter& w) {
+  struct mallinfo2 mi = mallinfo2();
+  w.family("process_heap_in_use_bytes", ringnet::MetricType::kGauge,
+           "Bytes malloc has handed out and not had back (mallinfo2 uordblks + hblkhd).");
+  w.value("", static_cast<uint64_t>(mi.uordblks + mi.hblkhd));
+  w.family("process_heap_free_bytes", ringnet::MetricType::kGauge,
+           "Free bytes malloc keeps in its arenas for reuse (mallinfo2 fordblks); resident "
+           "once touched unless trimmed.");
+  w.value("", static_cast<uint64_t>(mi.fordblks));
+}
+
 // Listens, starts, prints the listening lines, waits for a signal. Returns the exit code.
 inline int run(const char* name, ringnet::EventHandler& handler, const Flags& flags,
                Collector collector = {}) {
@@ -145,6 +161,7 @@ inline int run(const char* name, ringnet::EventHandler& handler, const Flags& fl
                    s.message().c_str());
       return 1;
     }
+    engine.add_metrics(heap_metrics);
     if (collector) engine.add_metrics(std::move(collector));
   }
   ringnet::ShutdownOnSignals signals(engine, flags.drain_timeout);

@@ -330,6 +330,41 @@ TEST(OutboundQueueTest, AppendLargerThanBlockSpansBlocksInOrder) {
   EXPECT_TRUE(same_bytes(model, gathered(q)));
 }
 
+// A connection slot lives as long as its loop and its queue is reused by every connection
+// the slot serves: once a deep queue drains (or is cleared at close), the block list must
+// shrink back, or every slot ends up holding the capacity of the worst queue it ever had
+// (the soak saw io_uring's heap in use grow ~3 MiB per round of 10,000 connections).
+TEST(OutboundQueueTest, DrainedDeepQueueGivesBackItsBlockList) {
+  BufferPool pool;
+  OutboundQueue q(&pool);
+  std::string piece = make_payload(OutboundQueue::kBlockSize, 3);
+  for (int i = 0; i < 200; ++i) q.append(piece);
+  ASSERT_GT(q.block_capacity(), OutboundQueue::kKeptBlocks);
+  q.consume(q.size() - 1);
+  EXPECT_EQ(q.size(), 1u);
+  q.consume(1);
+  EXPECT_TRUE(q.empty());
+  EXPECT_LE(q.block_capacity(), OutboundQueue::kKeptBlocks);
+  EXPECT_EQ(pool.outstanding_blocks(), 0u);
+
+  for (int i = 0; i < 200; ++i) q.append(piece);
+  q.clear();  // a slot freed with its output unsent
+  EXPECT_LE(q.block_capacity(), OutboundQueue::kKeptBlocks);
+  EXPECT_EQ(pool.outstanding_blocks(), 0u);
+
+  // A shallow queue keeps its list: no allocation per reply for ordinary traffic.
+  q.append("a");
+  q.append(make_payload(3 * OutboundQueue::kBlockSize, 4));
+  size_t small = q.block_capacity();
+  ASSERT_GT(small, 0u);
+  ASSERT_LE(small, OutboundQueue::kKeptBlocks);
+  q.consume(q.size());
+  EXPECT_EQ(q.block_capacity(), small);
+  // And the queue still works after shrinking.
+  q.append("xyz");
+  EXPECT_TRUE(same_bytes("xyz", gathered(q)));
+}
+
 TEST(OutboundQueueTest, AppendNeverMovesQueuedBytes) {
   BufferPool pool;
   OutboundQueue q(&pool);

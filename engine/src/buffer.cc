@@ -175,16 +175,22 @@ void OutboundQueue::consume(size_t n) {
   }
   // Drop spent blocks from the front once the queue empties (or they pile up).
   if (head_ == blocks_.size()) {
-    blocks_.clear();
-    head_ = 0;
+    clear();
   } else if (head_ >= 16) {
     blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<ptrdiff_t>(head_));
     head_ = 0;
   }
 }
 
+// An empty queue keeps room for kKeptBlocks entries: a connection slot is reused for the
+// life of the loop, so keeping the capacity a once-deep queue grew to (up to 4 MiB / 16 KiB
+// = 256+ entries) would make every slot converge to the worst queue it ever held.
 void OutboundQueue::clear() {
-  blocks_.clear();
+  if (blocks_.capacity() > kKeptBlocks) {
+    std::vector<Buffer>().swap(blocks_);
+  } else {
+    blocks_.clear();
+  }
   head_ = 0;
   size_ = 0;
 }

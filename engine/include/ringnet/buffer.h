@@ -103,6 +103,8 @@ class Buffer {
 class OutboundQueue {
  public:
   static constexpr size_t kBlockSize = 16 * 1024;
+  // Entries of blocks_ an empty queue keeps allocated (see clear()).
+  static constexpr size_t kKeptBlocks = 16;
 
   explicit OutboundQueue(BufferPool* pool) : pool_(pool) {}
   OutboundQueue(OutboundQueue&&) noexcept = default;
@@ -129,7 +131,10 @@ class OutboundQueue {
 
   // Drops n bytes from the front (they were sent); drained blocks go back to the pool.
   void consume(size_t n);
+  // Drops everything queued; the block list shrinks back to kKeptBlocks entries.
   void clear();
+  // Entries the block list has room for (what an idle connection slot keeps).
+  size_t block_capacity() const { return blocks_.capacity(); }
 
  private:
   BufferPool* pool_;
