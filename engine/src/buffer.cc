@@ -174,17 +174,20 @@ void OutboundQueue::consume(size_t n) {
     ++head_;
   }
   // Drop spent blocks from the front once the queue empties (or they pile up).
+  // A live queue keeps its list (no allocation per reply); clear() gives a deep one back.
   if (head_ == blocks_.size()) {
-    clear();
+    blocks_.clear();
+    head_ = 0;
   } else if (head_ >= 16) {
     blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<ptrdiff_t>(head_));
     head_ = 0;
   }
 }
 
-// An empty queue keeps room for kKeptBlocks entries: a connection slot is reused for the
-// life of the loop, so keeping the capacity a once-deep queue grew to (up to 4 MiB / 16 KiB
-// = 256+ entries) would make every slot converge to the worst queue it ever held.
+// Called when a connection slot is freed. The cleared queue keeps room for kKeptBlocks
+// entries at most: a slot is reused for the life of the loop, so keeping the capacity a
+// once-deep queue grew to (up to 4 MiB / 16 KiB = 256+ entries) would make every slot
+// converge to the worst queue it ever held. Not on each drain: that is the hot path.
 void OutboundQueue::clear() {
   if (blocks_.capacity() > kKeptBlocks) {
     std::vector<Buffer>().swap(blocks_);

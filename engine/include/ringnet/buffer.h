@@ -131,7 +131,8 @@ class OutboundQueue {
 
   // Drops n bytes from the front (they were sent); drained blocks go back to the pool.
   void consume(size_t n);
-  // Drops everything queued; the block list shrinks back to kKeptBlocks entries.
+  // Drops everything queued; the block list shrinks back to kKeptBlocks entries (a drain
+  // by consume() keeps it: that runs per reply).
   void clear();
   // Entries the block list has room for (what an idle connection slot keeps).
   size_t block_capacity() const { return blocks_.capacity(); }
