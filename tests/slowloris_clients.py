@@ -25,7 +25,7 @@ import sys
 import time
 
 import sample_server
-from sample_server import fail
+from sample_server import fail, wait_for
 
 READ_TIMEOUT = 2.5
 IDLE_TIMEOUT = 1.5   # over the trickle's period: the slowloris connections are not idle
@@ -38,15 +38,6 @@ HEAD = b"GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Slow: "
 
 def server_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def wait_for(predicate, timeout, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def read_response(sock, deadline):
