@@ -1,4 +1,4 @@
-// Micro-benchmarks of the per-loop timer wheel (engine/src/timer_wheel.h, white-box): the
+// Micro-benchmarks of the per-loop timer wheel (engine/src/core/timer_wheel.h, white-box): the
 // cost a connection's timeouts add to the loop.
 //
 //   build-release/bench/micro_timer_wheel
@@ -14,7 +14,7 @@
 #include <memory>
 #include <vector>
 
-#include "timer_wheel.h"
+#include "core/timer_wheel.h"
 
 namespace {
 

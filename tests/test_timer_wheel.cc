@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "timer_wheel.h"
+#include "core/timer_wheel.h"
 
 namespace ringnet {
 namespace {

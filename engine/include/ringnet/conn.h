@@ -1,18 +1,11 @@
 // Conn: one connection, owned by one event loop for its whole life.
 //
-// States (the loop settles every transition; on_close comes from EventLoop::close_conn):
-//
-//   dial -> kConnecting --connected--> kOpen <-- accept
-//               |                        |
-//               | failed / timed out     | finished (see below), close(), Action::kClose,
-//               |                        | a timeout, or the drain
-//               v                        v
-//            kClosed <--output out--- kClosing --- input that still comes is read and
-//               ^     (then, if the       |        dropped (counted); a lingering close
-//               |      peer may still     |        (FIN first) waits for the peer's EOF
-//               |      send, FIN first    |        or its deadline before closing
-//               |      and linger)        |
-//               +---- reset / error / inbound over max_inbound_buffer / stop deadline
+// States: a dial starts kConnecting, an accepted connection kOpen (on_open); a close
+// the handler, a timeout or the drain decides on makes it kClosing, which sends what is
+// queued (and, if the peer may still be sending, sends FIN first and lingers until its
+// EOF) before kClosed (on_close); a reset, an error or a stop deadline closes at once.
+// The full diagram, with the function of each transition, heads
+// engine/src/core/conn_lifecycle.cc.
 //
 // Input, owned by the loop: the bytes the kernel hands over go through one entry point
 // (EventLoop::on_input) to on_traffic at once, whatever the backend, even while reading

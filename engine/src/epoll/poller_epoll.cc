@@ -1,4 +1,4 @@
-#include "poller_epoll.h"
+#include "epoll/poller_epoll.h"
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "event_loop.h"
-#include "listener.h"
+#include "core/event_loop.h"
+#include "net/listener.h"
 
 namespace ringnet {
 namespace {

@@ -6,8 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "engine_impl.h"
-#include "event_loop.h"
+#include "core/event_loop.h"
+#include "core/loop_group.h"
 #include "ringnet/log.h"
 
 namespace ringnet {
@@ -38,7 +38,7 @@ void EventLoop::accept_ready(Listener& l) {
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       exhausted_logged_ = false;
-      engine_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
+      group_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
       continue;
     }
     int err = errno;
@@ -59,7 +59,7 @@ void EventLoop::on_accepted(Listener& l, int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) len = 0;
-  engine_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
+  group_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
 }
 
 // Returns true when accepting may go on at once; otherwise a retry has been scheduled.

@@ -1,7 +1,7 @@
 // Engine::write_metrics: the per-loop counters and histograms as Prometheus families.
 #include <fmt/format.h>
 
-#include "engine_impl.h"
+#include "runtime/engine_impl.h"
 
 namespace ringnet {
 namespace {

@@ -1,4 +1,4 @@
-#include "source_limiter.h"
+#include "net/source_limiter.h"
 
 #include <netinet/in.h>
 

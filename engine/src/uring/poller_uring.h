@@ -25,10 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "buffer_ring.h"
-#include "poller.h"
+#include "core/poller.h"
 #include "ringnet/options.h"
-#include "uring_tag.h"
+#include "uring/buffer_ring.h"
+#include "uring/uring_tag.h"
 
 namespace ringnet {
 

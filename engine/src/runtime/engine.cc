@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "engine_impl.h"
+#include "net/socket_ops.h"
 #include "ringnet/log.h"
-#include "socket_ops.h"
-#include "uring_setup.h"
+#include "runtime/backends.h"
+#include "runtime/engine_impl.h"
 
 namespace ringnet {
 namespace {
@@ -49,23 +49,6 @@ void unlink_unix_path(const SockAddr& addr) {
   if (addr.family() != AF_UNIX) return;
   const auto* sun = reinterpret_cast<const sockaddr_un*>(addr.raw());
   if (sun->sun_path[0] != '\0') ::unlink(sun->sun_path);
-}
-
-// Turns kAuto into the backend this kernel supports (one log line when falling back);
-// kIoUring fails here, clearly, where io_uring is unavailable.
-Status resolve_backend(Options& opts) {
-  if (opts.backend == Backend::kEpoll) return Status::ok();
-  Status probe = probe_io_uring(opts);
-  if (probe.is_ok()) {
-    opts.backend = Backend::kIoUring;
-    return Status::ok();
-  }
-  if (opts.backend == Backend::kIoUring) {
-    return Status::invalid("backend io_uring unavailable: " + probe.message());
-  }
-  log(LogLevel::kInfo, "backend auto: io_uring unavailable ({}); using epoll", probe.message());
-  opts.backend = Backend::kEpoll;
-  return Status::ok();
 }
 
 // Starts one thread per loop and waits until each has set up its poller (on its own
@@ -156,6 +139,10 @@ void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& pe
   // Counted now, not at adoption, so a burst of accepts sees its own assignments.
   target.load().fetch_add(1, std::memory_order_relaxed);
   target.post([&target, fd, peer] { target.adopt(fd, peer); });
+}
+
+Status Engine::Impl::make_poller(EventLoop& loop, std::unique_ptr<Poller>* out) {
+  return ringnet::make_poller(loop, opts, out);
 }
 
 void Engine::Impl::wake_loops() {

@@ -1,4 +1,4 @@
-#include "admin_server.h"
+#include "runtime/admin_server.h"
 
 #include <fmt/format.h>
 

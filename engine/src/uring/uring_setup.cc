@@ -1,4 +1,4 @@
-#include "uring_setup.h"
+#include "uring/uring_setup.h"
 
 #include <sys/utsname.h>
 
@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "buffer_ring.h"
+#include "uring/buffer_ring.h"
 
 namespace ringnet {
 

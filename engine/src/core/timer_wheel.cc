@@ -1,5 +1,5 @@
 // TimerWheel: see timer_wheel.h.
-#include "timer_wheel.h"
+#include "core/timer_wheel.h"
 
 #include <algorithm>
 #include <bit>

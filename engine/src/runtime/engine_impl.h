@@ -1,5 +1,5 @@
-// Engine::Impl: what the loops share — options, the handler, the loops themselves, the
-// balancer, and the stop/join state machine.
+// Engine::Impl: the loops themselves, the listeners, the balancer and the stop/join state
+// machine; what the loops share and ask of the engine is its LoopGroup side.
 #pragma once
 
 #include <memory>
@@ -8,22 +8,23 @@
 #include <thread>
 #include <vector>
 
-#include "admin_server.h"
-#include "event_loop.h"
-#include "source_limiter.h"
+#include "core/event_loop.h"
+#include "core/loop_group.h"
 #include "ringnet/engine.h"
+#include "runtime/admin_server.h"
 
 namespace ringnet {
 
-struct Engine::Impl {
-  Impl(Engine& owner, EventHandler& h, Options o) : engine(owner), handler(h), opts(o) {}
+struct Engine::Impl final : LoopGroup {
+  Impl(Engine& owner, EventHandler& h, const Options& o) : LoopGroup(h, o), engine(owner) {}
 
-  // Acceptor side: spread an accepted socket over the loops (or keep it, with reuse_port).
-  void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer);
+  void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer) override;
   EventLoop& pick_loop(const SockAddr& peer);
   // Any thread: begin stopping (idempotent). Before the loops run it is latched and
   // carried out as soon as they do.
-  void request_stop(std::chrono::milliseconds drain = std::chrono::milliseconds(-1));
+  void request_stop(std::chrono::milliseconds drain = std::chrono::milliseconds(-1)) override;
+  void wake_loops() override;
+  Status make_poller(EventLoop& loop, std::unique_ptr<Poller>* out) override;
   // Stops the acceptor first (no new sockets), and the loops once it has: a socket the
   // acceptor handed over is queued ahead of the loop's stop, so it is opened and closed
   // like any other instead of vanishing. `direct`: tell every loop at once (used when
@@ -31,8 +32,6 @@ struct Engine::Impl {
   void send_stop(bool direct);
 
   Engine& engine;
-  EventHandler& handler;
-  Options opts;
 
   struct ListenSpec {
     std::string text;
@@ -52,24 +51,10 @@ struct Engine::Impl {
   std::atomic<bool> started{false};  // loops exist (stats may read them)
   bool threads_live = false;         // under mu: loop threads run and take stop requests
   bool stop_requested = false;       // under mu
-  // shutdown(deadline): drain gracefully for this long; negative = stop() (flush only).
-  // Written under mu before the stop is sent; loops read it after (the task queue orders it).
-  std::chrono::milliseconds drain_for{-1};
   bool joined = false;
   std::atomic<bool> is_running{false};
-  // Connections accepted and not yet closed, over every loop (Options::max_connections).
-  std::atomic<int64_t> open_conns{0};
-  // Accepted connections adopted by a loop and not yet closed (dials excluded): a
-  // graceful drain closes dialed connections once this is 0.
-  std::atomic<int64_t> served{0};
-  // shutdown(deadline) was asked for (set before any loop hears of it): the close of the
-  // last accepted connection wakes every loop, even one that has not begun its drain.
-  std::atomic<bool> graceful_stop{false};
-  // Any thread: every loop runs an iteration soon (an empty task).
-  void wake_loops();
   std::unique_ptr<AdminServer> admin;   // listen_admin()
   std::atomic<uint64_t> dial_next{0};   // round-robin over loops for Engine::dial
-  std::unique_ptr<SourceLimiter> sources;  // Options::max_connections_per_source
   mutable std::mutex mu_metrics;        // guards collectors
   std::vector<std::function<void(MetricsWriter&)>> collectors;
   bool over_limit(EventLoop& from, EventLoop& target, const SockAddr& peer, int fd);

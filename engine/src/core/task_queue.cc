@@ -1,4 +1,4 @@
-#include "task_queue.h"
+#include "core/task_queue.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "socket_ops.h"
+#include "net/socket_ops.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

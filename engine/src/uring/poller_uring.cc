@@ -1,4 +1,4 @@
-#include "poller_uring.h"
+#include "uring/poller_uring.h"
 
 #include <sys/socket.h>
 
@@ -8,10 +8,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "event_loop.h"
-#include "listener.h"
+#include "core/event_loop.h"
+#include "net/listener.h"
 #include "ringnet/log.h"
-#include "uring_setup.h"
+#include "uring/uring_setup.h"
 
 #include <poll.h>
 

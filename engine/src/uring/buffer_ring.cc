@@ -1,4 +1,4 @@
-#include "buffer_ring.h"
+#include "uring/buffer_ring.h"
 
 #include <sys/mman.h>
 

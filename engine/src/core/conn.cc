@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <string>
 
-#include "event_loop.h"
-#include "socket_ops.h"
+#include "core/event_loop.h"
+#include "net/socket_ops.h"
 
 namespace ringnet {
 

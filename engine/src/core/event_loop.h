@@ -13,6 +13,12 @@
 //
 // Thread-safety: post(), wake_conn(), request_stop() and the stats getters may be called
 // from any thread; everything else only on the loop's own thread.
+//
+// One class, defined by concern: event_loop.cc (the iteration, tasks, the flush),
+// conn_lifecycle.cc (every transition of a connection's state), conn_limits.cc
+// (backpressure, inbound caps), conn_timeouts.cc, drain.cc (stop and graceful shutdown),
+// accept.cc (listeners, fd exhaustion). The engine above is a LoopGroup; the backend below
+// is a Poller.
 #pragma once
 
 #include <atomic>
@@ -24,50 +30,26 @@
 #include <thread>
 #include <vector>
 
-#include "listener.h"
-#include "loop_histogram.h"
-#include "poller.h"
+#include "core/loop_counters.h"
+#include "core/poller.h"
+#include "core/task_queue.h"
+#include "core/timer_queue.h"
+#include "core/timer_wheel.h"
+#include "net/listener.h"
 #include "ringnet/buffer.h"
 #include "ringnet/conn.h"
 #include "ringnet/engine.h"
 #include "ringnet/handler.h"
 #include "ringnet/log.h"
-#include "task_queue.h"
-#include "timer_queue.h"
-#include "timer_wheel.h"
 
 namespace ringnet {
 
-// Loop counters: written by the loop thread only (single writer, so a relaxed load+store
-// is enough and costs no locked instruction), read from any thread.
-struct LoopCounters {
-  std::atomic<uint64_t> accepted{0}, open{0}, closed{0}, bytes_in{0}, bytes_out{0};
-  std::atomic<uint64_t> read_calls{0}, write_calls{0}, accept_errors{0}, fd_exhausted{0};
-  std::atomic<uint64_t> budget_yields{0}, tasks_run{0}, outbound_dropped{0};
-  std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
-  std::atomic<uint64_t> recv_bundles{0};
-  std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0}, refused_limit{0};
-  std::atomic<uint64_t> refused_source_limit{0};
-  std::atomic<uint64_t> drain_deadline_closed{0};
-  std::atomic<uint64_t> traffic_calls{0}, conn_writes{0};
-  std::atomic<uint64_t> inbound_dropped{0}, writes_refused{0}, inbound_budget_closed{0};
-  std::atomic<uint64_t> inbound_held{0};  // gauge: unread bytes held, updated on change
-  std::atomic<uint64_t> dials{0}, dialed{0}, dial_failures{0};
-  std::atomic<uint64_t> closed_by_reason[kCloseReasonCount]{};
-  // Options::metrics: recorded only when on.
-  LoopHistogram flush_bytes;    // bytes per send syscall (writev / io_uring send)
-  LoopHistogram batch_events;   // events (epoll) or completions (io_uring) per wake-up
-  LoopHistogram busy_ns;        // one iteration from the wake-up to its flush, in ns
-};
-
-inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
+class LoopGroup;
 
 class EventLoop {
  public:
   // index >= 0 for connection loops; -1 for the acceptor loop.
-  EventLoop(Engine::Impl& engine, int index);
+  EventLoop(LoopGroup& group, int index);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -250,7 +232,7 @@ class EventLoop {
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
 
-  Engine::Impl& engine_;
+  LoopGroup& group_;
   EventHandler& handler_;
   int index_;
   std::thread::id thread_id_;

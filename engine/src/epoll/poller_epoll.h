@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "poller.h"
+#include "core/poller.h"
 
 namespace ringnet {
 

@@ -1,0 +1,364 @@
+// A connection's life, in one place: every transition of Conn::State is made here.
+//
+//   accept -> adopt() ------------------------------------------+
+//   dial() -> kConnecting --on_connect_result(0)--> on_open --> kOpen
+//               |                                                |
+//               | failed / timed out / stop                      | settle(): the peer's EOF
+//               |                                                | (on_peer_eof) or the drain's
+//               |                                                | stop_input, nothing holds
+//               |                                                | it, its input was shown;
+//               |                                                | or close() / kClose /
+//               |                                                | a timeout / the drain
+//               |                                                v  begin_close()
+//               |                                             kClosing -- input still coming
+//               |                                                |        is read and dropped
+//               |                          output out (after_send)|        (on_input)
+//               |                    peer may still send: FIN first|
+//               |                     and linger (start_linger) until EOF or the deadline
+//               v                                                v
+//            kClosed <--------------------------------------- close_conn(): on_close
+//               |     reset / error / over max_inbound_buffer / stop deadline: at once
+//               v
+//            kFree   free_slot(): the fd closes, the slot is reused (a completion backend
+//                    may hold it until its operations finished)
+//
+// Input has one entry point (on_input) and so has the peer's EOF (on_peer_eof), whatever
+// the backend; the handler sees bytes at once through run_traffic, even while reading is
+// paused, and what it leaves is kept for the next look.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/event_loop.h"
+#include "core/loop_group.h"
+#include "net/socket_ops.h"
+#include "ringnet/log.h"
+
+namespace ringnet {
+namespace {
+// How long a close the engine decides on, with input still coming, reads it away.
+const uint16_t kDefaultLingerTicks =
+    static_cast<uint16_t>(TimerWheel::ticks_for(std::chrono::seconds(2)));
+}  // namespace
+
+Conn& EventLoop::new_slot(int fd, const SockAddr& peer, Conn::State state) {
+  RINGNET_ASSERT_IN_LOOP(this);
+  uint32_t index;
+  if (!free_slots_.empty()) {
+    index = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back(this, &pool_);
+  }
+  Conn& c = slots_[index];
+  uint32_t gen = c.id_.generation + 1;
+  c.id_ = ConnId{index, gen == 0 ? 1 : gen};
+  c.fd_ = fd;
+  c.state_ = state;
+  c.dirty_ = c.readable_ = c.eof_ = c.read_to_eagain_ = c.read_paused_ = false;
+  c.input_stopped_ = c.input_refused_ = false;
+  c.send_error_ = 0;
+  c.holds_ = 0;
+  c.lingering_ = false;
+  c.dialed_ = false;
+  c.linger_ticks_ = 0;
+  c.remote_ = peer;
+  c.timer_.owner = &c;
+  c.idle_ticks_ = idle_ticks_;
+  c.read_since_ = c.write_since_ = 0;
+  return c;
+}
+
+void EventLoop::release_source(const SockAddr& peer) {
+  if (group_.sources != nullptr && peer.is_ip()) group_.sources->remove(peer);
+}
+
+void EventLoop::adopt(int fd, const SockAddr& peer) {
+  if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
+    bump(counters_.refused_stopping);  // before the close the client sees
+    ::close(fd);
+    release_source(peer);
+    load_.fetch_sub(1, std::memory_order_relaxed);
+    group_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  Conn& c = new_slot(fd, peer, Conn::State::kOpen);
+  if (timeouts_on_) {
+    c.last_active_ = now_tick();
+    update_timer(c);
+  }
+  if (Status s = poller_->add_conn(c); !s) {
+    log(LogLevel::kWarn, "loop {}: cannot watch fd {}: {}", index_, fd, s.message());
+    ::close(fd);
+    c.fd_ = -1;
+    c.state_ = Conn::State::kFree;
+    free_slots_.push_back(c.id_.index);
+    release_source(peer);
+    load_.fetch_sub(1, std::memory_order_relaxed);
+    group_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+    bump(counters_.accept_errors);
+    return;
+  }
+  bump(counters_.accepted);
+  bump(counters_.open);
+  ++served_open_;
+  group_.served.fetch_add(1, std::memory_order_relaxed);
+  apply_action(c, handler_.on_open(c));
+}
+
+// Dialing.
+// A dialed connection takes a slot at once, in kConnecting, so that a failure reaches the
+// handler like any close (on_close, kConnectFailed, with its context) and the timer wheel
+// can time the connect out. The poller starts the connect and reports with
+// on_connect_result; only then does the connection become kOpen and see on_open.
+
+void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
+  bump(counters_.dials);
+  // Queued as the engine stopped (maybe run after the loop thread left): no poller. A
+  // graceful drain still dials; stop() does not.
+  if (stopping_ || poller_ == nullptr || (draining_ && !graceful_)) {
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "loop {}: dial refused: engine stopping", index_);
+    return fail_dial(peer, options, ECANCELED);
+  }
+  int fd = ::socket(peer.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail_dial(peer, options, errno);
+  Conn& c = new_slot(fd, peer, Conn::State::kConnecting);
+  c.dialed_ = true;
+  c.context_ = options.context;
+  bump(counters_.open);  // closing it (connected or not) counts it out again
+  if (peer.is_ip()) sockets::tune_accepted(fd, peer.family(), group_.opts);
+  c.deadline_ = now_tick() + TimerWheel::ticks_for(options.timeout) + 1;
+  update_timer(c);
+  if (int err = poller_->start_connect(c); err != 0) {
+    return close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
+  }
+}
+
+// A slot with no socket, closed at once: the handler hears on_close (kConnectFailed) with
+// the dial's context, like any dial that failed, and the counts given at dial are returned.
+void EventLoop::fail_dial(const SockAddr& peer, const DialOptions& options, int err) {
+  Conn& c = new_slot(-1, peer, Conn::State::kConnecting);
+  c.dialed_ = true;
+  c.context_ = options.context;
+  bump(counters_.open);
+  close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
+}
+
+void EventLoop::on_connect_result(Conn& c, int err) {
+  if (c.state_ != Conn::State::kConnecting) return;
+  if (err != 0) return close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
+  c.state_ = Conn::State::kOpen;
+  wheel_.cancel(c.timer_);  // the connect deadline is over; the usual timeouts start now
+  if (timeouts_on_) {
+    c.last_active_ = now_tick();
+    update_timer(c);
+  }
+  bump(counters_.dialed);
+  apply_action(c, handler_.on_open(c));
+}
+
+void EventLoop::on_input(Conn& c, std::string_view bytes) {
+  bump(counters_.bytes_in, bytes.size());
+  if (c.state_ != Conn::State::kOpen) {  // closing by our decision: the input is refused
+    bump(counters_.inbound_dropped, bytes.size());
+    c.input_refused_ = true;  // the peer is still sending: close with FIN first (after_send)
+    return;
+  }
+  note_activity(c);
+  if (c.in_.empty()) return run_traffic(c, bytes);  // zero-copy: the handler reads `bytes`
+  c.in_.append(bytes);
+  add_inbound_held(static_cast<ptrdiff_t>(bytes.size()));
+  run_traffic(c);
+}
+
+void EventLoop::on_peer_eof(Conn& c) {
+  c.eof_ = true;
+  if (c.state_ == Conn::State::kClosing) {
+    if (c.lingering_) close_conn(c, CloseInfo{c.close_reason_, 0});  // what we waited for
+    return;
+  }
+  if (c.state_ != Conn::State::kOpen) return;
+  // Input the handler left (a request it answers step by step) gets one more look.
+  if (!c.in_.empty() && c.holds_ == 0) return schedule_traffic(c);
+  settle(c);
+}
+
+void EventLoop::on_released(Conn& c) {
+  // Inside c's on_traffic its buffer is not settled yet: run_traffic decides after.
+  if (c.state_ != Conn::State::kOpen || &c == in_traffic_) return;
+  if (c.eof_ && !c.in_.empty()) return schedule_traffic(c);  // the handler may take more now
+  settle(c);
+}
+
+void EventLoop::settle(Conn& c) {
+  if (c.state_ != Conn::State::kOpen || c.holds_ != 0) return;
+  if (c.eof_) return begin_close(c, CloseReason::kPeerClosed);
+  if (c.input_stopped_ && c.in_.empty()) begin_close(c, CloseReason::kShutdown);
+}
+
+void EventLoop::run_traffic(Conn& c, std::string_view fresh) {
+  c.in_view_ = fresh.empty() ? c.in_.view() : fresh;
+  const size_t shown = c.in_view_.size();
+  bump(counters_.traffic_calls);
+  in_traffic_ = &c;
+  Action action = handler_.on_traffic(c);
+  in_traffic_ = nullptr;
+  const size_t left = c.in_view_.size();
+  if (!fresh.empty()) {
+    if (left != 0) {
+      c.in_.append(c.in_view_);  // the transient area is reused by the next read
+      add_inbound_held(static_cast<ptrdiff_t>(left));
+    }
+  } else if (shown != left) {
+    c.in_.consume(shown - left);
+    c.in_.release_if_empty();
+    add_inbound_held(-static_cast<ptrdiff_t>(shown - left));
+  }
+  c.in_view_ = c.in_.view();
+  if (read_ticks_ != 0) track_partial_input(c);
+  if (left != 0 && check_inbound_limit(c)) return;
+  if (c.state_ == Conn::State::kOpen) check_backpressure(c);
+  apply_action(c, action);
+  if (c.state_ != Conn::State::kOpen) return;
+  if (c.eof_ && left != 0 && left < shown && c.holds_ == 0) {
+    return schedule_traffic(c);  // it took some: it may take more, and nothing else will come
+  }
+  if (drain_swept_ && !c.dialed_ && left == 0) stop_input(c);  // a frame boundary
+  settle(c);
+}
+
+void EventLoop::apply_action(Conn& c, Action action) {
+  if (action == Action::kClose) begin_close(c, CloseReason::kLocalClose);
+  if (action == Action::kShutdown) group_.request_stop(std::chrono::milliseconds(-1));
+}
+
+void EventLoop::begin_close(Conn& c, CloseReason reason) {
+  // A dial closed before it connected: nothing to flush, and on_open never came.
+  if (c.state_ == Conn::State::kConnecting) return close_conn(c, CloseInfo{reason, 0});
+  if (c.state_ != Conn::State::kOpen) return;
+  c.state_ = Conn::State::kClosing;
+  c.close_reason_ = reason;
+  mark_dirty(c);  // flush_dirty sends what is queued and closes once it drained
+}
+
+CloseInfo EventLoop::error_close_info(int err) {
+  bool reset = err == ECONNRESET || err == EPIPE;
+  return CloseInfo{reset ? CloseReason::kReset : CloseReason::kError, err};
+}
+
+void EventLoop::send_or_close(Conn& c) {
+  if (int err = poller_->send(c); err != 0) return close_conn(c, error_close_info(err));
+  after_send(c);
+}
+
+// Conn::flush() runs inside handler code: an error is remembered and the connection is
+// closed by flush_dirty at the end of the iteration, never under the handler's feet.
+Status EventLoop::flush_now(Conn& c) {
+  if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) {
+    return Status::invalid("flush on a closed connection");
+  }
+  if (c.send_error_ != 0) return Status::from_errno(c.send_error_, "flush");
+  if (c.out_.empty()) return Status::ok();
+  if (int err = poller_->send(c); err != 0) {
+    c.send_error_ = err;
+    mark_dirty(c);
+    return Status::from_errno(err, "flush");
+  }
+  return Status::ok();
+}
+
+void EventLoop::after_send(Conn& c) {
+  if (c.state_ == Conn::State::kClosing && c.out_.empty()) {
+    if (c.lingering_) return;
+    if (!c.eof_ && (c.linger_ticks_ != 0 || lingers_on_close(c))) return start_linger(c);
+    close_conn(c, CloseInfo{c.close_reason_, 0});
+    return;
+  }
+  if (timeouts_on_) {
+    note_activity(c);
+    if (write_ticks_ != 0) track_pending_output(c);
+  }
+  if (c.state_ == Conn::State::kOpen) check_backpressure(c);
+}
+
+// Closing with input unread makes the kernel send RST, which can destroy the answer
+// before the peer has read it: a close the handler or the drain decided on, while the peer
+// may still be sending, sends FIN first and reads the rest away (as close_lingering). A
+// peer that finished (EOF) is owed no linger, nor one we close for a timeout.
+bool EventLoop::lingers_on_close(const Conn& c) {
+  if (c.close_reason_ != CloseReason::kLocalClose && c.close_reason_ != CloseReason::kShutdown) {
+    return false;
+  }
+  return c.input_refused_ || !c.in_.empty() || sockets::unread_bytes(c.fd_) > 0;
+}
+
+// Lingering close: our FIN goes out after the reply; the pollers keep reading (and
+// dropping) input of a closing connection, and its EOF — or the deadline — closes it.
+void EventLoop::start_linger(Conn& c) {
+  if (::shutdown(c.fd_, SHUT_WR) != 0) return close_on_error(c, errno);
+  c.lingering_ = true;
+  if (c.linger_ticks_ == 0) c.linger_ticks_ = kDefaultLingerTicks;
+  c.deadline_ = now_tick() + c.linger_ticks_ + 1;
+  update_timer(c);
+  if (c.read_paused_ || c.input_stopped_) {  // reading had stopped: the EOF must be seen
+    c.read_paused_ = false;
+    poller_->resume_reading(c);
+  }
+}
+
+void EventLoop::close_conn(Conn& c, CloseInfo info) {
+  if (c.state_ == Conn::State::kFree || c.state_ == Conn::State::kClosed) return;
+  if (info.reason == CloseReason::kConnectFailed) bump(counters_.dial_failures);
+  c.state_ = Conn::State::kClosed;
+  c.dirty_ = false;
+  wheel_.cancel(c.timer_);
+  if (!c.out_.empty()) bump(counters_.outbound_dropped, c.out_.size());
+  bool reusable = poller_ == nullptr || poller_->detach(c);
+  handler_.on_close(c, info);
+  // The fd itself is closed in free_slot: with a completion backend an operation may be
+  // prepared but not yet submitted under this fd number, which must not be reused by then.
+  c.in_view_ = {};
+  add_inbound_held(-static_cast<ptrdiff_t>(c.in_.readable_bytes()));
+  c.in_.clear();
+  c.in_.release_if_empty();
+  c.context_ = nullptr;
+  c.codec_word_ = 0;
+  c.protocol_state_.reset();
+  bump(counters_.closed);
+  bump(counters_.closed_by_reason[static_cast<int>(info.reason)]);
+  counters_.open.store(counters_.open.load(std::memory_order_relaxed) - 1,
+                       std::memory_order_relaxed);
+  load_.fetch_sub(1, std::memory_order_relaxed);
+  group_.open_conns.fetch_sub(1, std::memory_order_relaxed);
+  if (!c.dialed_) {
+    release_source(c.remote_);
+    --served_open_;
+    // The last accepted connection of the engine: loops waiting to close their dialed
+    // connections at the end of a graceful drain look again.
+    if (group_.served.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+        group_.graceful_stop.load(std::memory_order_acquire)) {
+      group_.wake_loops();  // this loop may not have begun its own drain yet
+    }
+  }
+  if (reusable) free_slot(c);
+}
+
+// The fd and the outbound queue are kept until here: a completion backend may still be
+// sending from them.
+void EventLoop::free_slot(Conn& c) {
+  if (c.state_ != Conn::State::kClosed) {
+    log(LogLevel::kError, "loop {}: freeing slot {} in state {}; ignored", index_, c.id_.index,
+        static_cast<int>(c.state_));
+    return;
+  }
+  if (c.fd_ >= 0) ::close(c.fd_);
+  c.fd_ = -1;
+  c.out_.clear();
+  c.state_ = Conn::State::kFree;
+  free_slots_.push_back(c.id_.index);
+}
+
+}  // namespace ringnet

@@ -1,0 +1,90 @@
+// Connection timeouts on the loop's timer wheel: idle, read (a partial request), write
+// (output that does not drain), and the connect and linger deadlines.
+#include <algorithm>
+
+#include "core/event_loop.h"
+
+namespace ringnet {
+
+// Activity only stores a tick; the wheel node is armed at the earliest deadline and, when
+// it fires, either closes the connection or re-arms at the deadline as it stands now. So
+// a busy connection touches the wheel about once per timeout period, not per message.
+
+void EventLoop::track_partial_input(Conn& c) {
+  if (c.in_.empty()) {
+    c.read_since_ = 0;
+  } else if (c.read_since_ == 0 && c.state_ == Conn::State::kOpen) {
+    c.read_since_ = now_tick();
+    update_timer(c);
+  }
+}
+
+void EventLoop::track_pending_output(Conn& c) {
+  if (c.out_.empty()) {
+    c.write_since_ = 0;
+  } else if (c.write_since_ == 0) {
+    c.write_since_ = now_tick();
+    update_timer(c);
+  }
+}
+
+void EventLoop::set_idle_timeout(Conn& c, std::chrono::milliseconds timeout) {
+  c.idle_ticks_ = timeout.count() <= 0
+                      ? 0
+                      : static_cast<uint32_t>(
+                            std::min<uint64_t>(TimerWheel::ticks_for(timeout), UINT32_MAX));
+  if (c.idle_ticks_ == 0) return;  // a later deadline, if any, re-arms itself when reached
+  timeouts_on_ = true;
+  c.last_active_ = now_tick();
+  // Re-arm from scratch: the new timeout may be shorter than what the node waits for.
+  wheel_.cancel(c.timer_);
+  update_timer(c);
+}
+
+void EventLoop::update_timer(Conn& c) {
+  uint64_t due = UINT64_MAX;
+  // +1: a deadline falls inside a tick; firing on the tick after never fires early.
+  if (c.idle_ticks_ != 0) due = std::min(due, c.last_active_ + c.idle_ticks_ + 1);
+  if (c.read_since_ != 0 && read_ticks_ != 0) due = std::min(due, c.read_since_ + read_ticks_ + 1);
+  if (c.write_since_ != 0 && write_ticks_ != 0) {
+    due = std::min(due, c.write_since_ + write_ticks_ + 1);
+  }
+  if (c.lingering_ || c.state_ == Conn::State::kConnecting) due = std::min(due, c.deadline_);
+  if (due == UINT64_MAX) return;
+  if (c.timer_.armed() && c.timer_.expires <= due) return;  // fires first, then re-checks
+  wheel_.arm(c.timer_, due);
+}
+
+void EventLoop::on_conn_timer(Conn& c) {
+  if (c.state_ == Conn::State::kFree || c.state_ == Conn::State::kClosed) return;
+  const uint64_t now = wheel_.now_tick();
+  if (c.state_ == Conn::State::kConnecting) {
+    if (now >= c.deadline_) return close_conn(c, CloseInfo{CloseReason::kConnectFailed, ETIMEDOUT});
+    return update_timer(c);
+  }
+  if (c.lingering_) {  // the reply is out; only the peer's EOF is still awaited
+    if (now >= c.deadline_) return close_conn(c, CloseInfo{c.close_reason_, 0});
+    return update_timer(c);
+  }
+  if (c.write_since_ != 0 && write_ticks_ != 0 && now > c.write_since_ + write_ticks_) {
+    // The output cannot drain: flushing first would wait for ever.
+    return close_conn(c, CloseInfo{CloseReason::kWriteTimeout, 0});
+  }
+  if (c.read_since_ != 0 && read_ticks_ != 0 && now > c.read_since_ + read_ticks_) {
+    if (c.state_ == Conn::State::kOpen) {
+      begin_close(c, CloseReason::kReadTimeout);
+      update_timer(c);  // the flush may in turn time out (write_timeout)
+      return;
+    }
+  }
+  if (c.idle_ticks_ != 0 && now > c.last_active_ + c.idle_ticks_) {
+    if (c.state_ == Conn::State::kOpen) {
+      begin_close(c, CloseReason::kIdleTimeout);
+    } else {
+      return close_conn(c, CloseInfo{CloseReason::kIdleTimeout, 0});
+    }
+  }
+  update_timer(c);
+}
+
+}  // namespace ringnet
