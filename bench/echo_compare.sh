@@ -22,12 +22,13 @@
 # SERVERS (default "ringnet-epoll ringnet-uring bare bare-uring asio libuv"; the io_uring
 # ones are dropped with a message where the kernel refuses io_uring, asio and libuv where
 # they were not built (libboost-dev, libuv1-dev missing); ringnet-uring-nobundle is
-# ringnet-uring without receive bundles; ringnet-{epoll,uring}-nometrics run with
-# --no-metrics (no loop histograms) and ringnet-{epoll,uring}-admin with an admin
-# listener, to measure what metrics cost), PEER_THREADS (asio/libuv --threads, default
-# RINGNET_LOOPS), LOADGEN_THREADS (loadgen --threads, default 1), OUT_DIR, SKIP_BUILD=1
-# (use BUILD_DIR as it is), BASE_ECHO (an echo_server binary built from another commit:
-# servers ringnet-{epoll,uring}-base run it, for a before/after of a change in one run),
+# ringnet-uring without receive bundles, ringnet-uring-noregring without its ring fd
+# registered; ringnet-{epoll,uring}-nometrics run with --no-metrics (no loop histograms)
+# and ringnet-{epoll,uring}-admin with an admin listener, to measure what metrics cost),
+# PEER_THREADS (asio/libuv --threads, default RINGNET_LOOPS), LOADGEN_THREADS (loadgen
+# --threads, default 1), OUT_DIR, SKIP_BUILD=1 (use BUILD_DIR as it is), BASE_ECHO (an
+# echo_server binary built from another commit: servers ringnet-{epoll,uring}-base run it,
+# for a before/after of a change in one run),
 # BARE_FLAGS (e.g. "--short-read" for the baseline that skips the EAGAIN read),
 # CLIENT_BACKEND (loadgen --backend: epoll by default, or io_uring / auto).
 # Everything listens and connects on 127.0.0.1 only. Exit status is non-zero if any run
@@ -152,6 +153,7 @@ start_server() {
     ringnet-epoll) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
     ringnet-uring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     ringnet-uring-nobundle) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-bundle) ;;
+    ringnet-uring-noregring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-register-ring) ;;
     ringnet-epoll-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --no-metrics) ;;
     ringnet-uring-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-metrics) ;;
     ringnet-epoll-admin) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --admin-port 0) ;;
@@ -295,6 +297,7 @@ throughput_report() {
   for scen in ${SCENARIOS//,/ }; do
     for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
                 ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle \
+                ringnet-uring/ringnet-uring-noregring ringnet-uring-noregring/ringnet-uring-base \
                 ringnet-epoll/ringnet-epoll-base ringnet-uring/ringnet-uring-base \
                 ringnet-epoll/asio ringnet-epoll/libuv ringnet-uring/asio ringnet-uring/libuv; do
       a=${pair%/*} b=${pair#*/}

@@ -54,6 +54,7 @@ using ExtraFlag = std::function<bool(std::string_view flag, const std::function<
                "usage: %s [--host H] [--port N] [--unix PATH] [--loops N]\n"
                "          [--balancer rr|lc|hash] [--reuseport] [--pin]\n"
                "          [--backend auto|epoll|io_uring] [--no-uring-bundle]\n"
+               "          [--no-uring-register-ring]\n"
                "          [--drain-timeout MS] [--admin-port N] [--no-metrics]\n"
                "          [--idle-timeout MS] [--read-timeout MS] [--write-timeout MS] %s\n",
                prog, bad, prog, extra_usage);
@@ -119,6 +120,8 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
       f.options.metrics = false;
     } else if (a == "--no-uring-bundle") {
       f.options.uring_recv_bundle = false;
+    } else if (a == "--no-uring-register-ring") {
+      f.options.uring_register_ring = false;
     } else if (!extra || !extra(a, value)) {
       usage(prog, arg, extra_usage);
     }

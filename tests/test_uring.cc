@@ -84,6 +84,24 @@ TEST(UringBackend, AutoPicksIoUringWhereAvailable) {
   EXPECT_TRUE(c.echo(make_payload(5000, 3)));
 }
 
+// The ring fd is registered on every loop by default (io_uring_enter then skips its
+// lookup), and the fallback, the plain fd as where the kernel refuses, serves the same.
+TEST(UringBackend, RegisteredRingFdAndItsFallbackBothEcho) {
+  if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
+  for (bool registered : {true, false}) {
+    SCOPED_TRACE(registered ? "registered ring fd" : "plain ring fd");
+    EchoHandler handler;
+    Options o = test_options(Backend::kIoUring, 2);
+    o.uring_register_ring = registered;
+    TestServer server(handler, o);
+    ASSERT_TRUE(server.start());
+    const uint64_t rings = 2 + (o.reuse_port ? 0 : 1);  // and the acceptor's
+    EXPECT_EQ(server.engine().stats().uring_registered_rings, registered ? rings : 0u);
+    echo_from_many(server, 8, 100000, registered ? 300 : 400);
+    if (HasFatalFailure()) return;
+  }
+}
+
 // 64 connections send 256 KiB each at once into a ring of four 4 KiB buffers: receives
 // run dry again and again (counted), and every connection still gets its bytes back intact.
 TEST(UringBackend, TinyBufferRingStillEchoesEveryByte) {

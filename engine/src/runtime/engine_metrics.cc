@@ -150,6 +150,9 @@ void Engine::write_metrics(MetricsWriter& w) const {
     per_loop_counter(w, loops, "ringnet_uring_recv_bundles_total",
                      "io_uring receives that filled more than one provided buffer.",
                      [](const C& c) -> auto& { return c.recv_bundles; });
+    per_loop(w, loops, "ringnet_uring_registered_ring", MetricType::kGauge,
+             "1 where the loop's io_uring fd is registered (io_uring_enter skips its lookup).",
+             [](const EventLoop& l) { return get(l.counters().uring_registered_ring); });
   }
 
   if (impl.opts.metrics) {

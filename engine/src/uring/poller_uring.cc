@@ -34,6 +34,17 @@ Status UringPoller::init(const Options& opts) {
     return s;
   }
   bundle_ = opts.uring_recv_bundle && kernel_at_least(6, 10);
+  if (opts.uring_register_ring) {
+    // 1 = registered; liburing's enter calls use the registered index from now on.
+    int rc = io_uring_register_ring_fd(&ring_);
+    if (rc == 1) {
+      loop_.counters_mut().uring_registered_ring.store(1, std::memory_order_relaxed);
+      mode_ += "+registered_ring";
+    } else {
+      log(LogLevel::kInfo, "loop {}: io_uring ring fd not registered ({}); using the plain fd",
+          loop_.index(), rc < 0 ? std::strerror(-rc) : "no slot");
+    }
+  }
   return Status::ok();
 }
 
