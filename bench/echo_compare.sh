@@ -23,7 +23,8 @@
 # ones are dropped with a message where the kernel refuses io_uring, asio and libuv where
 # they were not built (libboost-dev, libuv1-dev missing); ringnet-uring-nobundle is
 # ringnet-uring without receive bundles, ringnet-uring-noregring without its ring fd
-# registered; ringnet-{epoll,uring}-nometrics run with --no-metrics (no loop histograms)
+# registered; bare-uring-zc is bare-uring sending with IORING_OP_SEND_ZC;
+# ringnet-{epoll,uring}-nometrics run with --no-metrics (no loop histograms)
 # and ringnet-{epoll,uring}-admin with an admin listener, to measure what metrics cost),
 # PEER_THREADS (asio/libuv --threads, default RINGNET_LOOPS), LOADGEN_THREADS (loadgen
 # --threads, default 1), OUT_DIR, SKIP_BUILD=1 (use BUILD_DIR as it is), BASE_ECHO (an
@@ -162,6 +163,7 @@ start_server() {
     ringnet-uring-base) cmd=("$BASE_ECHO" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     bare) read -r -a cmd <<<"$BARE --port $PORT $BARE_FLAGS" ;;
     bare-uring) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT") ;;
+    bare-uring-zc) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT" --zc-min 1) ;;
     asio) cmd=("$ASIO" --port "$PORT" --threads "$PEER_THREADS") ;;
     libuv) cmd=("$LIBUV" --port "$PORT" --threads "$PEER_THREADS") ;;
     *) log "unknown server '$1'"; return 1 ;;
@@ -298,6 +300,7 @@ throughput_report() {
     for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
                 ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle \
                 ringnet-uring/ringnet-uring-noregring ringnet-uring-noregring/ringnet-uring-base \
+                bare-uring-zc/bare-uring \
                 ringnet-epoll/ringnet-epoll-base ringnet-uring/ringnet-uring-base \
                 ringnet-epoll/asio ringnet-epoll/libuv ringnet-uring/asio ringnet-uring/libuv; do
       a=${pair%/*} b=${pair#*/}
