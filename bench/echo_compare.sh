@@ -23,7 +23,8 @@
 # ones are dropped with a message where the kernel refuses io_uring, asio and libuv where
 # they were not built (libboost-dev, libuv1-dev missing); ringnet-uring-nobundle is
 # ringnet-uring without receive bundles, ringnet-uring-noregring without its ring fd
-# registered; bare-uring-zc is bare-uring sending with IORING_OP_SEND_ZC;
+# registered, ringnet-uring-inc with incremental buffer consumption; bare-uring-zc
+# is bare-uring sending with IORING_OP_SEND_ZC;
 # ringnet-{epoll,uring}-nometrics run with --no-metrics (no loop histograms)
 # and ringnet-{epoll,uring}-admin with an admin listener, to measure what metrics cost),
 # PEER_THREADS (asio/libuv --threads, default RINGNET_LOOPS), LOADGEN_THREADS (loadgen
@@ -154,6 +155,7 @@ start_server() {
     ringnet-epoll) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll) ;;
     ringnet-uring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     ringnet-uring-nobundle) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-bundle) ;;
+    ringnet-uring-inc) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --uring-buffer-inc) ;;
     ringnet-uring-noregring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-register-ring) ;;
     ringnet-epoll-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --no-metrics) ;;
     ringnet-uring-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-metrics) ;;
@@ -300,6 +302,7 @@ throughput_report() {
     for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
                 ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle \
                 ringnet-uring/ringnet-uring-noregring ringnet-uring-noregring/ringnet-uring-base \
+                ringnet-uring-inc/ringnet-uring \
                 bare-uring-zc/bare-uring \
                 ringnet-epoll/ringnet-epoll-base ringnet-uring/ringnet-uring-base \
                 ringnet-epoll/asio ringnet-epoll/libuv ringnet-uring/asio ringnet-uring/libuv; do

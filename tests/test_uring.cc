@@ -3,7 +3,9 @@
 // without losing a byte). The rest of the suite runs on io_uring through test_backends().
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/utsname.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,15 @@ class ScopedEnv {
   const char* name_;
   std::optional<std::string> old_;
 };
+
+// Incremental provided-buffer consumption exists from kernel 6.12.
+bool kernel_at_least_6_12() {
+  utsname u{};
+  int major = 0;
+  int minor = 0;
+  if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 12);
+}
 
 // Starts an engine that must fail to start; returns the failure.
 Status start_error(const Options& o) {
@@ -103,43 +114,98 @@ TEST(UringBackend, RegisteredRingFdAndItsFallbackBothEcho) {
 }
 
 // 64 connections send 256 KiB each at once into a ring of four 4 KiB buffers: receives
-// run dry again and again (counted), and every connection still gets its bytes back intact.
+// run dry again and again (counted), and every connection still gets its bytes back intact,
+// with buffers consumed incrementally and whole.
 TEST(UringBackend, TinyBufferRingStillEchoesEveryByte) {
   if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
-  EchoHandler handler;
-  Options o = test_options(Backend::kIoUring, 1);
-  o.uring_buffer_count = 4;
-  o.uring_buffer_size = 4096;
-  o.uring_recv_bundle = false;  // one buffer per completion (bundles: the next test)
-  TestServer server(handler, o);
-  ASSERT_TRUE(server.start());
-  constexpr size_t kConns = 64;
-  echo_from_many(server, kConns, 256 * 1024, 1000);
-  if (HasFatalFailure()) return;
-  // The loop counts a send when its completion arrives, which may be after the client
-  // already holds the bytes: wait for the counters to settle.
-  const uint64_t total = kConns * 256 * 1024;
-  EXPECT_TRUE(wait_until([&] { return server.engine().stats().bytes_out >= total; }, Millis(5000)));
-  EngineStats st = server.engine().stats();
-  EXPECT_GT(st.buffer_ring_empty, 0u) << "the ring never ran dry: the test did not test it";
-  EXPECT_EQ(st.bytes_in, total);
-  EXPECT_EQ(st.bytes_out, total);
+  for (bool incremental : {true, false}) {
+    SCOPED_TRACE(incremental ? "incremental buffers" : "whole buffers");
+    EchoHandler handler;
+    Options o = test_options(Backend::kIoUring, 1);
+    o.uring_buffer_count = 4;
+    o.uring_buffer_size = 4096;
+    o.uring_recv_bundle = false;  // one buffer per completion (bundles: the next test)
+    o.uring_buffer_incremental = incremental;
+    TestServer server(handler, o);
+    ASSERT_TRUE(server.start());
+    constexpr size_t kConns = 64;
+    echo_from_many(server, kConns, 256 * 1024, incremental ? 1000 : 1100);
+    if (HasFatalFailure()) return;
+    // The loop counts a send when its completion arrives, which may be after the client
+    // already holds the bytes: wait for the counters to settle.
+    const uint64_t total = kConns * 256 * 1024;
+    EXPECT_TRUE(wait_until([&] { return server.engine().stats().bytes_out >= total; }, Millis(5000)));
+    EngineStats st = server.engine().stats();
+    EXPECT_GT(st.buffer_ring_empty, 0u) << "the ring never ran dry: the test did not test it";
+    EXPECT_EQ(st.bytes_in, total);
+    EXPECT_EQ(st.bytes_out, total);
+  }
 }
 
 // Receive bundles on (one completion filling several provided buffers, kernel 6.10+), the
-// same starved ring: every byte still comes back, in order, on every connection.
+// same starved ring: every byte still comes back, in order, on every connection; with
+// incremental consumption a bundle may begin inside a buffer and leave its last one open.
 TEST(UringBackend, RecvBundlesWithTinyRingEchoEveryByte) {
   if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
-  EchoHandler handler;
-  Options o = test_options(Backend::kIoUring, 1);
-  o.uring_buffer_count = 8;
-  o.uring_buffer_size = 4096;
-  o.uring_recv_bundle = true;
-  TestServer server(handler, o);
-  ASSERT_TRUE(server.start());
-  echo_from_many(server, 32, 512 * 1024, 2000);
-  if (HasFatalFailure()) return;
-  EXPECT_GT(server.engine().stats().recv_bundles, 0u) << "no receive filled two buffers";
+  for (bool incremental : {true, false}) {
+    SCOPED_TRACE(incremental ? "incremental buffers" : "whole buffers");
+    EchoHandler handler;
+    Options o = test_options(Backend::kIoUring, 1);
+    o.uring_buffer_count = 8;
+    o.uring_buffer_size = 4096;
+    o.uring_recv_bundle = true;
+    o.uring_buffer_incremental = incremental;
+    TestServer server(handler, o);
+    ASSERT_TRUE(server.start());
+    echo_from_many(server, 32, 512 * 1024, incremental ? 2000 : 2100);
+    if (HasFatalFailure()) return;
+    EXPECT_GT(server.engine().stats().recv_bundles, 0u) << "no receive filled two buffers";
+  }
+}
+
+// Incremental consumption (IOU_PBUF_RING_INC, kernel 6.12+) is used where the kernel has
+// it, and many small receives from different connections then share one buffer, each at
+// its own offset: 24 connections trade 300 small messages each, in lock step, through a
+// ring of two buffers, with bundles on and off; every echo comes back exact. Off, the
+// gauge says so and the same traffic passes too.
+TEST(UringBackend, IncrementalBuffersCarrySmallReceivesOfManyConnections) {
+  if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool incremental = variant != 2;
+    const bool bundles = variant == 1;
+    SCOPED_TRACE(testing::Message() << "incremental " << incremental << " bundles " << bundles);
+    EchoHandler handler;
+    Options o = test_options(Backend::kIoUring, 1);
+    o.uring_buffer_count = 2;
+    o.uring_buffer_size = 4096;
+    o.uring_recv_bundle = bundles;
+    o.uring_buffer_incremental = incremental;
+    TestServer server(handler, o);
+    ASSERT_TRUE(server.start());
+    const uint64_t rings = 1 + (o.reuse_port ? 0 : 1);  // and the acceptor's
+    if (incremental && kernel_at_least_6_12()) {
+      EXPECT_EQ(server.engine().stats().uring_incremental_rings, rings);
+    } else if (!incremental) {
+      EXPECT_EQ(server.engine().stats().uring_incremental_rings, 0u);
+    }
+    std::vector<Client> clients;
+    ASSERT_TRUE(connect_many(server.port(), 24, &clients));
+    uint64_t sent = 0;
+    for (int round = 0; round < 300; ++round) {
+      std::vector<std::string> msgs;
+      for (size_t i = 0; i < clients.size(); ++i) {
+        msgs.push_back(make_payload(1 + (round * 7 + i * 13) % 97, round * 1000 + i));
+        ASSERT_TRUE(clients[i].send_all(msgs.back()));
+        sent += msgs.back().size();
+      }
+      for (size_t i = 0; i < clients.size(); ++i) {
+        std::string got;
+        ASSERT_TRUE(clients[i].recv_exact(msgs[i].size(), &got));
+        ASSERT_EQ(got, msgs[i]) << "connection " << i << ", round " << round;
+      }
+    }
+    EXPECT_TRUE(eventually([&] { return server.engine().stats().bytes_in == sent; }));
+  }
 }
 
 // Bundles with roomy buffers and one big message: 4 MiB echoed intact.

@@ -57,6 +57,8 @@ struct EngineStats {
   uint64_t recv_bundles = 0;     // io_uring: receives that filled more than one buffer
   uint64_t uring_registered_rings = 0;  // io_uring: loops (acceptor too) whose ring fd
                                         // is registered (Options::uring_register_ring)
+  uint64_t uring_incremental_rings = 0;  // io_uring: loops whose provided buffers are
+                                         // consumed incrementally (uring_buffer_incremental)
   uint64_t read_pauses = 0;      // backpressure: times a connection stopped being read
   uint64_t inbound_overflows = 0; // connections closed for holding > max_inbound_buffer
   uint64_t dials = 0;            // Engine::dial attempts that reached their loop

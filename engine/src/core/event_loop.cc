@@ -73,6 +73,7 @@ void EventLoop::run(std::promise<Status>& ready) {
   if (!ok) {  // never ran: nothing to drain; what it owns is closed, tasks see it stopped
     stopping_ = true;
     close_listeners();
+    poller_.reset();  // here too: an io_uring ring is torn down by its issuer
     exited_.store(true, std::memory_order_release);
     t_current_loop = nullptr;
     return;

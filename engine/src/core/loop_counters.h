@@ -18,6 +18,7 @@ struct LoopCounters {
   std::atomic<uint64_t> buffer_ring_empty{0}, cq_overflows{0}, refused_stopping{0};
   std::atomic<uint64_t> recv_bundles{0};
   std::atomic<uint64_t> uring_registered_ring{0};  // gauge, 0 or 1: set once at setup
+  std::atomic<uint64_t> uring_incremental_buffers{0};  // gauge, 0 or 1: set once at setup
   std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0}, refused_limit{0};
   std::atomic<uint64_t> refused_source_limit{0};
   std::atomic<uint64_t> drain_deadline_closed{0};

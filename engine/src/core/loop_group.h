@@ -1,6 +1,7 @@
 // LoopGroup: what the loops of one engine share, and the few things a loop asks of the
 // engine that owns it. core/ sees the engine only through this class, and a backend only
-// through Poller (made here, by make_poller); Engine::Impl (runtime/) implements both.
+// as a Poller, which make_poller hands it; Engine::Impl (runtime/) implements this class,
+// and runtime/backends.cc builds the pollers.
 #pragma once
 
 #include <atomic>

@@ -396,6 +396,7 @@ EngineStats Engine::stats() const {
     s.drain_deadline_closed += get(c.drain_deadline_closed);
     s.recv_bundles += get(c.recv_bundles);
     s.uring_registered_rings += get(c.uring_registered_ring);
+    s.uring_incremental_rings += get(c.uring_incremental_buffers);
     s.read_pauses += get(c.read_pauses);
     s.inbound_overflows += get(c.inbound_overflows);
     s.traffic_calls += get(c.traffic_calls);

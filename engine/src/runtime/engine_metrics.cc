@@ -150,9 +150,12 @@ void Engine::write_metrics(MetricsWriter& w) const {
     per_loop_counter(w, loops, "ringnet_uring_recv_bundles_total",
                      "io_uring receives that filled more than one provided buffer.",
                      [](const C& c) -> auto& { return c.recv_bundles; });
-    per_loop(w, loops, "ringnet_uring_registered_ring", MetricType::kGauge,
+    per_loop(w, accepting, "ringnet_uring_registered_ring", MetricType::kGauge,
              "1 where the loop's io_uring fd is registered (io_uring_enter skips its lookup).",
              [](const EventLoop& l) { return get(l.counters().uring_registered_ring); });
+    per_loop(w, accepting, "ringnet_uring_incremental_buffers", MetricType::kGauge,
+             "1 where the loop's provided buffers are consumed incrementally.",
+             [](const EventLoop& l) { return get(l.counters().uring_incremental_buffers); });
   }
 
   if (impl.opts.metrics) {

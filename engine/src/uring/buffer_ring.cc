@@ -16,7 +16,14 @@ void BufferRing::release() {
   buffers_ = nullptr;
 }
 
-Status BufferRing::init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size) {
+namespace {
+// liburing 2.3's headers predate incremental consumption (kernel 6.12): the flag goes in
+// io_uring_buf_reg's 16-bit field after bgid (`pad` there, `flags` in the kernel's).
+constexpr uint16_t kPbufRingInc = 2;  // IOU_PBUF_RING_INC
+}  // namespace
+
+Status BufferRing::init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size,
+                        bool incremental) {
   if (!std::has_single_bit(entries) || entries > 32768 || buffer_size == 0) {
     return Status::invalid("buffer ring entries must be a power of two <= 32768");
   }
@@ -39,10 +46,17 @@ Status BufferRing::init(io_uring* ring, uint16_t group, unsigned entries, size_t
   reg.ring_addr = reinterpret_cast<uint64_t>(br_);
   reg.ring_entries = entries;
   reg.bgid = group;
-  if (int rc = io_uring_register_buf_ring(ring_, &reg, 0); rc != 0) {
-    return Status::from_errno(-rc, "io_uring_register_buf_ring");
+  int rc = -EINVAL;
+  if (incremental) {
+    reg.pad = kPbufRingInc;
+    rc = io_uring_register_buf_ring(ring_, &reg, 0);
+    incremental_ = rc == 0;
+    reg.pad = 0;
   }
+  if (rc == -EINVAL) rc = io_uring_register_buf_ring(ring_, &reg, 0);  // an older kernel
+  if (rc != 0) return Status::from_errno(-rc, "io_uring_register_buf_ring");
   registered_ = true;
+  if (incremental_) used_.assign(entries, 0);
   io_uring_buf_ring_init(br_);
   order_.assign(entries, 0);
   position_.assign(entries, 0);
@@ -62,6 +76,7 @@ void BufferRing::add(uint16_t id, int offset) {
 }
 
 void BufferRing::recycle(uint16_t id) {
+  if (incremental_) used_[id] = 0;
   add(id, 0);
   io_uring_buf_ring_advance(br_, 1);
   ++tail_;

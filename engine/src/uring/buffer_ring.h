@@ -2,6 +2,13 @@
 // The kernel picks a buffer per completion and reports its id; the loop hands the bytes
 // to the connection and gives the buffer back with recycle() — the only way back in.
 //
+// Incremental consumption (IOU_PBUF_RING_INC, kernel 6.12+): a receive takes only the
+// bytes it needs from the buffer at the ring's head, and the next receive (on any
+// connection) goes on in the same buffer, so small messages do not each spend a whole
+// buffer and the kernel writes into a few warm cache lines instead of a new buffer. A
+// completion then says whether its last buffer still has room (IORING_CQE_F_BUF_MORE),
+// and used() keeps how far into each buffer the kernel has written.
+//
 // liburing 2.3 has io_uring_register_buf_ring but not io_uring_setup_buf_ring, so the
 // ring memory is mapped here. Kernel 5.19+.
 //
@@ -25,11 +32,19 @@ class BufferRing {
   BufferRing(const BufferRing&) = delete;
   BufferRing& operator=(const BufferRing&) = delete;
 
-  // entries must be a power of two (<= 32768).
-  Status init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size);
+  // entries must be a power of two (<= 32768). `incremental`: ask for incremental
+  // consumption, and register without it where the kernel refuses (see incremental()).
+  Status init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size,
+              bool incremental = false);
+  bool incremental() const { return incremental_; }
   uint16_t group() const { return group_; }
   size_t buffer_size() const { return buffer_size_; }
   char* buffer(uint16_t id) const { return buffers_ + size_t{id} * buffer_size_; }
+  // Bytes of buffer `id` the kernel has filled and the loop has taken (0 unless
+  // incremental); a completion's data in this buffer starts there.
+  size_t used(uint16_t id) const { return incremental_ ? used_[id] : 0; }
+  // The kernel keeps buffer `id` (IORING_CQE_F_BUF_MORE) after filling `n` more bytes.
+  void keep(uint16_t id, size_t n) { used_[id] += static_cast<uint32_t>(n); }
   // Gives buffer `id` back to the kernel.
   void recycle(uint16_t id);
   // The buffer the kernel will hand out after `id` (ring order): a bundle receive fills
@@ -50,6 +65,8 @@ class BufferRing {
   size_t buffer_size_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
+  bool incremental_ = false;
+  std::vector<uint32_t> used_;        // incremental: buffer id -> bytes taken so far
   uint32_t tail_ = 0;                 // ring positions handed to the kernel so far
   std::vector<uint16_t> order_;       // ring position (mod entries) -> buffer id
   std::vector<uint32_t> position_;    // buffer id -> its ring position

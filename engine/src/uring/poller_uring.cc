@@ -1,9 +1,10 @@
 #include "uring/poller_uring.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -13,12 +14,12 @@
 #include "ringnet/log.h"
 #include "uring/uring_setup.h"
 
-#include <poll.h>
-
 namespace ringnet {
 namespace {
-// IORING_RECVSEND_BUNDLE (kernel 6.10); liburing 2.3's headers predate it.
+// IORING_RECVSEND_BUNDLE (kernel 6.10) and IORING_CQE_F_BUF_MORE (6.12); liburing 2.3's
+// headers predate them.
 constexpr uint16_t kRecvBundle = 1u << 4;
+constexpr uint32_t kCqeBufMore = 1u << 4;
 }  // namespace
 
 UringPoller::~UringPoller() {
@@ -30,8 +31,17 @@ UringPoller::~UringPoller() {
 Status UringPoller::init(const Options& opts) {
   if (Status s = setup_ring(&ring_, opts.uring_entries, &mode_); !s) return s;
   ring_ready_ = true;
-  if (Status s = buffers_.init(&ring_, 0, opts.uring_buffer_count, opts.uring_buffer_size); !s) {
+  if (Status s = buffers_.init(&ring_, 0, opts.uring_buffer_count, opts.uring_buffer_size,
+                               opts.uring_buffer_incremental);
+      !s) {
     return s;
+  }
+  if (buffers_.incremental()) {
+    loop_.counters_mut().uring_incremental_buffers.store(1, std::memory_order_relaxed);
+    mode_ += "+incremental_buffers";
+  } else if (opts.uring_buffer_incremental) {
+    log(LogLevel::kInfo, "loop {}: provided buffers not consumed incrementally (kernel "
+                         "older than 6.12): a whole buffer per receive", loop_.index());
   }
   bundle_ = opts.uring_recv_bundle && kernel_at_least(6, 10);
   if (opts.uring_register_ring) {
@@ -42,7 +52,7 @@ Status UringPoller::init(const Options& opts) {
       mode_ += "+registered_ring";
     } else {
       log(LogLevel::kInfo, "loop {}: io_uring ring fd not registered ({}); using the plain fd",
-          loop_.index(), rc < 0 ? std::strerror(-rc) : "no slot");
+          loop_.index(), std::strerror(-rc));
     }
   }
   return Status::ok();
@@ -371,14 +381,14 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
   if (!more) ops.recv_armed = false;
   Conn* c = loop_.lookup(ConnId{tag.index, tag.generation});
   if (c == nullptr || ops.detached || ops.generation != tag.generation) {
-    if (has_buffer) consume_buffers(nullptr, bid, res);
+    if (has_buffer) consume_buffers(nullptr, bid, res, flags);
     release_if_idle(tag.index);
     return;
   }
   if (res > 0 && has_buffer) {
-    consume_buffers(c, bid, res);
+    consume_buffers(c, bid, res, flags);
   } else if (res == 0) {
-    if (has_buffer) buffers_.recycle(bid);
+    if (has_buffer) consume_buffers(nullptr, bid, 0, flags);
     loop_.on_peer_eof(*c);
     return;  // EOF ends the multishot: nothing more to read
   } else if (res == -ENOBUFS) {
@@ -405,22 +415,31 @@ void UringPoller::resume_reading(Conn& c) {
   if (!ops.recv_armed && !ops.detached && EventLoop::wants_input(c)) arm_recv(c, ops);
 }
 
-// One buffer, or with bundles several consecutive ones in ring order, each full but the
-// last. Each goes back to the ring right after its bytes were handed to `c` (if any).
-void UringPoller::consume_buffers(Conn* c, uint16_t bid, int res) {
-  size_t left = res > 0 ? static_cast<size_t>(res) : 1;  // an empty completion holds one
-  if (left > buffers_.buffer_size()) bump(loop_.counters_mut().recv_bundles);
+// One buffer, or with bundles several consecutive ones in ring order, each filled to the
+// end but the last. With incremental consumption the first goes on where the kernel's
+// previous write into it stopped, and the last stays with the kernel while it has room
+// (IORING_CQE_F_BUF_MORE). Every other buffer goes back to the ring right after its bytes
+// were handed to `c` (if any); an empty completion gives back (or keeps) the one it names.
+void UringPoller::consume_buffers(Conn* c, uint16_t bid, int res, uint32_t flags) {
+  size_t left = res > 0 ? static_cast<size_t>(res) : 0;
   if (c == nullptr && res > 0) {  // arrived for a connection closed meanwhile: refused
     bump(loop_.counters_mut().bytes_in, static_cast<uint64_t>(res));
     bump(loop_.counters_mut().inbound_dropped, static_cast<uint64_t>(res));
   }
-  while (left > 0) {
-    size_t n = std::min(left, buffers_.buffer_size());
-    uint16_t next = buffers_.next_in_ring(bid);
-    if (c != nullptr && res > 0) on_recv_bytes(*c, buffers_.buffer(bid), n);
-    buffers_.recycle(bid);
-    bid = next;
+  for (bool first = true;; first = false) {
+    const size_t at = buffers_.used(bid);
+    const size_t n = std::min(left, buffers_.buffer_size() - at);
+    const uint16_t next = buffers_.next_in_ring(bid);
+    if (c != nullptr && n > 0) on_recv_bytes(*c, buffers_.buffer(bid) + at, n);
     left -= n;
+    if (left == 0 && (flags & kCqeBufMore) != 0 && at + n < buffers_.buffer_size()) {
+      buffers_.keep(bid, n);
+      return;
+    }
+    buffers_.recycle(bid);
+    if (left == 0) return;
+    if (first) bump(loop_.counters_mut().recv_bundles);  // the bytes go on in the next buffer
+    bid = next;
   }
 }
 

@@ -4,7 +4,8 @@
 //            without IORING_CQE_F_MORE (or after a back-off on EMFILE/ENOBUFS)
 //   receive  one multishot recv per connection from the loop's provided-buffer ring;
 //            each buffer's bytes go to the loop (EventLoop::on_input), and the buffer
-//            goes back to the ring right after (the loop copied what the handler left).
+//            goes back to the ring right after (the loop copied what the handler left),
+//            or, consumed incrementally, once the kernel has filled it.
 //            -ENOBUFS (ring ran dry) re-arms. Pausing cancels it; bytes of completions
 //            already on their way still go to the loop, which shows them.
 //   send     at most one send in flight per connection (order), of everything queued
@@ -95,7 +96,7 @@ class UringPoller final : public Poller {
   void on_accept(UringTag tag, int res, uint32_t flags);
   void on_recv(UringTag tag, int res, uint32_t flags);
   void on_recv_bytes(Conn& c, const char* data, size_t n);
-  void consume_buffers(Conn* c, uint16_t first, int res);
+  void consume_buffers(Conn* c, uint16_t first, int res, uint32_t flags);
   void on_send(UringTag tag, int res);
   void on_connect(UringTag tag, int res);
   void release_if_idle(uint32_t index);
