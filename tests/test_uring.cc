@@ -53,6 +53,16 @@ Status start_error(const Options& o) {
   return s;
 }
 
+// One loop on io_uring with a provided-buffer ring of `count` 4 KiB buffers.
+Options small_ring(unsigned count, bool bundles, bool incremental) {
+  Options o = test_options(Backend::kIoUring, 1);
+  o.uring_buffer_count = count;
+  o.uring_buffer_size = 4096;
+  o.uring_recv_bundle = bundles;
+  o.uring_buffer_incremental = incremental;
+  return o;
+}
+
 // `conns` connections each echo `size` bytes at once through `server`; all come back intact.
 void echo_from_many(TestServer& server, size_t conns, size_t size, uint64_t seed) {
   std::vector<Client> clients;
@@ -121,12 +131,8 @@ TEST(UringBackend, TinyBufferRingStillEchoesEveryByte) {
   for (bool incremental : {true, false}) {
     SCOPED_TRACE(incremental ? "incremental buffers" : "whole buffers");
     EchoHandler handler;
-    Options o = test_options(Backend::kIoUring, 1);
-    o.uring_buffer_count = 4;
-    o.uring_buffer_size = 4096;
-    o.uring_recv_bundle = false;  // one buffer per completion (bundles: the next test)
-    o.uring_buffer_incremental = incremental;
-    TestServer server(handler, o);
+    // One buffer per completion (bundles: the next test).
+    TestServer server(handler, small_ring(4, false, incremental));
     ASSERT_TRUE(server.start());
     constexpr size_t kConns = 64;
     echo_from_many(server, kConns, 256 * 1024, incremental ? 1000 : 1100);
@@ -150,12 +156,7 @@ TEST(UringBackend, RecvBundlesWithTinyRingEchoEveryByte) {
   for (bool incremental : {true, false}) {
     SCOPED_TRACE(incremental ? "incremental buffers" : "whole buffers");
     EchoHandler handler;
-    Options o = test_options(Backend::kIoUring, 1);
-    o.uring_buffer_count = 8;
-    o.uring_buffer_size = 4096;
-    o.uring_recv_bundle = true;
-    o.uring_buffer_incremental = incremental;
-    TestServer server(handler, o);
+    TestServer server(handler, small_ring(8, true, incremental));
     ASSERT_TRUE(server.start());
     echo_from_many(server, 32, 512 * 1024, incremental ? 2000 : 2100);
     if (HasFatalFailure()) return;
@@ -175,11 +176,7 @@ TEST(UringBackend, IncrementalBuffersCarrySmallReceivesOfManyConnections) {
     const bool bundles = variant == 1;
     SCOPED_TRACE(testing::Message() << "incremental " << incremental << " bundles " << bundles);
     EchoHandler handler;
-    Options o = test_options(Backend::kIoUring, 1);
-    o.uring_buffer_count = 2;
-    o.uring_buffer_size = 4096;
-    o.uring_recv_bundle = bundles;
-    o.uring_buffer_incremental = incremental;
+    const Options o = small_ring(2, bundles, incremental);
     TestServer server(handler, o);
     ASSERT_TRUE(server.start());
     const uint64_t rings = 1 + (o.reuse_port ? 0 : 1);  // and the acceptor's
