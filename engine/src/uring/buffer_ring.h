@@ -5,9 +5,10 @@
 // Incremental consumption (IOU_PBUF_RING_INC, kernel 6.12+): a receive takes only the
 // bytes it needs from the buffer at the ring's head, and the next receive (on any
 // connection) goes on in the same buffer, so small messages do not each spend a whole
-// buffer and the kernel writes into a few warm cache lines instead of a new buffer. A
-// completion then says whether its last buffer still has room (IORING_CQE_F_BUF_MORE),
-// and used() keeps how far into each buffer the kernel has written.
+// buffer (a small ring serves many connections; no CPU gain measured, see
+// Options::uring_buffer_incremental). A completion then says whether its last buffer
+// still has room (IORING_CQE_F_BUF_MORE), and used() keeps how far into each buffer the
+// kernel has written.
 //
 // liburing 2.3 has io_uring_register_buf_ring but not io_uring_setup_buf_ring, so the
 // ring memory is mapped here. Kernel 5.19+.

@@ -432,7 +432,8 @@ void UringPoller::consume_buffers(Conn* c, uint16_t bid, int res, uint32_t flags
     const uint16_t next = buffers_.next_in_ring(bid);
     if (c != nullptr && n > 0) on_recv_bytes(*c, buffers_.buffer(bid) + at, n);
     left -= n;
-    if (left == 0 && (flags & kCqeBufMore) != 0 && at + n < buffers_.buffer_size()) {
+    if (left == 0 && (flags & kCqeBufMore) != 0 && buffers_.incremental() &&
+        at + n < buffers_.buffer_size()) {
       buffers_.keep(bid, n);
       return;
     }
