@@ -301,6 +301,11 @@ TEST_F(LogTest, UserSinkReceivesEveryLine) {
 TEST_F(LogTest, ForkedChildLogs) {
 #if defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "TSan does not support threads started after a multi-threaded fork";
+#elif defined(__SANITIZE_ADDRESS__)
+  // gcc 12's ASan allocator does not take its own locks across fork() (glibc's malloc
+  // does): a child forked while the noise thread is in malloc inherits a held size-class
+  // mutex, and its writer thread blocks on it forever (seen with gdb, 1 run in ~15).
+  GTEST_SKIP() << "ASan's allocator is not fork-safe in gcc 12; the plain build runs this";
 #else
   StderrCapture cap;
   cap.start_reading();
