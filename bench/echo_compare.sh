@@ -18,7 +18,7 @@
 #                                             # (instead of bench/results/; for bench/run)
 #
 # Scenario = CONNSxSIZExPIPELINE. Environment overrides: SCENARIOS, DURATION, WARMUP,
-# REPEATS, IDLE_CONNS, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
+# REPEATS, IDLE_CONNS, IDLE_ECHO, PORT_BASE, RINGNET_LOOPS, BUILD_DIR, SERVER_CPU, LOADGEN_CPU,
 # SERVERS (default "ringnet-epoll ringnet-uring bare bare-uring asio libuv"; the io_uring
 # ones are dropped with a message where the kernel refuses io_uring, asio and libuv where
 # they were not built (libboost-dev, libuv1-dev missing); ringnet-uring-nobundle is
@@ -44,6 +44,7 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 REPEATS=${REPEATS:-3}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_ECHO=${IDLE_ECHO:-16}  # bytes each "echoed" idle connection carries before going quiet
 PORT_BASE=${PORT_BASE:-19000}
 RINGNET_LOOPS=${RINGNET_LOOPS:-1}
 BARE_FLAGS=${BARE_FLAGS:-}
@@ -219,7 +220,7 @@ LOADGEN_COLUMNS="window_s,messages,msgs_per_s,mib_per_s,p50_us,p99_us,p999_us,ma
 verify_errors,conn_errors,server_cpu_s,server_cpu_us_per_msg,client_cpu_us_per_msg,\
 client_backend"
 echo "scenario,server,repeat,status,conns,size,pipeline,$LOADGEN_COLUMNS" >"$RUNS_CSV"
-echo "server,idle_conns,rss_before_kib,rss_after_kib,bytes_per_conn,status" >"$IDLE_CSV"
+echo "server,idle_conns,echo_bytes,rss_before_kib,rss_after_kib,bytes_per_conn,status" >"$IDLE_CSV"
 
 # One measured run: loadgen CSV -> appends msgs/s, p99 us, server CPU us/msg.
 measure_once() {
@@ -327,14 +328,16 @@ run_throughput() {
 # ---- idle RSS ----------------------------------------------------------------------------
 
 # Bytes of server RSS per idle connection: VmRSS before and after IDLE_CONNS connections
-# that send nothing. Waits until the server holds the fds (accepted, not just queued).
-# Sets IDLE_RSS[server]; runs in the main shell (not $(...)) so the EXIT trap sees its pids.
+# that, before going quiet, echoed $2 bytes each (0: never sent a byte). Waits until the
+# server holds the fds (accepted, not just queued). Sets IDLE_RSS[server:echo]; runs in
+# the main shell (not $(...)) so the EXIT trap sees its pids.
 idle_rss_once() {
-  local server=$1
-  IDLE_RSS[$server]="n/a"
+  local server=$1 echo_bytes=$2
+  local key="$server:$echo_bytes"
+  IDLE_RSS[$key]="n/a"
   start_server "$server" || {
     FAILURES=$((FAILURES + 1)); stop_server
-    echo "$server,$IDLE_CONNS,,,,server-failed" >>"$IDLE_CSV"
+    echo "$server,$IDLE_CONNS,$echo_bytes,,,,server-failed" >>"$IDLE_CSV"
     return
   }
   sleep 0.2
@@ -343,7 +346,7 @@ idle_rss_once() {
   fds0=$(fd_count "$SERVER_PID")
   mkfifo "$WORK/hold"
   taskset -c "$LOADGEN_CPU" "$LOADGEN" --port "$PORT" --conns "$IDLE_CONNS" --idle \
-    <"$WORK/hold" >"$WORK/idle.out" 2>"$WORK/idle.err" &
+    --idle-echo "$echo_bytes" <"$WORK/hold" >"$WORK/idle.out" 2>"$WORK/idle.err" &
   LOADGEN_PID=$!
   exec 9>"$WORK/hold"  # loadgen holds its connections until this closes
   local ok=0
@@ -361,26 +364,29 @@ idle_rss_once() {
   rm -f "$WORK/hold"
   stop_server
   if (( ok )); then
-    log "$server idle: VmRSS $before kB -> $after kB for $IDLE_CONNS connections"
-    IDLE_RSS[$server]=$(awk -v b="$before" -v a="$after" -v n="$IDLE_CONNS" \
-                          'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
-    echo "$server,$IDLE_CONNS,$before,$after,${IDLE_RSS[$server]},ok" >>"$IDLE_CSV"
+    log "$server idle (echoed $echo_bytes B): VmRSS $before kB -> $after kB for $IDLE_CONNS connections"
+    IDLE_RSS[$key]=$(awk -v b="$before" -v a="$after" -v n="$IDLE_CONNS" \
+                       'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+    echo "$server,$IDLE_CONNS,$echo_bytes,$before,$after,${IDLE_RSS[$key]},ok" >>"$IDLE_CSV"
   else
     FAILURES=$((FAILURES + 1))
     log "$server idle run failed: $(head -3 "$WORK/idle.err")"
-    echo "$server,$IDLE_CONNS,$before,$after,,failed" >>"$IDLE_CSV"
+    echo "$server,$IDLE_CONNS,$echo_bytes,$before,$after,,failed" >>"$IDLE_CSV"
   fi
 }
 
 idle_report() {
   echo "### Server RSS per idle connection"
   echo
-  echo "(VmRSS after − before) / $IDLE_CONNS idle connections that never sent a byte."
+  echo "(VmRSS after − before) / $IDLE_CONNS idle connections: silent ones never sent a"
+  echo "byte; echoed ones each echoed $IDLE_ECHO bytes once, then went quiet."
   echo
-  echo "| server | bytes per idle connection |"
-  echo "|---|---|"
+  echo "| server | bytes per silent connection | bytes per echoed connection |"
+  echo "|---|---|---|"
   local server
-  for server in $SERVERS; do echo "| $server | ${IDLE_RSS[$server]} |"; done
+  for server in $SERVERS; do
+    echo "| $server | ${IDLE_RSS[$server:0]} | ${IDLE_RSS[$server:$IDLE_ECHO]} |"
+  done
   echo
 }
 
@@ -441,7 +447,7 @@ main() {
   fi
   if (( DO_IDLE )); then
     local server
-    for server in $SERVERS; do idle_rss_once "$server"; done
+    for server in $SERVERS; do idle_rss_once "$server" 0; idle_rss_once "$server" "$IDLE_ECHO"; done
     idle_report >>"$report"
   fi
   (( FAILURES == 0 )) || echo "**$FAILURES run(s) failed; see stderr.**" >>"$report"

@@ -29,6 +29,8 @@ verifies every echoed byte and reports throughput, latency and (optionally) serv
   --server-pid PID  sample the server's utime+stime over the window
   --idle            open --conns connections, send nothing, print "IDLE READY <n>",
                     hold them until stdin closes or SIGTERM/SIGINT
+  --idle-echo N     with --idle: each connection first echoes N bytes (verified), so
+                    the server holds connections that have carried traffic (default 0)
   --csv             one CSV line (columns: see --csv-header)
   --csv-header      print the CSV header line and exit
   --json            one JSON object on one line
@@ -79,6 +81,8 @@ void check(const LoadgenOptions& o) {
   if (!o.idle && (o.size == 0 || o.pipeline == 0)) usage_error("--size/--pipeline > 0");
   if (o.threads == 0 || o.threads > 256) usage_error("--threads in 1..256");
   if (!o.idle && o.duration_s <= 0) usage_error("--duration must be > 0");
+  if (o.idle_echo > 0 && !o.idle) usage_error("--idle-echo needs --idle");
+  if (o.idle_echo > (size_t{1} << 20)) usage_error("--idle-echo at most 1 MiB");  // one payload span
 }
 
 }  // namespace
@@ -116,6 +120,8 @@ LoadgenOptions parse_loadgen_options(int argc, char** argv) {
       std::exit(0);
     } else if (a == "--idle") {
       o.idle = true;
+    } else if (matches(a, "--idle-echo")) {
+      o.idle_echo = parse_uint("--idle-echo", take_value(argc, argv, &i, "--idle-echo"));
     } else if (a == "--csv") {
       o.format = OutputFormat::kCsv;
     } else if (a == "--json") {

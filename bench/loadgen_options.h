@@ -26,6 +26,7 @@ struct LoadgenOptions {
   size_t threads = 1;
   int server_pid = 0;           // 0: do not sample server CPU
   bool idle = false;            // connect, send nothing, hold until stdin EOF / SIGTERM
+  size_t idle_echo = 0;         // idle mode: each connection first echoes this many bytes
   ClientBackend backend = ClientBackend::kEpoll;
   OutputFormat format = OutputFormat::kTable;
 

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -100,7 +101,7 @@ Worker::~Worker() {
 }
 
 void Worker::run() {
-  bool ok = epfd_ >= 0 && init() && connect_all();
+  bool ok = epfd_ >= 0 && init() && connect_all() && echo_once();
   if (!ok) control_->stop.store(true);
   control_->ready.fetch_add(1);
   control_->ready.notify_all();
@@ -165,6 +166,42 @@ void Worker::finish_connect(Conn& c, uint32_t events, size_t* in_flight) {
     c.state = State::kOpen;
     ++stats_.connected;
   }
+}
+
+// Idle mode with --idle-echo: every connection sends one message of idle_echo bytes and
+// reads the verified echo back before the hold, one connection at a time (blocking poll),
+// so the server is measured holding connections that have carried traffic.
+bool Worker::echo_once() {
+  const size_t n = opts_.idle_echo;
+  if (n == 0) return true;
+  const EchoPayload& payload = EchoPayload::instance();
+  std::vector<char> got(n);
+  auto give_up = [this](Conn& c, const char* why) {
+    fail(c, why);
+    return false;
+  };
+  for (Conn& c : conns_) {
+    std::string_view msg = payload.slice(c.id, 0, 0, n);
+    size_t sent = 0, recvd = 0;
+    int64_t deadline = monotonic_ns() + kConnectTimeoutNs;
+    while (recvd < n) {
+      if (monotonic_ns() > deadline) return give_up(c, "idle echo timed out");
+      pollfd p{c.fd, static_cast<short>(POLLIN | (sent < n ? POLLOUT : 0)), 0};
+      if (::poll(&p, 1, 100) < 0 && errno != EINTR) return give_up(c, "poll failed");
+      if (sent < n && (p.revents & POLLOUT)) {
+        ssize_t k = ::send(c.fd, msg.data() + sent, n - sent, MSG_NOSIGNAL);
+        if (k < 0 && errno != EAGAIN) return give_up(c, "idle echo send failed");
+        if (k > 0) sent += static_cast<size_t>(k);
+      }
+      if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t k = ::recv(c.fd, got.data() + recvd, n - recvd, 0);
+        if (k == 0 || (k < 0 && errno != EAGAIN)) return give_up(c, "closed during idle echo");
+        if (k > 0) recvd += static_cast<size_t>(k);
+      }
+    }
+    if (!payload.matches(c.id, 0, 0, got.data(), n)) return give_up(c, "idle echo differs");
+  }
+  return true;
 }
 
 bool Worker::connect_all() {

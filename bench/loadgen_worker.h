@@ -9,8 +9,9 @@
 //
 // Life of a worker (driven by RunControl, written by the main thread):
 //
-//   init() -> connect_all() --ready--> wait for go --> traffic loop until window end or stop
-//                                                 \-> (idle mode) hold loop until stop
+//   init() -> connect_all() -> echo_once() --ready--> wait for go
+//     --> traffic loop until window end or stop
+//     \-> (idle mode) hold loop until stop (echo_once: --idle-echo only)
 //
 // Thread-safety: a Worker is used by its own thread only; the main thread reads stats()
 // after join(). RunControl fields are atomics shared by all.
@@ -113,6 +114,7 @@ class Worker {
 
  private:
   bool connect_all();
+  bool echo_once();
   int start_connect(Conn& c);
   void finish_connect(Conn& c, uint32_t events, size_t* in_flight);
   void wait_for_go();

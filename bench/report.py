@@ -257,12 +257,16 @@ def syscall_table(rows):
 
 def idle_table(rows):
     lines = ["## Server memory per idle connection", "",
-             "(VmRSS with N idle connections − VmRSS before) / N; the connections never send.",
-             "", "| server | idle connections | bytes per connection |", "|---|---:|---:|"]
-    for r in sorted(rows, key=lambda r: ordered([x["server"] for x in rows], ECHO_ORDER)
-                    .index(r["server"])):
+             "(VmRSS with N idle connections − VmRSS before) / N; each connection first "
+             "echoed the bytes shown (0: it never sent a byte), then went quiet.",
+             "", "| server | idle connections | bytes echoed first | bytes per connection |",
+             "|---|---:|---:|---:|"]
+    order = ordered([x["server"] for x in rows], ECHO_ORDER)
+    for r in sorted(rows, key=lambda r: (order.index(r["server"]),
+                                         int(r.get("echo_bytes") or 0))):
         v = num(r["bytes_per_conn"]) if r["status"] == "ok" else None
-        lines.append(f"| {r['server']} | {r['idle_conns']} | {fmt(v)} |")
+        lines.append(f"| {r['server']} | {r['idle_conns']} | {r.get('echo_bytes') or 0} "
+                     f"| {fmt(v)} |")
     lines.append("")
     return lines
 
