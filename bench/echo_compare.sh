@@ -23,7 +23,8 @@
 # ones are dropped with a message where the kernel refuses io_uring, asio and libuv where
 # they were not built (libboost-dev, libuv1-dev missing); ringnet-uring-nobundle is
 # ringnet-uring without receive bundles, ringnet-uring-noregring without its ring fd
-# registered, ringnet-uring-inc with incremental buffer consumption; bare-uring-zc
+# registered, ringnet-uring-inc with incremental buffer consumption,
+# ringnet-uring-fullring with all provided buffers offered at start (no growth); bare-uring-zc
 # is bare-uring sending with IORING_OP_SEND_ZC;
 # ringnet-{epoll,uring}-nometrics run with --no-metrics (no loop histograms)
 # and ringnet-{epoll,uring}-admin with an admin listener, to measure what metrics cost),
@@ -157,6 +158,7 @@ start_server() {
     ringnet-uring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring) ;;
     ringnet-uring-nobundle) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-bundle) ;;
     ringnet-uring-inc) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --uring-buffer-inc) ;;
+    ringnet-uring-fullring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --uring-buffers-initial 0) ;;
     ringnet-uring-noregring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-register-ring) ;;
     ringnet-epoll-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --no-metrics) ;;
     ringnet-uring-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-metrics) ;;

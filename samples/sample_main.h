@@ -3,7 +3,7 @@
 //
 //   <sample> [--host H] [--port N] [--unix PATH] [--loops N] [--balancer rr|lc|hash]
 //            [--reuseport] [--pin] [--backend auto|epoll|io_uring] [--no-uring-bundle]
-//            [--no-uring-register-ring] [--uring-buffer-inc]
+//            [--no-uring-register-ring] [--uring-buffer-inc] [--uring-buffers-initial N]
 //            [--drain-timeout MS] [--admin-port N] [--no-metrics]
 //            [--idle-timeout MS] [--read-timeout MS] [--write-timeout MS] [sample-specific flags]
 //
@@ -55,7 +55,7 @@ using ExtraFlag = std::function<bool(std::string_view flag, const std::function<
                "usage: %s [--host H] [--port N] [--unix PATH] [--loops N]\n"
                "          [--balancer rr|lc|hash] [--reuseport] [--pin]\n"
                "          [--backend auto|epoll|io_uring] [--no-uring-bundle]\n"
-               "          [--no-uring-register-ring] [--uring-buffer-inc]\n"
+               "          [--no-uring-register-ring] [--uring-buffer-inc] [--uring-buffers-initial N]\n"
                "          [--drain-timeout MS] [--admin-port N] [--no-metrics]\n"
                "          [--idle-timeout MS] [--read-timeout MS] [--write-timeout MS] %s\n",
                prog, bad, prog, extra_usage);
@@ -125,6 +125,8 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
       f.options.uring_register_ring = false;
     } else if (a == "--uring-buffer-inc") {
       f.options.uring_buffer_incremental = true;
+    } else if (a == "--uring-buffers-initial") {
+      f.options.uring_buffer_initial = static_cast<unsigned>(number());
     } else if (!extra || !extra(a, value)) {
       usage(prog, arg, extra_usage);
     }

@@ -219,6 +219,32 @@ TEST(UringBackend, RecvBundlesEchoLargeMessage) {
   EXPECT_GT(server.engine().stats().recv_bundles, 0u) << "no receive filled two buffers";
 }
 
+// The provided-buffer ring starts small and grows when receives find it empty: a quiet
+// loop keeps the buffers it was given at start, and 32 connections streaming 256 KiB each
+// through a ring that starts at 2 buffers make it grow (up to its 64), every byte intact.
+TEST(UringBackend, BufferRingGrowsWithLoadAndStaysSmallWhenQuiet) {
+  if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
+  Options o = small_ring(64, false, false);
+  o.uring_buffer_initial = 2;
+  const uint64_t rings = 1 + (o.reuse_port ? 0 : 1);  // and the acceptor's
+  EchoHandler handler;
+  TestServer server(handler, o);
+  ASSERT_TRUE(server.start());
+  EXPECT_EQ(server.engine().stats().uring_buffers_offered, 2 * rings);
+  {
+    Client quiet;
+    ASSERT_TRUE(quiet.connect_tcp(server.port()));
+    ASSERT_TRUE(quiet.echo("one small message", Millis(10000)));
+  }
+  EXPECT_EQ(server.engine().stats().uring_buffers_offered, 2 * rings) << "grew while quiet";
+  echo_from_many(server, 32, 256 * 1024, 3000);
+  if (HasFatalFailure()) return;
+  const EngineStats st = server.engine().stats();
+  EXPECT_GT(st.buffer_ring_empty, 0u) << "the ring never ran dry: the test proves nothing";
+  EXPECT_GT(st.uring_buffers_offered, 2 * rings);
+  EXPECT_LE(st.uring_buffers_offered, 64 * rings);
+}
+
 // A buffer ring size that is not a power of two is refused at start with a reason.
 TEST(UringBackend, BadBufferRingSizeIsAClearError) {
   if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";

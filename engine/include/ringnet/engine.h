@@ -48,6 +48,8 @@ struct EngineStats {
   uint64_t inbound_budget_closed = 0;  // closed: all connections' unread input over
                                        // Options::max_inbound_total (this loop's share)
   uint64_t inbound_held = 0;     // gauge: unread inbound bytes all connections hold
+  uint64_t pool_cached_bytes = 0;  // gauge: free buffer memory the loops keep for reuse
+                                   // (at most Options::pool_cache_bytes per loop)
   uint64_t refused_stopping = 0; // sockets accepted as the engine stopped, closed at once
   uint64_t refused_limit = 0;    // sockets closed at accept: max_connections(_per_loop)
   uint64_t refused_source_limit = 0;  // ... and for max_connections_per_source
@@ -59,6 +61,8 @@ struct EngineStats {
                                         // is registered (Options::uring_register_ring)
   uint64_t uring_incremental_rings = 0;  // io_uring: loops whose provided buffers are
                                          // consumed incrementally (uring_buffer_incremental)
+  uint64_t uring_buffers_offered = 0;  // io_uring: provided buffers offered to the kernel,
+                                       // all loops (grows with load: uring_buffer_initial)
   uint64_t read_pauses = 0;      // backpressure: times a connection stopped being read
   uint64_t inbound_overflows = 0; // connections closed for holding > max_inbound_buffer
   uint64_t dials = 0;            // Engine::dial attempts that reached their loop

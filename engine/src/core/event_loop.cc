@@ -137,6 +137,7 @@ void EventLoop::iterate() {
   bool drained = false;
   if (draining_) drained = drain_step(sweep);
   flush_dirty();
+  counters_.pool_cached_bytes.store(pool_.cached_bytes(), std::memory_order_relaxed);
   if (batch_started_) {
     batch_started_ = false;
     auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - batch_start_);

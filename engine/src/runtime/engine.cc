@@ -388,6 +388,7 @@ EngineStats Engine::stats() const {
     s.writes_refused += get(c.writes_refused);
     s.inbound_budget_closed += get(c.inbound_budget_closed);
     s.inbound_held += get(c.inbound_held);
+    s.pool_cached_bytes += get(c.pool_cached_bytes);
     s.buffer_ring_empty += get(c.buffer_ring_empty);
     s.cq_overflows += get(c.cq_overflows);
     s.refused_stopping += get(c.refused_stopping);
@@ -397,6 +398,7 @@ EngineStats Engine::stats() const {
     s.recv_bundles += get(c.recv_bundles);
     s.uring_registered_rings += get(c.uring_registered_ring);
     s.uring_incremental_rings += get(c.uring_incremental_buffers);
+    s.uring_buffers_offered += get(c.uring_buffers_offered);
     s.read_pauses += get(c.read_pauses);
     s.inbound_overflows += get(c.inbound_overflows);
     s.traffic_calls += get(c.traffic_calls);

@@ -59,6 +59,9 @@ void Engine::write_metrics(MetricsWriter& w) const {
   per_loop(w, loops, "ringnet_inbound_held_bytes", MetricType::kGauge,
            "Unread inbound bytes the connections hold (partial frames).",
            [](const EventLoop& l) { return get(l.counters().inbound_held); });
+  per_loop(w, loops, "ringnet_buffer_pool_cached_bytes", MetricType::kGauge,
+           "Free buffer memory the loop keeps for reuse (at most pool_cache_bytes).",
+           [](const EventLoop& l) { return get(l.counters().pool_cached_bytes); });
   per_loop_counter(w, loops, "ringnet_connections_accepted_total",
                    "Connections accepted and adopted by a loop.",
                    [](const C& c) -> auto& { return c.accepted; });
@@ -156,6 +159,9 @@ void Engine::write_metrics(MetricsWriter& w) const {
     per_loop(w, accepting, "ringnet_uring_incremental_buffers", MetricType::kGauge,
              "1 where the loop's provided buffers are consumed incrementally.",
              [](const EventLoop& l) { return get(l.counters().uring_incremental_buffers); });
+    per_loop(w, loops, "ringnet_uring_buffers_offered", MetricType::kGauge,
+             "Provided receive buffers offered to the kernel (grows when a receive finds none).",
+             [](const EventLoop& l) { return get(l.counters().uring_buffers_offered); });
   }
 
   if (impl.opts.metrics) {

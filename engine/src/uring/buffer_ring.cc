@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 
@@ -23,10 +24,11 @@ constexpr uint16_t kPbufRingInc = 2;  // IOU_PBUF_RING_INC
 }  // namespace
 
 Status BufferRing::init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size,
-                        bool incremental) {
+                        bool incremental, unsigned initial) {
   if (!std::has_single_bit(entries) || entries > 32768 || buffer_size == 0) {
     return Status::invalid("buffer ring entries must be a power of two <= 32768");
   }
+  if (initial == 0 || initial > entries) initial = entries;
   ring_ = ring;
   group_ = group;
   entries_ = entries;
@@ -60,10 +62,25 @@ Status BufferRing::init(io_uring* ring, uint16_t group, unsigned entries, size_t
   io_uring_buf_ring_init(br_);
   order_.assign(entries, 0);
   position_.assign(entries, 0);
-  for (unsigned i = 0; i < entries; ++i) add(static_cast<uint16_t>(i), static_cast<int>(i));
-  io_uring_buf_ring_advance(br_, static_cast<int>(entries));
-  tail_ = entries;
+  offer(initial);
   return Status::ok();
+}
+
+bool BufferRing::grow() {
+  if (offered_ == entries_) return false;
+  offer(std::min(entries_, offered_ * 2));
+  return true;
+}
+
+// Hands buffer ids [offered_, upto) to the kernel in one ring advance.
+void BufferRing::offer(unsigned upto) {
+  const unsigned first = offered_;
+  for (unsigned i = first; i < upto; ++i) {
+    add(static_cast<uint16_t>(i), static_cast<int>(i - first));
+  }
+  io_uring_buf_ring_advance(br_, static_cast<int>(upto - first));
+  tail_ += upto - first;
+  offered_ = upto;
 }
 
 // `offset` is how far past the current tail this entry goes (several adds, one advance).

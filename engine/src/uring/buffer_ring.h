@@ -10,6 +10,13 @@
 // still has room (IORING_CQE_F_BUF_MORE), and used() keeps how far into each buffer the
 // kernel has written.
 //
+// Sized to load: the ring has room for `entries` buffers and all their memory is mapped
+// (untouched pages cost no RSS), but the kernel is offered only `initial` of them at
+// first. When a receive finds the ring empty, grow() offers twice as many, up to
+// `entries`. A buffer's first page becomes resident the first time the kernel fills it,
+// so a quiet loop keeps a small working set (32 buffers: 128 KiB) instead of one page
+// per ring entry (512: 2 MiB), and a busy one grows to what its bursts need.
+//
 // liburing 2.3 has io_uring_register_buf_ring but not io_uring_setup_buf_ring, so the
 // ring memory is mapped here. Kernel 5.19+.
 //
@@ -33,10 +40,15 @@ class BufferRing {
   BufferRing(const BufferRing&) = delete;
   BufferRing& operator=(const BufferRing&) = delete;
 
-  // entries must be a power of two (<= 32768). `incremental`: ask for incremental
-  // consumption, and register without it where the kernel refuses (see incremental()).
+  // entries must be a power of two (<= 32768); `initial` buffers (1..entries; 0: all)
+  // are offered at once. `incremental`: ask for incremental consumption, and register
+  // without it where the kernel refuses (see incremental()).
   Status init(io_uring* ring, uint16_t group, unsigned entries, size_t buffer_size,
-              bool incremental = false);
+              bool incremental = false, unsigned initial = 0);
+  // Offers the kernel twice as many buffers (up to entries); false when all are offered.
+  bool grow();
+  // Buffers the kernel has been offered (in the ring or lent out).
+  unsigned offered() const { return offered_; }
   bool incremental() const { return incremental_; }
   uint16_t group() const { return group_; }
   size_t buffer_size() const { return buffer_size_; }
@@ -63,6 +75,7 @@ class BufferRing {
   char* buffers_ = nullptr;
   size_t buffers_bytes_ = 0;
   unsigned entries_ = 0;
+  unsigned offered_ = 0;              // buffer ids [0, offered_) belong to the kernel's ring
   size_t buffer_size_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
@@ -72,6 +85,7 @@ class BufferRing {
   std::vector<uint16_t> order_;       // ring position (mod entries) -> buffer id
   std::vector<uint32_t> position_;    // buffer id -> its ring position
   void add(uint16_t id, int offset);
+  void offer(unsigned upto);
 };
 
 }  // namespace ringnet

@@ -32,10 +32,11 @@ Status UringPoller::init(const Options& opts) {
   if (Status s = setup_ring(&ring_, opts.uring_entries, &mode_); !s) return s;
   ring_ready_ = true;
   if (Status s = buffers_.init(&ring_, 0, opts.uring_buffer_count, opts.uring_buffer_size,
-                               opts.uring_buffer_incremental);
+                               opts.uring_buffer_incremental, opts.uring_buffer_initial);
       !s) {
     return s;
   }
+  loop_.counters_mut().uring_buffers_offered.store(buffers_.offered(), std::memory_order_relaxed);
   if (buffers_.incremental()) {
     loop_.counters_mut().uring_incremental_buffers.store(1, std::memory_order_relaxed);
     mode_ += "+incremental_buffers";
@@ -393,6 +394,10 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
     return;  // EOF ends the multishot: nothing more to read
   } else if (res == -ENOBUFS) {
     bump(loop_.counters_mut().buffer_ring_empty);
+    if (buffers_.grow()) {
+      loop_.counters_mut().uring_buffers_offered.store(buffers_.offered(),
+                                                       std::memory_order_relaxed);
+    }
   } else if (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED) {
     return loop_.close_on_error(*c, -res);
   }
