@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -105,6 +106,57 @@ TEST_P(ListenerTest, Ipv6LoopbackEchoes) {
   OpenRecord rec;
   ASSERT_TRUE(handler.wait_open_for_port(c.local_port(), &rec));
   EXPECT_EQ(rec.remote_ip, "::1");
+}
+
+// The peer a connection reports (remote_addr()) for Unix clients, unnamed and bound to a
+// path long enough that the engine keeps it on the heap, alternating on one loop so each
+// slot is reused by the other kind; written by the server in on_open.
+class PeerNameHandler : public EchoHandler {
+ public:
+  Action on_open(Conn& c) override {
+    c.write(c.remote_addr().to_string() + "\n").ignore();
+    return EchoHandler::on_open(c);
+  }
+};
+
+TEST_P(ListenerTest, UnixPeerAddressesUnnamedAndBound) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  PeerNameHandler handler;
+  TestServer server(handler, test_options(GetParam(), 1));
+  ASSERT_TRUE(server.start({"unix:" + dir.file("peer.sock")}));
+  for (int round = 0; round < 3; ++round) {
+    Client unnamed;
+    ASSERT_TRUE(unnamed.connect(server.addr()));
+    std::string got;
+    ASSERT_TRUE(unnamed.recv_exact(6, &got));
+    EXPECT_EQ(got, "unix:\n");
+    unnamed.close();
+
+    const std::string path = dir.file("a-client-socket-named-long-enough-" +
+                                      std::to_string(round) + ".sock");
+    ASSERT_GT(path.size(), 28u);  // longer than the inline form holds
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    SockAddr self;
+    ASSERT_TRUE(SockAddr::parse("unix:" + path, self).is_ok());
+    ASSERT_EQ(::bind(fd, self.raw(), self.length()), 0) << std::strerror(errno);
+    timeval limit{10, 0};  // a server that never answers fails the test, not hangs it
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    ASSERT_EQ(::connect(fd, server.addr().raw(), server.addr().length()), 0)
+        << std::strerror(errno);
+    const std::string want = "unix:" + path + "\n";
+    std::string line(want.size(), '\0');
+    size_t have = 0;
+    while (have < line.size()) {
+      ssize_t n = ::recv(fd, line.data() + have, line.size() - have, 0);
+      if (n <= 0) break;
+      have += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    EXPECT_EQ(line, want);
+  }
+  EXPECT_TRUE(handler.wait_closes(6));
 }
 
 // One engine, three addresses (two TCP, one Unix): every one of them serves.

@@ -40,6 +40,7 @@
 
 #include "ringnet/address.h"
 #include "ringnet/buffer.h"
+#include "ringnet/detail/peer_address.h"
 #include "ringnet/detail/wheel_timer.h"
 #include "ringnet/handler.h"
 #include "ringnet/status.h"
@@ -170,7 +171,10 @@ class Conn {
   int loop_index() const;
   // Asks the kernel (getsockname): not stored, so an idle connection stays small.
   SockAddr local_addr() const;
-  const SockAddr& remote_addr() const { return remote_; }
+  // A copy: the connection keeps its peer in a compact form.
+  SockAddr remote_addr() const {
+    return remote_.length() == 0 ? SockAddr() : SockAddr(remote_.raw(), remote_.length());
+  }
   State state() const { return state_; }
   // True for a connection this side opened with Engine::dial (a client), false for one
   // a listener accepted.
@@ -204,38 +208,46 @@ class Conn {
   friend class EpollPoller;
   friend class UringPoller;
 
+  // Laid out for size: an idle connection costs what this object costs (see
+  // bench/README "Memory per idle connection"), so pointers first, then 4-byte fields,
+  // then flags as bits.
   EventLoop* loop_;
   ConnId id_;
-  int fd_ = -1;
-  State state_ = State::kFree;
-  bool dirty_ = false;          // on the loop's flush list this iteration
-  bool readable_ = false;       // on the loop's still-readable list (read budget hit)
-  bool eof_ = false;            // peer sent FIN (read returned 0): no more input
-  bool read_paused_ = false;    // backpressure: output over the high watermark
-  bool input_stopped_ = false;  // graceful drain: no more input read (at a frame boundary)
-  bool read_to_eagain_ = false; // epoll: a short read does not prove the socket drained
-  bool input_refused_ = false;  // input came while closing: the peer may still be sending
-  uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
-  uint32_t holds_ = 0;          // hold() minus release(): work in flight elsewhere
-  bool lingering_ = false;      // close_lingering: FIN sent, dropping input until EOF
-  bool dialed_ = false;         // opened by Engine::dial
-  uint16_t linger_ticks_ = 0;   // close_lingering asked for (0: plain close)
-  int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
-  CloseReason close_reason_ = CloseReason::kLocalClose;  // for a deferred (kClosing) close
   void* context_ = nullptr;
   std::unique_ptr<ConnState> protocol_state_;  // see protocol_state()
-  // Timeouts, in timer-wheel ticks (see Options::idle_timeout). One wheel node serves all
-  // three: it is armed at the earliest deadline and re-checks the others when it fires.
+  // Timeouts: one wheel node serves them all (see Options::idle_timeout); it is armed at
+  // the earliest deadline and re-checks the others when it fires.
   detail::WheelTimer timer_;
-  uint32_t idle_ticks_ = 0;     // 0: no idle timeout
-  uint64_t last_active_ = 0;    // tick of the last bytes in or out
-  uint64_t read_since_ = 0;     // tick since unconsumed inbound bytes wait (0: none)
-  uint64_t write_since_ = 0;    // tick since queued output waits (0: none)
-  uint64_t deadline_ = 0;       // tick a dial (kConnecting) or a lingering close gives up
   std::string_view in_view_;    // unread inbound bytes shown to the handler
   Buffer in_;                   // holds unread bytes between arrivals
   OutboundQueue out_;
-  SockAddr remote_;
+  detail::PeerAddress remote_;
+  int fd_ = -1;
+  uint32_t codec_word_ = 0;     // scratch for the protocol layer (see codec_word())
+  uint32_t holds_ = 0;          // hold() minus release(): work in flight elsewhere
+  int send_error_ = 0;          // fatal send error seen by flush(); closed at iteration end
+  // Ticks of the loop's timer wheel, kept mod 2^32 (see EventLoop::stamp): 0 means none.
+  uint32_t idle_ticks_ = 0;     // 0: no idle timeout
+  uint32_t last_active_ = 0;    // stamp of the last bytes in or out
+  uint32_t read_since_ = 0;     // stamp since unconsumed inbound bytes wait
+  uint32_t write_since_ = 0;    // stamp since queued output waits
+  uint32_t deadline_ = 0;       // stamp a dial (kConnecting) or a lingering close gives up
+  uint16_t linger_ticks_ = 0;   // close_lingering asked for (0: plain close)
+  State state_ = State::kFree;
+  uint8_t close_reason_ = static_cast<uint8_t>(CloseReason::kLocalClose);  // see below
+  bool dirty_ : 1 = false;          // on the loop's flush list this iteration
+  bool readable_ : 1 = false;       // on the loop's still-readable list (read budget hit)
+  bool eof_ : 1 = false;            // peer sent FIN (read returned 0): no more input
+  bool read_paused_ : 1 = false;    // backpressure: output over the high watermark
+  bool input_stopped_ : 1 = false;  // graceful drain: no more input read (frame boundary)
+  bool read_to_eagain_ : 1 = false; // epoll: a short read does not prove the socket drained
+  bool input_refused_ : 1 = false;  // input came while closing: the peer may still send
+  bool lingering_ : 1 = false;      // close_lingering: FIN sent, dropping input until EOF
+  bool dialed_ : 1 = false;         // opened by Engine::dial
+
+  // Why a deferred (kClosing) close closes, kept in a byte.
+  CloseReason close_reason() const { return static_cast<CloseReason>(close_reason_); }
+  void set_close_reason(CloseReason r) { close_reason_ = static_cast<uint8_t>(r); }
 };
 
 }  // namespace ringnet

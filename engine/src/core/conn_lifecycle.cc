@@ -64,7 +64,7 @@ Conn& EventLoop::new_slot(int fd, const SockAddr& peer, Conn::State state) {
   c.lingering_ = false;
   c.dialed_ = false;
   c.linger_ticks_ = 0;
-  c.remote_ = peer;
+  c.remote_.assign(peer.raw(), peer.length());
   c.timer_.owner = &c;
   c.idle_ticks_ = idle_ticks_;
   c.read_since_ = c.write_since_ = 0;
@@ -86,7 +86,7 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   }
   Conn& c = new_slot(fd, peer, Conn::State::kOpen);
   if (timeouts_on_) {
-    c.last_active_ = now_tick();
+    c.last_active_ = stamp(now_tick());
     update_timer(c);
   }
   if (Status s = poller_->add_conn(c); !s) {
@@ -129,7 +129,7 @@ void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
   c.context_ = options.context;
   bump(counters_.open);  // closing it (connected or not) counts it out again
   if (peer.is_ip()) sockets::tune_accepted(fd, peer.family(), group_.opts);
-  c.deadline_ = now_tick() + TimerWheel::ticks_for(options.timeout) + 1;
+  c.deadline_ = stamp(now_tick() + std::min(TimerWheel::ticks_for(options.timeout), kMaxTimeoutTicks) + 1);
   update_timer(c);
   if (int err = poller_->start_connect(c); err != 0) {
     return close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
@@ -152,7 +152,7 @@ void EventLoop::on_connect_result(Conn& c, int err) {
   c.state_ = Conn::State::kOpen;
   wheel_.cancel(c.timer_);  // the connect deadline is over; the usual timeouts start now
   if (timeouts_on_) {
-    c.last_active_ = now_tick();
+    c.last_active_ = stamp(now_tick());
     update_timer(c);
   }
   bump(counters_.dialed);
@@ -176,7 +176,7 @@ void EventLoop::on_input(Conn& c, std::string_view bytes) {
 void EventLoop::on_peer_eof(Conn& c) {
   c.eof_ = true;
   if (c.state_ == Conn::State::kClosing) {
-    if (c.lingering_) close_conn(c, CloseInfo{c.close_reason_, 0});  // what we waited for
+    if (c.lingering_) close_conn(c, CloseInfo{c.close_reason(), 0});  // what we waited for
     return;
   }
   if (c.state_ != Conn::State::kOpen) return;
@@ -239,7 +239,7 @@ void EventLoop::begin_close(Conn& c, CloseReason reason) {
   if (c.state_ == Conn::State::kConnecting) return close_conn(c, CloseInfo{reason, 0});
   if (c.state_ != Conn::State::kOpen) return;
   c.state_ = Conn::State::kClosing;
-  c.close_reason_ = reason;
+  c.set_close_reason(reason);
   mark_dirty(c);  // flush_dirty sends what is queued and closes once it drained
 }
 
@@ -273,7 +273,7 @@ void EventLoop::after_send(Conn& c) {
   if (c.state_ == Conn::State::kClosing && c.out_.empty()) {
     if (c.lingering_) return;
     if (!c.eof_ && (c.linger_ticks_ != 0 || lingers_on_close(c))) return start_linger(c);
-    close_conn(c, CloseInfo{c.close_reason_, 0});
+    close_conn(c, CloseInfo{c.close_reason(), 0});
     return;
   }
   if (timeouts_on_) {
@@ -288,7 +288,7 @@ void EventLoop::after_send(Conn& c) {
 // may still be sending, sends FIN first and reads the rest away (as close_lingering). A
 // peer that finished (EOF) is owed no linger, nor one we close for a timeout.
 bool EventLoop::lingers_on_close(const Conn& c) {
-  if (c.close_reason_ != CloseReason::kLocalClose && c.close_reason_ != CloseReason::kShutdown) {
+  if (c.close_reason() != CloseReason::kLocalClose && c.close_reason() != CloseReason::kShutdown) {
     return false;
   }
   return c.input_refused_ || !c.in_.empty() || sockets::unread_bytes(c.fd_) > 0;
@@ -300,7 +300,7 @@ void EventLoop::start_linger(Conn& c) {
   if (::shutdown(c.fd_, SHUT_WR) != 0) return close_on_error(c, errno);
   c.lingering_ = true;
   if (c.linger_ticks_ == 0) c.linger_ticks_ = kDefaultLingerTicks;
-  c.deadline_ = now_tick() + c.linger_ticks_ + 1;
+  c.deadline_ = stamp(now_tick() + c.linger_ticks_ + 1);
   update_timer(c);
   if (c.read_paused_ || c.input_stopped_) {  // reading had stopped: the EOF must be seen
     c.read_paused_ = false;
@@ -333,7 +333,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   load_.fetch_sub(1, std::memory_order_relaxed);
   group_.open_conns.fetch_sub(1, std::memory_order_relaxed);
   if (!c.dialed_) {
-    release_source(c.remote_);
+    release_source(c.remote_addr());
     --served_open_;
     // The last accepted connection of the engine: loops waiting to close their dialed
     // connections at the end of a graceful drain look again.
@@ -356,6 +356,7 @@ void EventLoop::free_slot(Conn& c) {
   if (c.fd_ >= 0) ::close(c.fd_);
   c.fd_ = -1;
   c.out_.clear();
+  c.remote_.reset();
   c.state_ = Conn::State::kFree;
   free_slots_.push_back(c.id_.index);
 }

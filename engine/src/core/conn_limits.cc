@@ -40,7 +40,7 @@ bool EventLoop::check_inbound_limit(Conn& c) {
   uint64_t dropped = 0;
   if (inbound_log_limit_.allow(&dropped)) {
     log(LogLevel::kWarn, "loop {}: {} holds {} unread bytes, over max_inbound_buffer {}; closing{}",
-        index_, c.remote_.to_string(), c.in_.readable_bytes(), limit,
+        index_, c.remote_addr().to_string(), c.in_.readable_bytes(), limit,
         dropped ? fmt::format(" ({} similar lines suppressed)", dropped) : std::string());
   }
   close_conn(c, CloseInfo{CloseReason::kError, EMSGSIZE});
@@ -64,7 +64,7 @@ bool EventLoop::enforce_inbound_budget(Conn& c) {
     RINGNET_LOG_LIMITED(LogLevel::kWarn, 1,
                         "loop {}: connections hold {} unread bytes, over this loop's share {} "
                         "of max_inbound_total; closing {}, which holds the most: {}",
-                        index_, inbound_held_, inbound_budget_, largest->remote_.to_string(),
+                        index_, inbound_held_, inbound_budget_, largest->remote_addr().to_string(),
                         largest->in_.readable_bytes());
     closed_c = closed_c || largest == &c;
     close_conn(*largest, CloseInfo{CloseReason::kError, ENOBUFS});

@@ -35,14 +35,9 @@ const Options& EventLoop::options() const { return group_.opts; }
 Status EventLoop::init() {
   if (Status s = tasks_.init(); !s) return s;
   const Options& o = group_.opts;
-  auto ticks = [](std::chrono::milliseconds d) {
-    return d.count() <= 0 ? 0u
-                          : static_cast<uint32_t>(std::min<uint64_t>(TimerWheel::ticks_for(d),
-                                                                      UINT32_MAX));
-  };
-  idle_ticks_ = ticks(o.idle_timeout);
-  read_ticks_ = ticks(o.read_timeout);
-  write_ticks_ = ticks(o.write_timeout);
+  idle_ticks_ = capped_ticks(o.idle_timeout);
+  read_ticks_ = capped_ticks(o.read_timeout);
+  write_ticks_ = capped_ticks(o.write_timeout);
   timeouts_on_ = idle_ticks_ != 0 || read_ticks_ != 0 || write_ticks_ != 0;
   if (o.max_inbound_total != 0) {
     // At least one frame of the largest size (max_inbound_buffer) fits on every loop,

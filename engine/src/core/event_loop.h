@@ -141,7 +141,7 @@ class EventLoop {
   void close_conn(Conn& c, CloseInfo info);
   // Timeouts (Options::idle/read/write_timeout): bytes moved for `c` now.
   void note_activity(Conn& c) {
-    if (timeouts_on_) c.last_active_ = now_tick();
+    if (timeouts_on_) c.last_active_ = stamp(now_tick());
   }
   void set_idle_timeout(Conn& c, std::chrono::milliseconds timeout);
   // Engine::shutdown(): connections are still served, and close once done.
@@ -206,6 +206,23 @@ class EventLoop {
       tick_fresh_ = true;
     }
     return now_tick_;
+  }
+  // A connection keeps ticks as 32-bit stamps (0: none), 497 days of 10 ms ticks, to stay
+  // small. at() gives a stamp's tick back, right within 2^31 ticks (248 days) of `now`:
+  // every timeout is capped at kMaxTimeoutTicks, far below that.
+  static constexpr uint64_t kMaxTimeoutTicks = uint64_t{1} << 30;
+  static uint32_t stamp(uint64_t tick) {
+    const auto s = static_cast<uint32_t>(tick);
+    return s != 0 ? s : 1;  // one tick late once in 2^32 rather than "none"
+  }
+  static uint64_t at(uint32_t stamp, uint64_t now) {
+    const auto delta = static_cast<int32_t>(stamp - static_cast<uint32_t>(now));
+    return now + static_cast<uint64_t>(static_cast<int64_t>(delta));
+  }
+  static uint32_t capped_ticks(std::chrono::nanoseconds d) {
+    return d.count() <= 0 ? 0u
+                          : static_cast<uint32_t>(
+                                std::min(TimerWheel::ticks_for(d), kMaxTimeoutTicks));
   }
   // Arms c's wheel node at its earliest deadline unless it already fires no later.
   void update_timer(Conn& c);

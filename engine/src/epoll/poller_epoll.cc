@@ -79,7 +79,7 @@ Status EpollPoller::add_conn(Conn& c) {
 int EpollPoller::start_connect(Conn& c) {
   int rc;
   do {
-    rc = ::connect(c.fd(), c.remote_addr().raw(), c.remote_addr().length());
+    rc = ::connect(c.fd(), c.remote_.raw(), c.remote_.length());
   } while (rc != 0 && errno == EINTR);
   if (rc != 0 && errno != EINPROGRESS) return errno;  // refused at once, EAGAIN (Unix backlog)...
   if (Status s = add_conn(c); !s) return s.code() > 0 ? s.code() : EIO;

@@ -151,7 +151,7 @@ int UringPoller::start_connect(Conn& c) {
   ops = ConnOps{};
   ops.generation = c.id().generation;
   io_uring_sqe* sqe = get_sqe();
-  io_uring_prep_connect(sqe, c.fd(), c.remote_addr().raw(), c.remote_addr().length());
+  io_uring_prep_connect(sqe, c.fd(), c.remote_.raw(), c.remote_.length());
   prep_tagged(sqe, UringTag::for_conn(UringOp::kConnect, c.id()));
   ops.connect_inflight = true;
   return 0;
