@@ -98,17 +98,22 @@ class Buffer {
   size_t write_ = 0;
 };
 
-// Outbound bytes of one connection: a queue of fixed blocks. Appending never moves bytes
-// already queued, so a completion-based backend may send from them while more is appended.
+// Outbound bytes of one connection: a chain of pool blocks, each carrying its own header
+// (next, read and write offsets) at its front. Appending never moves bytes already
+// queued, so a completion-based backend may send from them while more is appended. An
+// empty queue holds no memory at all, and the queue itself is four words: this is what
+// an idle connection pays for its output side.
 class OutboundQueue {
  public:
+  // Later blocks of a deep queue, header included (a pool class: no rounding up).
   static constexpr size_t kBlockSize = 16 * 1024;
-  // Entries of blocks_ an empty queue keeps allocated (see clear()).
-  static constexpr size_t kKeptBlocks = 16;
 
   explicit OutboundQueue(BufferPool* pool) : pool_(pool) {}
-  OutboundQueue(OutboundQueue&&) noexcept = default;
-  OutboundQueue& operator=(OutboundQueue&&) noexcept = default;
+  ~OutboundQueue() { clear(); }
+  OutboundQueue(OutboundQueue&& other) noexcept;
+  OutboundQueue& operator=(OutboundQueue&& other) noexcept;
+  OutboundQueue(const OutboundQueue&) = delete;
+  OutboundQueue& operator=(const OutboundQueue&) = delete;
 
   void append(std::string_view bytes);
   size_t size() const { return size_; }
@@ -119,11 +124,10 @@ class OutboundQueue {
   template <typename IoVec>
   size_t gather(IoVec* iov, size_t max_iov) const {
     size_t n = 0;
-    for (size_t i = head_; i < blocks_.size() && n < max_iov; ++i) {
-      std::string_view v = blocks_[i].view();
-      if (v.empty()) continue;
-      iov[n].iov_base = const_cast<char*>(v.data());
-      iov[n].iov_len = v.size();
+    for (const Block* b = head_; b != nullptr && n < max_iov; b = b->next) {
+      if (b->read == b->write) continue;
+      iov[n].iov_base = const_cast<char*>(b->data() + b->read);
+      iov[n].iov_len = b->write - b->read;
       ++n;
     }
     return n;
@@ -131,16 +135,28 @@ class OutboundQueue {
 
   // Drops n bytes from the front (they were sent); drained blocks go back to the pool.
   void consume(size_t n);
-  // Drops everything queued; the block list shrinks back to kKeptBlocks entries (a drain
-  // by consume() keeps it: that runs per reply).
+  // Drops everything queued; every block goes back to the pool.
   void clear();
-  // Entries the block list has room for (what an idle connection slot keeps).
-  size_t block_capacity() const { return blocks_.capacity(); }
+  // Blocks in the chain (for tests).
+  size_t block_count() const;
 
  private:
+  struct Block {
+    Block* next;
+    uint32_t read;      // data offsets: [read, write) is queued
+    uint32_t write;
+    uint32_t capacity;  // data bytes after the header
+    uint32_t size;      // the whole allocation, header included (for the pool)
+    char* data() { return reinterpret_cast<char*>(this + 1); }
+    const char* data() const { return reinterpret_cast<const char*>(this + 1); }
+  };
+  static_assert(sizeof(Block) == 24);
+  Block* new_block(size_t data_bytes);
+  void free_block(Block* b);
+
   BufferPool* pool_;
-  std::vector<Buffer> blocks_;  // blocks_[head_..] hold data; earlier ones are spent
-  size_t head_ = 0;
+  Block* head_ = nullptr;
+  Block* tail_ = nullptr;
   size_t size_ = 0;
 };
 

@@ -147,55 +147,107 @@ void Buffer::release_if_empty() {
 
 // ---------------------------------------------------------------- OutboundQueue
 
+namespace {
+// The largest block: the pool's largest class (bigger writes take several).
+constexpr size_t kMaxBlockBytes = size_t{1} << BufferPool::kMaxClassShift;
+}  // namespace
+
+OutboundQueue::OutboundQueue(OutboundQueue&& other) noexcept
+    : pool_(other.pool_),
+      head_(std::exchange(other.head_, nullptr)),
+      tail_(std::exchange(other.tail_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+
+OutboundQueue& OutboundQueue::operator=(OutboundQueue&& other) noexcept {
+  if (this != &other) {
+    clear();
+    pool_ = other.pool_;
+    head_ = std::exchange(other.head_, nullptr);
+    tail_ = std::exchange(other.tail_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+OutboundQueue::Block* OutboundQueue::new_block(size_t data_bytes) {
+  const size_t want = std::min(data_bytes + sizeof(Block), kMaxBlockBytes);
+  size_t cap = 0;
+  char* mem = nullptr;
+  if (pool_ != nullptr) {
+    mem = pool_->acquire(want, &cap);
+  } else {
+    cap = BufferPool::class_size(want);
+    mem = static_cast<char*>(std::malloc(cap));
+    if (mem == nullptr) throw std::bad_alloc();
+  }
+  auto* b = new (mem) Block{nullptr, 0, 0, static_cast<uint32_t>(cap - sizeof(Block)),
+                            static_cast<uint32_t>(cap)};
+  if (tail_ != nullptr) {
+    tail_->next = b;
+  } else {
+    head_ = b;
+  }
+  tail_ = b;
+  return b;
+}
+
+void OutboundQueue::free_block(Block* b) {
+  const size_t cap = b->size;
+  b->~Block();
+  if (pool_ != nullptr) {
+    pool_->release(reinterpret_cast<char*>(b), cap);
+  } else {
+    std::free(b);
+  }
+}
+
 void OutboundQueue::append(std::string_view bytes) {
   size_ += bytes.size();
-  if (!blocks_.empty()) {
-    bytes.remove_prefix(blocks_.back().append_in_place(bytes));
-  }
   while (!bytes.empty()) {
-    // The first block fits the write (4 KiB at least): a reply queued until the end of
-    // the iteration then holds 4 KiB, not 16, so thousands of connections written in one
-    // iteration still come from the pool's free lists instead of malloc. Later blocks are
-    // 16 KiB; big writes get one big block rather than many (fewer iovecs).
-    size_t want = blocks_.empty() ? bytes.size() : std::max(kBlockSize, bytes.size());
-    Buffer block(pool_);
-    block.ensure_writable(std::min(want, size_t{1} << 22));
-    bytes.remove_prefix(block.append_in_place(bytes));
-    blocks_.push_back(std::move(block));
+    Block* b = tail_;
+    if (b == nullptr || b->write == b->capacity) {
+      // The first block fits the write (4 KiB at least): a reply queued until the end of
+      // the iteration then holds 4 KiB, not 16, so thousands of connections written in
+      // one iteration still come from the pool's free lists instead of malloc. Later
+      // blocks are 16 KiB; big writes get one big block rather than many (fewer iovecs).
+      b = new_block(b == nullptr ? bytes.size()
+                                 : std::max(kBlockSize - sizeof(Block), bytes.size()));
+    }
+    const size_t n = std::min<size_t>(bytes.size(), b->capacity - b->write);
+    std::memcpy(b->data() + b->write, bytes.data(), n);
+    b->write += static_cast<uint32_t>(n);
+    bytes.remove_prefix(n);
   }
 }
 
 void OutboundQueue::consume(size_t n) {
   size_ -= std::min(n, size_);
-  while (n > 0 && head_ < blocks_.size()) {
-    n -= blocks_[head_].consume(n);
-    if (!blocks_[head_].empty()) break;
-    blocks_[head_].release_if_empty();
-    ++head_;
-  }
-  // Drop spent blocks from the front once the queue empties (or they pile up).
-  // A live queue keeps its list (no allocation per reply); clear() gives a deep one back.
-  if (head_ == blocks_.size()) {
-    blocks_.clear();
-    head_ = 0;
-  } else if (head_ >= 16) {
-    blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<ptrdiff_t>(head_));
-    head_ = 0;
+  while (n > 0 && head_ != nullptr) {
+    Block* b = head_;
+    const size_t k = std::min<size_t>(n, b->write - b->read);
+    b->read += static_cast<uint32_t>(k);
+    n -= k;
+    if (b->read < b->write) break;
+    head_ = b->next;
+    if (head_ == nullptr) tail_ = nullptr;
+    free_block(b);
   }
 }
 
-// Called when a connection slot is freed. The cleared queue keeps room for kKeptBlocks
-// entries at most: a slot is reused for the life of the loop, so keeping the capacity a
-// once-deep queue grew to (up to 4 MiB / 16 KiB = 256+ entries) would make every slot
-// converge to the worst queue it ever held. Not on each drain: that is the hot path.
 void OutboundQueue::clear() {
-  if (blocks_.capacity() > kKeptBlocks) {
-    std::vector<Buffer>().swap(blocks_);
-  } else {
-    blocks_.clear();
+  while (head_ != nullptr) {
+    Block* b = head_;
+    head_ = b->next;
+    free_block(b);
   }
-  head_ = 0;
+  tail_ = nullptr;
   size_ = 0;
+}
+
+size_t OutboundQueue::block_count() const {
+  size_t n = 0;
+  for (const Block* b = head_; b != nullptr; b = b->next) ++n;
+  return n;
 }
 
 }  // namespace ringnet

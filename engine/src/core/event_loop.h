@@ -23,7 +23,6 @@
 
 #include <atomic>
 #include <cassert>
-#include <deque>
 #include <functional>
 #include <future>
 #include <memory>
@@ -32,6 +31,7 @@
 
 #include "core/loop_counters.h"
 #include "core/poller.h"
+#include "core/slab.h"
 #include "core/task_queue.h"
 #include "core/timer_queue.h"
 #include "core/timer_wheel.h"
@@ -266,7 +266,7 @@ class EventLoop {
   uint32_t idle_ticks_ = 0, read_ticks_ = 0, write_ticks_ = 0;  // from Options
   BufferPool pool_;
   std::unique_ptr<char[]> spill_;
-  std::deque<Conn> slots_;              // stable addresses; never shrinks while running
+  Slab<Conn> slots_;                    // stable addresses; never shrinks while running
   std::vector<uint32_t> free_slots_;
   std::vector<Conn*> dirty_;            // written to this iteration
   std::vector<std::unique_ptr<Listener>> listeners_;
