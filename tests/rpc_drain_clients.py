@@ -38,7 +38,7 @@ import threading
 import time
 
 import sample_server
-from sample_server import fail, http_get, metric_sum, start_admin
+from sample_server import fail, http_get, metric_sum, start_admin, wait_for
 
 HEADER = struct.Struct(">HBBHHQI")  # magic, version, type, flags, method, request_id, length
 MAGIC, VERSION = 0x524E, 1
@@ -221,7 +221,7 @@ def drain_under_load(binary, backend):
 
 
 def stuck_handler(binary, backend):
-    proc, port, _ = start_admin(binary, backend, "--loops", "1", "--drain-timeout", "500")
+    proc, port, admin = start_admin(binary, backend, "--loops", "1", "--drain-timeout", "500")
     stuck = sample_server.connect(port, nodelay=True)
     fine = sample_server.connect(port, nodelay=True)
     stuck.sendall(frame(HANG, 1, b"never answered"))
@@ -229,7 +229,11 @@ def stuck_handler(binary, backend):
     head = sample_server.recv_n(fine, HEADER.size + len(b"answered"))
     check(head[HEADER.size:] == b"answered", "echo before the signal not answered")
     fine.sendall(frame(ECHO, 3, b"during"))
-    time.sleep(0.2)  # the hang request is taken before the signal
+    # The hang request is taken before the signal (else the drain rightly closes its
+    # connection at once, with nothing read to answer): all three frames were handled.
+    handled = wait_for(lambda: metric_sum(http_get(admin, "/metrics")[1],
+                                          "ringnet_frames_total") >= 3, 10)
+    check(handled, "the server did not take the three requests within 10 s")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     check(read_frames_until_eof(fine).get(3) == b"during", "echo not answered before EOF")

@@ -199,7 +199,7 @@ class Conn {
   void set_idle_timeout(std::chrono::milliseconds timeout);
 
   // Engine-internal construction; applications receive Conn& from callbacks only.
-  explicit Conn(EventLoop* loop, BufferPool* pool) : loop_(loop), in_(pool), out_(pool) {}
+  explicit Conn(EventLoop* loop, BufferPool* pool) : loop_(loop), out_(pool) {}
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
@@ -219,7 +219,7 @@ class Conn {
   // the earliest deadline and re-checks the others when it fires.
   detail::WheelTimer timer_;
   std::string_view in_view_;    // unread inbound bytes shown to the handler
-  Buffer in_;                   // holds unread bytes between arrivals
+  std::unique_ptr<Buffer> in_;  // unread bytes between arrivals; only while there are any
   OutboundQueue out_;
   detail::PeerAddress remote_;
   int fd_ = -1;

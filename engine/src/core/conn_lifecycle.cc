@@ -167,8 +167,8 @@ void EventLoop::on_input(Conn& c, std::string_view bytes) {
     return;
   }
   note_activity(c);
-  if (c.in_.empty()) return run_traffic(c, bytes);  // zero-copy: the handler reads `bytes`
-  c.in_.append(bytes);
+  if (c.in_ == nullptr) return run_traffic(c, bytes);  // zero-copy: the handler reads `bytes`
+  c.in_->append(bytes);
   add_inbound_held(static_cast<ptrdiff_t>(bytes.size()));
   run_traffic(c);
 }
@@ -181,25 +181,25 @@ void EventLoop::on_peer_eof(Conn& c) {
   }
   if (c.state_ != Conn::State::kOpen) return;
   // Input the handler left (a request it answers step by step) gets one more look.
-  if (!c.in_.empty() && c.holds_ == 0) return schedule_traffic(c);
+  if (c.in_ != nullptr && c.holds_ == 0) return schedule_traffic(c);
   settle(c);
 }
 
 void EventLoop::on_released(Conn& c) {
   // Inside c's on_traffic its buffer is not settled yet: run_traffic decides after.
   if (c.state_ != Conn::State::kOpen || &c == in_traffic_) return;
-  if (c.eof_ && !c.in_.empty()) return schedule_traffic(c);  // the handler may take more now
+  if (c.eof_ && c.in_ != nullptr) return schedule_traffic(c);  // the handler may take more now
   settle(c);
 }
 
 void EventLoop::settle(Conn& c) {
   if (c.state_ != Conn::State::kOpen || c.holds_ != 0) return;
   if (c.eof_) return begin_close(c, CloseReason::kPeerClosed);
-  if (c.input_stopped_ && c.in_.empty()) begin_close(c, CloseReason::kShutdown);
+  if (c.input_stopped_ && c.in_ == nullptr) begin_close(c, CloseReason::kShutdown);
 }
 
 void EventLoop::run_traffic(Conn& c, std::string_view fresh) {
-  c.in_view_ = fresh.empty() ? c.in_.view() : fresh;
+  c.in_view_ = fresh.empty() ? input_view(c) : fresh;
   const size_t shown = c.in_view_.size();
   bump(counters_.traffic_calls);
   in_traffic_ = &c;
@@ -208,15 +208,15 @@ void EventLoop::run_traffic(Conn& c, std::string_view fresh) {
   const size_t left = c.in_view_.size();
   if (!fresh.empty()) {
     if (left != 0) {
-      c.in_.append(c.in_view_);  // the transient area is reused by the next read
+      attach_input(c).append(c.in_view_);  // the transient area is reused by the next read
       add_inbound_held(static_cast<ptrdiff_t>(left));
     }
   } else if (shown != left) {
-    c.in_.consume(shown - left);
-    c.in_.release_if_empty();
+    c.in_->consume(shown - left);
+    detach_input_if_empty(c);
     add_inbound_held(-static_cast<ptrdiff_t>(shown - left));
   }
-  c.in_view_ = c.in_.view();
+  c.in_view_ = input_view(c);
   if (read_ticks_ != 0) track_partial_input(c);
   if (left != 0 && check_inbound_limit(c)) return;
   if (c.state_ == Conn::State::kOpen) check_backpressure(c);
@@ -291,7 +291,7 @@ bool EventLoop::lingers_on_close(const Conn& c) {
   if (c.close_reason() != CloseReason::kLocalClose && c.close_reason() != CloseReason::kShutdown) {
     return false;
   }
-  return c.input_refused_ || !c.in_.empty() || sockets::unread_bytes(c.fd_) > 0;
+  return c.input_refused_ || c.in_ != nullptr || sockets::unread_bytes(c.fd_) > 0;
 }
 
 // Lingering close: our FIN goes out after the reply; the pollers keep reading (and
@@ -320,9 +320,11 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   // The fd itself is closed in free_slot: with a completion backend an operation may be
   // prepared but not yet submitted under this fd number, which must not be reused by then.
   c.in_view_ = {};
-  add_inbound_held(-static_cast<ptrdiff_t>(c.in_.readable_bytes()));
-  c.in_.clear();
-  c.in_.release_if_empty();
+  add_inbound_held(-static_cast<ptrdiff_t>(unread(c)));
+  if (c.in_ != nullptr) {
+    c.in_->clear();
+    detach_input_if_empty(c);
+  }
   c.context_ = nullptr;
   c.codec_word_ = 0;
   c.protocol_state_.reset();

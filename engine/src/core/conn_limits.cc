@@ -24,7 +24,7 @@ void EventLoop::check_backpressure(Conn& c) {
     handler_.on_backpressure(c, false);
     // Input a handler left while paused is shown again, from the loop rather than from
     // inside the send that drained the queue.
-    if (!c.in_.empty()) schedule_traffic(c);
+    if (c.in_ != nullptr) schedule_traffic(c);
   }
 }
 
@@ -33,14 +33,14 @@ bool EventLoop::check_inbound_limit(Conn& c) {
   // its queued answer still goes out.
   if (c.state_ != Conn::State::kOpen) return false;
   const size_t limit = group_.opts.max_inbound_buffer;
-  if (limit == 0 || c.in_.readable_bytes() <= limit) {
+  if (limit == 0 || unread(c) <= limit) {
     return inbound_budget_ != 0 && inbound_held_ > inbound_budget_ && enforce_inbound_budget(c);
   }
   bump(counters_.inbound_overflows);
   uint64_t dropped = 0;
   if (inbound_log_limit_.allow(&dropped)) {
     log(LogLevel::kWarn, "loop {}: {} holds {} unread bytes, over max_inbound_buffer {}; closing{}",
-        index_, c.remote_addr().to_string(), c.in_.readable_bytes(), limit,
+        index_, c.remote_addr().to_string(), unread(c), limit,
         dropped ? fmt::format(" ({} similar lines suppressed)", dropped) : std::string());
   }
   close_conn(c, CloseInfo{CloseReason::kError, EMSGSIZE});
@@ -57,15 +57,15 @@ bool EventLoop::enforce_inbound_budget(Conn& c) {
     Conn* largest = nullptr;
     for (Conn& x : slots_) {
       if (x.state_ != Conn::State::kOpen) continue;
-      if (largest == nullptr || x.in_.readable_bytes() > largest->in_.readable_bytes()) largest = &x;
+      if (largest == nullptr || unread(x) > unread(*largest)) largest = &x;
     }
-    if (largest == nullptr || largest->in_.empty()) break;  // closing ones hold the rest
+    if (largest == nullptr || largest->in_ == nullptr) break;  // closing ones hold the rest
     bump(counters_.inbound_budget_closed);
     RINGNET_LOG_LIMITED(LogLevel::kWarn, 1,
                         "loop {}: connections hold {} unread bytes, over this loop's share {} "
                         "of max_inbound_total; closing {}, which holds the most: {}",
                         index_, inbound_held_, inbound_budget_, largest->remote_addr().to_string(),
-                        largest->in_.readable_bytes());
+                        unread(*largest));
     closed_c = closed_c || largest == &c;
     close_conn(*largest, CloseInfo{CloseReason::kError, ENOBUFS});
   }

@@ -11,7 +11,7 @@ namespace ringnet {
 // a busy connection touches the wheel about once per timeout period, not per message.
 
 void EventLoop::track_partial_input(Conn& c) {
-  if (c.in_.empty()) {
+  if (c.in_ == nullptr) {
     c.read_since_ = 0;
   } else if (c.read_since_ == 0 && c.state_ == Conn::State::kOpen) {
     c.read_since_ = stamp(now_tick());

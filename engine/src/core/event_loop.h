@@ -224,6 +224,30 @@ class EventLoop {
                           : static_cast<uint32_t>(
                                 std::min(TimerWheel::ticks_for(d), kMaxTimeoutTicks));
   }
+  // A connection's unread-input Buffer exists only while it holds bytes (so `c.in_ !=
+  // nullptr` means "has unread input"): an idle connection keeps 8 bytes for it, not 40.
+  // Spare ones wait here for the next connection that needs one.
+  Buffer& attach_input(Conn& c) {
+    if (c.in_ == nullptr) {
+      if (spare_inputs_.empty()) {
+        c.in_ = std::make_unique<Buffer>(&pool_);
+      } else {
+        c.in_ = std::move(spare_inputs_.back());
+        spare_inputs_.pop_back();
+      }
+    }
+    return *c.in_;
+  }
+  void detach_input_if_empty(Conn& c) {
+    if (c.in_ == nullptr || !c.in_->empty()) return;
+    c.in_->release_if_empty();  // its storage goes back to the pool
+    if (spare_inputs_.size() < kSpareInputs) spare_inputs_.push_back(std::move(c.in_));
+    c.in_.reset();
+  }
+  static std::string_view input_view(const Conn& c) {
+    return c.in_ != nullptr ? c.in_->view() : std::string_view();
+  }
+  static size_t unread(const Conn& c) { return c.in_ != nullptr ? c.in_->readable_bytes() : 0; }
   // Arms c's wheel node at its earliest deadline unless it already fires no later.
   void update_timer(Conn& c);
   void on_conn_timer(Conn& c);
@@ -267,6 +291,8 @@ class EventLoop {
   BufferPool pool_;
   std::unique_ptr<char[]> spill_;
   Slab<Conn> slots_;                    // stable addresses; never shrinks while running
+  static constexpr size_t kSpareInputs = 256;
+  std::vector<std::unique_ptr<Buffer>> spare_inputs_;  // see attach_input()
   std::vector<uint32_t> free_slots_;
   std::vector<Conn*> dirty_;            // written to this iteration
   std::vector<std::unique_ptr<Listener>> listeners_;
