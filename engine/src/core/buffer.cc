@@ -60,6 +60,26 @@ void BufferPool::release(char* data, size_t capacity) {
 
 // ---------------------------------------------------------------- Buffer
 
+namespace {
+// Storage for a Buffer or an OutboundQueue block: from `pool` when there is one, else from
+// malloc, rounded up to the pool's class either way. Out of memory is not recoverable.
+char* take_storage(BufferPool* pool, size_t want, size_t* capacity) {
+  if (pool != nullptr) return pool->acquire(want, capacity);
+  *capacity = BufferPool::class_size(want);
+  auto* p = static_cast<char*>(std::malloc(*capacity));
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void give_storage(BufferPool* pool, char* data, size_t capacity) {
+  if (pool != nullptr) {
+    pool->release(data, capacity);
+  } else {
+    std::free(data);
+  }
+}
+}  // namespace
+
 Buffer::Buffer(Buffer&& other) noexcept
     : pool_(other.pool_),
       data_(std::exchange(other.data_, nullptr)),
@@ -81,11 +101,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
 
 void Buffer::free_storage() {
   if (data_ == nullptr) return;
-  if (pool_ != nullptr) {
-    pool_->release(data_, capacity_);
-  } else {
-    std::free(data_);
-  }
+  give_storage(pool_, data_, capacity_);
   data_ = nullptr;
   capacity_ = read_ = write_ = 0;
 }
@@ -107,16 +123,8 @@ void Buffer::ensure_writable(size_t n) {
     write_ = live;
     return;
   }
-  size_t want = live + n;
   size_t cap = 0;
-  char* fresh = nullptr;
-  if (pool_ != nullptr) {
-    fresh = pool_->acquire(want, &cap);
-  } else {
-    cap = BufferPool::class_size(want);
-    fresh = static_cast<char*>(std::malloc(cap));
-    if (fresh == nullptr) throw std::bad_alloc();
-  }
+  char* fresh = take_storage(pool_, live + n, &cap);
   if (live > 0) std::memcpy(fresh, data_ + read_, live);
   free_storage();
   data_ = fresh;
@@ -170,16 +178,8 @@ OutboundQueue& OutboundQueue::operator=(OutboundQueue&& other) noexcept {
 }
 
 OutboundQueue::Block* OutboundQueue::new_block(size_t data_bytes) {
-  const size_t want = std::min(data_bytes + sizeof(Block), kMaxBlockBytes);
   size_t cap = 0;
-  char* mem = nullptr;
-  if (pool_ != nullptr) {
-    mem = pool_->acquire(want, &cap);
-  } else {
-    cap = BufferPool::class_size(want);
-    mem = static_cast<char*>(std::malloc(cap));
-    if (mem == nullptr) throw std::bad_alloc();
-  }
+  char* mem = take_storage(pool_, std::min(data_bytes + sizeof(Block), kMaxBlockBytes), &cap);
   auto* b = new (mem) Block{nullptr, 0, 0, static_cast<uint32_t>(cap - sizeof(Block)),
                             static_cast<uint32_t>(cap)};
   if (tail_ != nullptr) {
@@ -194,11 +194,7 @@ OutboundQueue::Block* OutboundQueue::new_block(size_t data_bytes) {
 void OutboundQueue::free_block(Block* b) {
   const size_t cap = b->size;
   b->~Block();
-  if (pool_ != nullptr) {
-    pool_->release(reinterpret_cast<char*>(b), cap);
-  } else {
-    std::free(b);
-  }
+  give_storage(pool_, reinterpret_cast<char*>(b), cap);
 }
 
 void OutboundQueue::append(std::string_view bytes) {
