@@ -129,7 +129,7 @@ void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
   c.context_ = options.context;
   bump(counters_.open);  // closing it (connected or not) counts it out again
   if (peer.is_ip()) sockets::tune_accepted(fd, peer.family(), group_.opts);
-  c.deadline_ = stamp(now_tick() + std::min(TimerWheel::ticks_for(options.timeout), kMaxTimeoutTicks) + 1);
+  c.deadline_ = stamp(now_tick() + capped_ticks(options.timeout) + 1);
   update_timer(c);
   if (int err = poller_->start_connect(c); err != 0) {
     return close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});

@@ -41,16 +41,19 @@ void EventLoop::set_idle_timeout(Conn& c, std::chrono::milliseconds timeout) {
 void EventLoop::update_timer(Conn& c) {
   const uint64_t now = now_tick();
   uint64_t due = UINT64_MAX;
-  // +1: a deadline falls inside a tick; firing on the tick after never fires early.
-  if (c.idle_ticks_ != 0) due = std::min(due, at(c.last_active_, now) + c.idle_ticks_ + 1);
-  if (c.read_since_ != 0 && read_ticks_ != 0) {
-    due = std::min(due, at(c.read_since_, now) + read_ticks_ + 1);
-  }
-  if (c.write_since_ != 0 && write_ticks_ != 0) {
-    due = std::min(due, at(c.write_since_, now) + write_ticks_ + 1);
-  }
-  if (c.lingering_ || c.state_ == Conn::State::kConnecting) {
-    due = std::min(due, at(c.deadline_, now));
+  if (c.state_ == Conn::State::kConnecting) {
+    // Only the connect deadline: the other timeouts start at on_connect_result.
+    due = at(c.deadline_, now);
+  } else {
+    // +1: a deadline falls inside a tick; firing on the tick after never fires early.
+    if (c.idle_ticks_ != 0) due = std::min(due, at(c.last_active_, now) + c.idle_ticks_ + 1);
+    if (c.read_since_ != 0 && read_ticks_ != 0) {
+      due = std::min(due, at(c.read_since_, now) + read_ticks_ + 1);
+    }
+    if (c.write_since_ != 0 && write_ticks_ != 0) {
+      due = std::min(due, at(c.write_since_, now) + write_ticks_ + 1);
+    }
+    if (c.lingering_) due = std::min(due, at(c.deadline_, now));
   }
   if (due == UINT64_MAX) return;
   if (c.timer_.armed() && c.timer_.expires <= due) return;  // fires first, then re-checks

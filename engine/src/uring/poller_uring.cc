@@ -288,6 +288,7 @@ void UringPoller::drain_before_exit() {
 // ---------------------------------------------------------------- completions
 
 Status UringPoller::poll(int timeout_ms) {
+  grew_this_poll_ = false;
   int rc;
   if (timeout_ms == 0) {
     rc = io_uring_submit_and_get_events(&ring_);
@@ -394,7 +395,10 @@ void UringPoller::on_recv(UringTag tag, int res, uint32_t flags) {
     return;  // EOF ends the multishot: nothing more to read
   } else if (res == -ENOBUFS) {
     bump(loop_.counters_mut().buffer_ring_empty);
-    if (buffers_.grow()) {
+    // Every receive in flight ends with its own ENOBUFS when the ring runs dry: one
+    // doubling per poll, so the ring grows to the bursts it sees, not to its maximum.
+    if (!grew_this_poll_ && buffers_.grow()) {
+      grew_this_poll_ = true;
       loop_.counters_mut().uring_buffers_offered.store(buffers_.offered(),
                                                        std::memory_order_relaxed);
     }

@@ -107,6 +107,7 @@ class UringPoller final : public Poller {
   io_uring ring_{};
   bool ring_ready_ = false;
   bool bundle_ = false;  // receives may fill several buffers per completion
+  bool grew_this_poll_ = false;  // the buffer ring already grew in this poll
   std::string mode_;
   BufferRing buffers_;
   int wake_fd_ = -1;
