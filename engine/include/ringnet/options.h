@@ -97,10 +97,10 @@ struct Options {
   unsigned uring_entries = 1024;         // submission queue size (CQ is 4x)
   unsigned uring_buffer_count = 512;     // provided buffers per loop, at most (power of two)
   unsigned uring_buffer_size = 16384;    // bytes per provided buffer
-  // Buffers offered to the kernel at first (0: all of uring_buffer_count). Each time a
-  // receive finds none left the loop offers twice as many, up to uring_buffer_count, so
-  // a quiet loop keeps a small resident set and a busy one grows to its bursts
-  // (EngineStats::uring_buffers_offered).
+  // Buffers offered to the kernel at first (0: all of uring_buffer_count). When receives
+  // find none left the loop offers twice as many (once per turn at most), up to
+  // uring_buffer_count, so a quiet loop keeps a small resident set and a busy one grows
+  // to its bursts (EngineStats::uring_buffers_offered).
   unsigned uring_buffer_initial = 32;
   // Receive bundles: one completion may fill several provided buffers (used where the
   // kernel has them, 6.10+). Measured here: same CPU per message for small messages,

@@ -12,10 +12,11 @@
 //
 // Sized to load: the ring has room for `entries` buffers and all their memory is mapped
 // (untouched pages cost no RSS), but the kernel is offered only `initial` of them at
-// first. When a receive finds the ring empty, grow() offers twice as many, up to
-// `entries`. A buffer's first page becomes resident the first time the kernel fills it,
-// so a quiet loop keeps a small working set (32 buffers: 128 KiB) instead of one page
-// per ring entry (512: 2 MiB), and a busy one grows to what its bursts need.
+// first. When receives find the ring empty, grow() offers twice as many, up to `entries`
+// (the poller grows it once per poll at most). A buffer's first page becomes resident
+// the first time the kernel fills it, so a quiet loop keeps a small working set (32
+// buffers: 128 KiB) instead of one page per ring entry (512: 2 MiB), and a busy one grows
+// to what its bursts need.
 //
 // liburing 2.3 has io_uring_register_buf_ring but not io_uring_setup_buf_ring, so the
 // ring memory is mapped here. Kernel 5.19+.
