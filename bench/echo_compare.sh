@@ -23,7 +23,8 @@
 # ones are dropped with a message where the kernel refuses io_uring, asio and libuv where
 # they were not built (libboost-dev, libuv1-dev missing); ringnet-uring-nobundle is
 # ringnet-uring without receive bundles, ringnet-uring-noregring without its ring fd
-# registered, ringnet-uring-inc with incremental buffer consumption,
+# registered, ringnet-uring-nofixed with plain fds instead of the fixed file table,
+# ringnet-uring-inc with incremental buffer consumption,
 # ringnet-uring-fullring with all provided buffers offered at start (no growth); bare-uring-zc
 # is bare-uring sending with IORING_OP_SEND_ZC;
 # ringnet-{epoll,uring}-nometrics run with --no-metrics (no loop histograms)
@@ -160,6 +161,7 @@ start_server() {
     ringnet-uring-inc) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --uring-buffer-inc) ;;
     ringnet-uring-fullring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --uring-buffers-initial 0) ;;
     ringnet-uring-noregring) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-register-ring) ;;
+    ringnet-uring-nofixed) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-uring-fixed-files) ;;
     ringnet-epoll-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --no-metrics) ;;
     ringnet-uring-nometrics) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend io_uring --no-metrics) ;;
     ringnet-epoll-admin) cmd=("$RINGNET" --port "$PORT" --loops "$RINGNET_LOOPS" --pin --backend epoll --admin-port 0) ;;
@@ -305,6 +307,7 @@ throughput_report() {
     for pair in ringnet-epoll/bare ringnet-uring/bare-uring ringnet-uring/bare \
                 ringnet-uring/ringnet-epoll ringnet-uring/ringnet-uring-nobundle \
                 ringnet-uring/ringnet-uring-noregring ringnet-uring-noregring/ringnet-uring-base \
+                ringnet-uring/ringnet-uring-nofixed \
                 ringnet-uring-inc/ringnet-uring \
                 bare-uring-zc/bare-uring \
                 ringnet-epoll/ringnet-epoll-base ringnet-uring/ringnet-uring-base \

@@ -13,7 +13,8 @@
 # Needs perf (Debian: linux-perf); installs it when missing. Prints a Markdown table and
 # writes it to bench/results/latest-syscalls.md, or with --out-dir DIR (OUT_DIR) writes
 # syscalls.md and syscalls.csv to DIR instead. asio/libuv are skipped with a message when
-# not built. Environment: BUILD_DIR, SERVERS (also ringnet-uring-noregring, and
+# not built. Environment: BUILD_DIR, SERVERS (also ringnet-uring-noregring,
+# ringnet-uring-nofixed, and
 # ringnet-uring-base: the echo_server binary BASE_ECHO names, built from another commit),
 # SCENARIOS, DURATION, SERVER_CPU (0), LOADGEN_CPU (1), SKIP_BUILD=1 (use BUILD_DIR as it
 # is). Exit status 1 if a run failed.
@@ -76,6 +77,7 @@ start_server() {
     ringnet-epoll) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend epoll) ;;
     ringnet-uring) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend io_uring) ;;
     ringnet-uring-noregring) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend io_uring --no-uring-register-ring) ;;
+    ringnet-uring-nofixed) cmd=("$BUILD_DIR/samples/echo_server" --port "$PORT" --loops 1 --backend io_uring --no-uring-fixed-files) ;;
     ringnet-uring-base) cmd=("$BASE_ECHO" --port "$PORT" --loops 1 --backend io_uring) ;;
     bare) cmd=("$BUILD_DIR/bench/bare_epoll_echo" --port "$PORT") ;;
     bare-uring) cmd=("$BUILD_DIR/bench/bare_uring_echo" --port "$PORT") ;;

@@ -3,7 +3,8 @@
 //
 //   echo_server --port 9000 --loops 2 --balancer rr|lc|hash [--reuseport] [--unix PATH]
 //               [--host 127.0.0.1] [--pin] [--backend auto|epoll|io_uring]
-//               [--no-uring-bundle] [--no-uring-register-ring] [--uring-buffer-inc]
+//               [--no-uring-bundle] [--no-uring-register-ring] [--no-uring-fixed-files]
+//               [--uring-buffer-inc]
 //
 // Prints one "listening on <address>" line per listener once it accepts connections.
 // SIGINT/SIGTERM stop it cleanly.

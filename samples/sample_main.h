@@ -3,7 +3,8 @@
 //
 //   <sample> [--host H] [--port N] [--unix PATH] [--loops N] [--balancer rr|lc|hash]
 //            [--reuseport] [--pin] [--backend auto|epoll|io_uring] [--no-uring-bundle]
-//            [--no-uring-register-ring] [--uring-buffer-inc] [--uring-buffers-initial N]
+//            [--no-uring-register-ring] [--no-uring-fixed-files] [--uring-buffer-inc]
+//            [--uring-buffers-initial N]
 //            [--drain-timeout MS] [--admin-port N] [--no-metrics]
 //            [--idle-timeout MS] [--read-timeout MS] [--write-timeout MS] [sample-specific flags]
 //
@@ -55,7 +56,8 @@ using ExtraFlag = std::function<bool(std::string_view flag, const std::function<
                "usage: %s [--host H] [--port N] [--unix PATH] [--loops N]\n"
                "          [--balancer rr|lc|hash] [--reuseport] [--pin]\n"
                "          [--backend auto|epoll|io_uring] [--no-uring-bundle]\n"
-               "          [--no-uring-register-ring] [--uring-buffer-inc] [--uring-buffers-initial N]\n"
+               "          [--no-uring-register-ring] [--no-uring-fixed-files] [--uring-buffer-inc]\n"
+               "          [--uring-buffers-initial N]\n"
                "          [--drain-timeout MS] [--admin-port N] [--no-metrics]\n"
                "          [--idle-timeout MS] [--read-timeout MS] [--write-timeout MS] %s\n",
                prog, bad, prog, extra_usage);
@@ -123,6 +125,8 @@ inline Flags parse_flags(int argc, char** argv, const ExtraFlag& extra = {},
       f.options.uring_recv_bundle = false;
     } else if (a == "--no-uring-register-ring") {
       f.options.uring_register_ring = false;
+    } else if (a == "--no-uring-fixed-files") {
+      f.options.uring_fixed_files = false;
     } else if (a == "--uring-buffer-inc") {
       f.options.uring_buffer_incremental = true;
     } else if (a == "--uring-buffers-initial") {

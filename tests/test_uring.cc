@@ -6,6 +6,8 @@
 #include <sys/utsname.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -120,6 +122,61 @@ TEST(UringBackend, RegisteredRingFdAndItsFallbackBothEcho) {
     EXPECT_EQ(server.engine().stats().uring_registered_rings, registered ? rings : 0u);
     echo_from_many(server, 8, 100000, registered ? 300 : 400);
     if (HasFatalFailure()) return;
+  }
+}
+
+// Sockets installed in this process's io_uring fixed file tables, read from each ring's
+// /proc fdinfo ("UserFiles:" then one "<slot>: socket:[inode]" line per filled slot).
+size_t fixed_sockets() {
+  size_t count = 0;
+  for (const std::filesystem::directory_entry& e :
+       std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec).string() != "anon_inode:[io_uring]") continue;
+    std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
+    bool in_files = false;
+    for (std::string line; std::getline(info, line);) {
+      if (line.rfind("UserFiles:", 0) == 0) {
+        in_files = true;
+      } else if (in_files && line.find(": socket:") != std::string::npos) {
+        ++count;
+      } else if (in_files && line.find(':') != std::string::npos &&
+                 line.find_first_not_of(" 0123456789") == line.find(':')) {
+        continue;  // a filled slot holding something else
+      } else if (in_files) {
+        in_files = false;
+      }
+    }
+  }
+  return count;
+}
+
+// Direct descriptors: each open connection sits in its loop's fixed file table (sized from
+// max_connections_per_loop) and leaves it when it closes; with the table refused or turned
+// off, the plain fds serve the same bytes.
+TEST(UringBackend, OpenConnectionsUseTheFixedFileTableAndItsFallbackEchoes) {
+  if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
+  for (bool fixed : {true, false}) {
+    SCOPED_TRACE(fixed ? "fixed files" : "plain fds");
+    EchoHandler handler;
+    Options o = test_options(Backend::kIoUring, 2);
+    o.max_connections_per_loop = 50;
+    o.uring_fixed_files = fixed;
+    TestServer server(handler, o);
+    ASSERT_TRUE(server.start());
+    const uint64_t rings = 2 + (o.reuse_port ? 0 : 1);  // and the acceptor's
+    EXPECT_EQ(server.engine().stats().uring_fixed_file_slots, fixed ? 50 * rings : 0u);
+    {
+      std::vector<Client> clients;
+      ASSERT_TRUE(connect_many(server.port(), 20, &clients));
+      std::vector<std::string> payloads;
+      for (size_t i = 0; i < clients.size(); ++i) payloads.push_back(make_payload(70000, 500 + i));
+      ASSERT_TRUE(echo_all(clients, payloads, Millis(60000)));
+      const size_t want = fixed ? 20 : 0;
+      EXPECT_TRUE(eventually([&] { return fixed_sockets() == want; })) << fixed_sockets();
+    }
+    EXPECT_TRUE(eventually([&] { return server.engine().stats().open == 0; }));
+    EXPECT_TRUE(eventually([] { return fixed_sockets() == 0; })) << fixed_sockets();
   }
 }
 

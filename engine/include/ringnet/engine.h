@@ -63,6 +63,8 @@ struct EngineStats {
                                          // consumed incrementally (uring_buffer_incremental)
   uint64_t uring_buffers_offered = 0;  // io_uring: provided buffers offered to the kernel,
                                        // all loops (grows with load: uring_buffer_initial)
+  uint64_t uring_fixed_file_slots = 0;  // io_uring: fixed file table entries, all loops
+                                        // (Options::uring_fixed_files; 0 where refused)
   uint64_t read_pauses = 0;      // backpressure: times a connection stopped being read
   uint64_t inbound_overflows = 0; // connections closed for holding > max_inbound_buffer
   uint64_t dials = 0;            // Engine::dial attempts that reached their loop

@@ -110,6 +110,17 @@ struct Options {
   // io_uring_enter then skips looking the fd up. Falls back to the plain fd when the
   // kernel refuses; EngineStats::uring_registered_rings says which loops have it.
   bool uring_register_ring = true;
+  // Direct descriptors: each connection's socket is also installed in the ring's fixed
+  // file table, at its slot index, by an operation in the same submission as its first
+  // receive, and every operation names the slot (IOSQE_FIXED_FILE), so the kernel skips
+  // the fd lookup and file reference it otherwise takes per operation. The table has
+  // max_connections_per_loop entries (else max_connections, else 16384), at most
+  // RLIMIT_NOFILE; connections past it use their plain fd. The plain fd stays open, so
+  // Conn::fd(), shutdown and setsockopt work as on epoll. Falls back to plain fds where
+  // the kernel refuses; EngineStats::uring_fixed_file_slots says how many slots there are.
+  // Measured here (50 conns, loopback, 5 interleaved rounds), CPU per message fixed/plain:
+  // 1.02 at 64 B, 1.01 at 64 B pipelined 16 deep, 0.97 at 16 KiB: within the noise.
+  bool uring_fixed_files = true;
   // Provided buffers consumed incrementally (IOU_PBUF_RING_INC, kernel 6.12+): a receive
   // takes only the bytes it needs from a buffer and the next one goes on in it, instead
   // of each receive spending a whole buffer. Falls back where the kernel refuses;

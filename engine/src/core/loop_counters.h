@@ -20,6 +20,7 @@ struct LoopCounters {
   std::atomic<uint64_t> uring_registered_ring{0};  // gauge, 0 or 1: set once at setup
   std::atomic<uint64_t> uring_incremental_buffers{0};  // gauge, 0 or 1: set once at setup
   std::atomic<uint64_t> uring_buffers_offered{0};      // gauge: provided buffers offered
+  std::atomic<uint64_t> uring_fixed_file_slots{0};     // gauge: fixed file table, at setup
   std::atomic<uint64_t> pool_cached_bytes{0};  // gauge: the buffer pool's free lists, each turn
   std::atomic<uint64_t> read_pauses{0}, inbound_overflows{0}, refused_limit{0};
   std::atomic<uint64_t> refused_source_limit{0};

@@ -399,6 +399,7 @@ EngineStats Engine::stats() const {
     s.uring_registered_rings += get(c.uring_registered_ring);
     s.uring_incremental_rings += get(c.uring_incremental_buffers);
     s.uring_buffers_offered += get(c.uring_buffers_offered);
+    s.uring_fixed_file_slots += get(c.uring_fixed_file_slots);
     s.read_pauses += get(c.read_pauses);
     s.inbound_overflows += get(c.inbound_overflows);
     s.traffic_calls += get(c.traffic_calls);

@@ -162,6 +162,9 @@ void Engine::write_metrics(MetricsWriter& w) const {
     per_loop(w, loops, "ringnet_uring_buffers_offered", MetricType::kGauge,
              "Provided receive buffers offered to the kernel (grows when a receive finds none).",
              [](const EventLoop& l) { return get(l.counters().uring_buffers_offered); });
+    per_loop(w, accepting, "ringnet_uring_fixed_file_slots", MetricType::kGauge,
+             "Entries of the loop's fixed file table (connections there skip the fd lookup).",
+             [](const EventLoop& l) { return get(l.counters().uring_fixed_file_slots); });
   }
 
   if (impl.opts.metrics) {

@@ -1,6 +1,7 @@
 #include "uring/poller_uring.h"
 
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -20,6 +21,19 @@ namespace {
 // headers predate them.
 constexpr uint16_t kRecvBundle = 1u << 4;
 constexpr uint32_t kCqeBufMore = 1u << 4;
+
+// The fixed file table: one entry per connection this loop may hold, no more than the
+// process may open (the kernel refuses a larger table) nor the tag can name.
+uint32_t fixed_table_size(const Options& o) {
+  size_t n = o.max_connections_per_loop != 0 ? o.max_connections_per_loop
+             : o.max_connections != 0        ? o.max_connections
+                                             : 16384;
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    n = std::min<size_t>(n, rl.rlim_cur);
+  }
+  return static_cast<uint32_t>(std::min<size_t>(n, size_t{UringTag::kMaxIndex} + 1));
+}
 }  // namespace
 
 UringPoller::~UringPoller() {
@@ -56,6 +70,18 @@ Status UringPoller::init(const Options& opts) {
           loop_.index(), std::strerror(-rc));
     }
   }
+  if (opts.uring_fixed_files) {
+    const uint32_t slots = fixed_table_size(opts);
+    int rc = io_uring_register_files_sparse(&ring_, slots);
+    if (rc == 0) {
+      fixed_slots_ = slots;
+      loop_.counters_mut().uring_fixed_file_slots.store(slots, std::memory_order_relaxed);
+      mode_ += "+fixed_files";
+    } else {
+      log(LogLevel::kInfo, "loop {}: no io_uring fixed file table ({}); using plain fds",
+          loop_.index(), std::strerror(-rc));
+    }
+  }
   return Status::ok();
 }
 
@@ -72,6 +98,33 @@ io_uring_sqe* UringPoller::get_sqe() {
   }
   log(LogLevel::kError, "loop {}: io_uring submission queue stuck; aborting", loop_.index());
   std::abort();
+}
+
+// A connection in the fixed table is named by its slot, so the kernel skips the fd lookup.
+void UringPoller::target(io_uring_sqe* sqe, const Conn& c) {
+  if (!fixed(c)) return;
+  sqe->fd = static_cast<int>(c.id().index);
+  sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+// Queued ahead of the connection's first operation: the kernel issues a submission's
+// entries in order and the update completes inline, so that operation finds the slot
+// filled. It reads the fd when issued; c.fd_ stays put until the slot is freed.
+void UringPoller::install_fixed(Conn& c) {
+  if (!fixed(c)) return;
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_files_update(sqe, &c.fd_, 1, static_cast<int>(c.id().index));
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  prep_tagged(sqe, UringTag::for_conn(UringOp::kFiles, c.id()));
+}
+
+// Only a failure completes (IOSQE_CQE_SKIP_SUCCESS). A connection whose slot stayed empty
+// sees EBADF on its next operation and closes with that error.
+void UringPoller::on_files(UringTag tag, int res) {
+  if (res >= 0 || fixed_error_logged_) return;
+  fixed_error_logged_ = true;
+  log(LogLevel::kWarn, "loop {}: io_uring fixed file update for slot {} failed: {}",
+      loop_.index(), tag.index, std::strerror(-res));
 }
 
 UringPoller::ConnOps& UringPoller::ops_for(uint32_t index) {
@@ -139,6 +192,7 @@ Status UringPoller::add_conn(Conn& c) {
   ConnOps& ops = ops_for(c.id().index);
   ops = ConnOps{};  // a reused slot starts clean (free_slot runs only when it was idle)
   ops.generation = c.id().generation;
+  install_fixed(c);
   arm_recv(c, ops);
   return Status::ok();
 }
@@ -150,8 +204,10 @@ int UringPoller::start_connect(Conn& c) {
   ConnOps& ops = ops_for(c.id().index);
   ops = ConnOps{};
   ops.generation = c.id().generation;
+  install_fixed(c);
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_connect(sqe, c.fd(), c.remote_.raw(), c.remote_.length());
+  target(sqe, c);
   prep_tagged(sqe, UringTag::for_conn(UringOp::kConnect, c.id()));
   ops.connect_inflight = true;
   return 0;
@@ -173,6 +229,7 @@ void UringPoller::on_connect(UringTag tag, int res) {
 void UringPoller::arm_recv(Conn& c, ConnOps& ops) {
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_recv_multishot(sqe, c.fd(), nullptr, 0, 0);
+  target(sqe, c);
   if (bundle_) sqe->ioprio |= kRecvBundle;
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = buffers_.group();
@@ -227,6 +284,7 @@ void UringPoller::submit_send(Conn& c, ConnOps& ops) {
     ops.send->msg.msg_iovlen = count;
     io_uring_prep_sendmsg(sqe, c.fd(), &ops.send->msg, MSG_NOSIGNAL);
   }
+  target(sqe, c);
   prep_tagged(sqe, UringTag::for_conn(UringOp::kSend, c.id()));
   ops.send_inflight = true;
 }
@@ -249,7 +307,15 @@ void UringPoller::send_final(Conn& c) {
 
 // ---------------------------------------------------------------- close
 
+// Emptying the fixed slot first is safe: operations in flight keep their own reference
+// to the table entry's file until they complete.
 bool UringPoller::detach(Conn& c) {
+  if (fixed(c)) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_close_direct(sqe, c.id().index);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    prep_tagged(sqe, UringTag::for_conn(UringOp::kFiles, c.id()));
+  }
   ConnOps& ops = ops_for(c.id().index);
   if (!ops.recv_armed && !ops.send_inflight && !ops.connect_inflight) return true;
   ops.detached = true;
@@ -341,6 +407,7 @@ void UringPoller::handle(uint64_t user_data, int res, uint32_t flags) {
     case UringOp::kRecv: return on_recv(tag, res, flags);
     case UringOp::kSend: return on_send(tag, res);
     case UringOp::kConnect: return on_connect(tag, res);
+    case UringOp::kFiles: return on_files(tag, res);
     case UringOp::kCancel: return;  // its target's own completion settles the state
   }
 }

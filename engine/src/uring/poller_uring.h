@@ -13,6 +13,11 @@
 //   wakeup   a read of the task eventfd, re-armed after each completion
 //   close    outstanding operations are cancelled by tag; the slot is reused only after
 //            the last completion for it arrived (tags carry the slot's generation)
+//   fixed    a connection whose slot index fits the fixed file table is installed there
+//            (IORING_OP_FILES_UPDATE, queued ahead of its first operation, which the kernel
+//            issues in order) and every operation names the slot; close_direct empties it
+//            at close. The plain fd stays open for shutdown, setsockopt, FIONREAD and the
+//            final synchronous send, and is closed by the loop as on epoll.
 //
 // Everything prepared during one loop iteration goes to the kernel with the single
 // submit-and-wait of the next poll().
@@ -82,6 +87,9 @@ class UringPoller final : public Poller {
   };
 
   io_uring_sqe* get_sqe();
+  bool fixed(const Conn& c) const { return c.id().index < fixed_slots_; }
+  void target(io_uring_sqe* sqe, const Conn& c);
+  void install_fixed(Conn& c);
   void prep_tagged(io_uring_sqe* sqe, UringTag tag) { io_uring_sqe_set_data64(sqe, tag.pack()); }
   void arm_wake();
   void arm_accept(Listener& l);
@@ -99,6 +107,7 @@ class UringPoller final : public Poller {
   void consume_buffers(Conn* c, uint16_t first, int res, uint32_t flags);
   void on_send(UringTag tag, int res);
   void on_connect(UringTag tag, int res);
+  void on_files(UringTag tag, int res);
   void release_if_idle(uint32_t index);
   void check_overflow();
   bool ops_outstanding() const;
@@ -108,6 +117,8 @@ class UringPoller final : public Poller {
   bool ring_ready_ = false;
   bool bundle_ = false;  // receives may fill several buffers per completion
   bool grew_this_poll_ = false;  // the buffer ring already grew in this poll
+  uint32_t fixed_slots_ = 0;     // fixed file table entries (0: plain fds only)
+  bool fixed_error_logged_ = false;
   std::string mode_;
   BufferRing buffers_;
   int wake_fd_ = -1;

@@ -4,7 +4,8 @@
 //
 //   63      56 55                  32 31                          0
 //   +---------+----------------------+-----------------------------+
-//   |   op    |   slot index (24)    |   generation (32)           |   recv, send, connect
+//   |   op    |   slot index (24)    |   generation (32)           |   recv, send, connect,
+//   |         |                      |                             |   files (fixed table)
 //   |   op    |   listener slot      |   0 (1: readiness poll)     |   accept
 //   |   op    |   0                  |   0                         |   wakeup, cancel
 //   +---------+----------------------+-----------------------------+
@@ -16,7 +17,7 @@
 
 namespace ringnet {
 
-enum class UringOp : uint8_t { kWake = 1, kAccept, kRecv, kSend, kCancel, kConnect };
+enum class UringOp : uint8_t { kWake = 1, kAccept, kRecv, kSend, kCancel, kConnect, kFiles };
 
 struct UringTag {
   UringOp op;
