@@ -1,6 +1,7 @@
 // What only the io_uring backend has: the auto/forced backend choice and its fallback to
 // epoll, and a provided-buffer ring far too small for the load (ENOBUFS must be survived
 // without losing a byte). The rest of the suite runs on io_uring through test_backends().
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,14 +38,16 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-// Incremental provided-buffer consumption exists from kernel 6.12.
-bool kernel_at_least_6_12() {
+bool kernel_at_least(int want_major, int want_minor) {
   utsname u{};
   int major = 0;
   int minor = 0;
   if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
-  return major > 6 || (major == 6 && minor >= 12);
+  return major > want_major || (major == want_major && minor >= want_minor);
 }
+
+// Incremental provided-buffer consumption exists from kernel 6.12.
+bool kernel_at_least_6_12() { return kernel_at_least(6, 12); }
 
 // Starts an engine that must fail to start; returns the failure.
 Status start_error(const Options& o) {
@@ -127,35 +131,34 @@ TEST(UringBackend, RegisteredRingFdAndItsFallbackBothEcho) {
 
 // Sockets installed in this process's io_uring fixed file tables, read from each ring's
 // /proc fdinfo ("UserFiles:" then one "<slot>: socket:[inode]" line per filled slot).
-size_t fixed_sockets() {
+// nullopt when a ring's fdinfo left its table out (the kernel skips it when the ring's
+// lock is busy): a count only when every ring reported.
+std::optional<size_t> fixed_sockets() {
   size_t count = 0;
   for (const std::filesystem::directory_entry& e :
        std::filesystem::directory_iterator("/proc/self/fd")) {
     std::error_code ec;
     if (std::filesystem::read_symlink(e.path(), ec).string() != "anon_inode:[io_uring]") continue;
     std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
-    bool in_files = false;
+    bool table = false;
     for (std::string line; std::getline(info, line);) {
-      if (line.rfind("UserFiles:", 0) == 0) {
-        in_files = true;
-      } else if (in_files && line.find(": socket:") != std::string::npos) {
-        ++count;
-      } else if (in_files && line.find(':') != std::string::npos &&
-                 line.find_first_not_of(" 0123456789") == line.find(':')) {
-        continue;  // a filled slot holding something else
-      } else if (in_files) {
-        in_files = false;
-      }
+      if (line.rfind("UserFiles:", 0) == 0) table = true;
+      if (line.find(": socket:[") != std::string::npos) ++count;
     }
+    if (!table) return std::nullopt;
   }
   return count;
 }
 
+bool fixed_sockets_are(size_t want) {
+  return eventually([want] { return fixed_sockets() == want; });
+}
+
 // Direct descriptors: each open connection sits in its loop's fixed file table (sized from
-// max_connections_per_loop) and leaves it when it closes; with the table refused or turned
-// off, the plain fds serve the same bytes.
+// max_connections_per_loop; the acceptor loop has none) and leaves it when it closes; with
+// the table turned off, plain fds serve the same bytes.
 TEST(UringBackend, OpenConnectionsUseTheFixedFileTableAndItsFallbackEchoes) {
-  if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
+  if (!io_uring_usable() || !kernel_at_least(6, 13)) GTEST_SKIP() << "needs kernel 6.13+";
   for (bool fixed : {true, false}) {
     SCOPED_TRACE(fixed ? "fixed files" : "plain fds");
     EchoHandler handler;
@@ -164,20 +167,89 @@ TEST(UringBackend, OpenConnectionsUseTheFixedFileTableAndItsFallbackEchoes) {
     o.uring_fixed_files = fixed;
     TestServer server(handler, o);
     ASSERT_TRUE(server.start());
-    const uint64_t rings = 2 + (o.reuse_port ? 0 : 1);  // and the acceptor's
-    EXPECT_EQ(server.engine().stats().uring_fixed_file_slots, fixed ? 50 * rings : 0u);
+    EXPECT_EQ(server.engine().stats().uring_fixed_file_slots, fixed ? 2 * 50u : 0u);
     {
       std::vector<Client> clients;
       ASSERT_TRUE(connect_many(server.port(), 20, &clients));
       std::vector<std::string> payloads;
       for (size_t i = 0; i < clients.size(); ++i) payloads.push_back(make_payload(70000, 500 + i));
       ASSERT_TRUE(echo_all(clients, payloads, Millis(60000)));
-      const size_t want = fixed ? 20 : 0;
-      EXPECT_TRUE(eventually([&] { return fixed_sockets() == want; })) << fixed_sockets();
+      EXPECT_TRUE(fixed_sockets_are(fixed ? 20 : 0));
     }
     EXPECT_TRUE(eventually([&] { return server.engine().stats().open == 0; }));
-    EXPECT_TRUE(eventually([] { return fixed_sockets() == 0; })) << fixed_sockets();
+    EXPECT_TRUE(fixed_sockets_are(0));
   }
+}
+
+// Echoes, after putting /dev/null in place of the connection's fd number (at its first
+// input: the slot was filled by then): operations that name the fixed slot still reach
+// the socket, operations on the fd number do not.
+class EchoPastTheFd : public EchoHandler {
+ public:
+  Action on_traffic(Conn& c) override {
+    if (!swapped_) {
+      swapped_ = true;
+      const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (null < 0 || ::dup2(null, c.fd()) < 0) return Action::kClose;
+      ::close(null);
+    }
+    return EchoHandler::on_traffic(c);
+  }
+
+ private:
+  bool swapped_ = false;  // loop thread only; one connection per test
+};
+
+TEST(UringBackend, OperationsNameTheFixedSlotNotTheFdNumber) {
+  if (!io_uring_usable() || !kernel_at_least(6, 13)) GTEST_SKIP() << "needs kernel 6.13+";
+  for (bool fixed : {true, false}) {
+    SCOPED_TRACE(fixed ? "fixed files" : "plain fds");
+    EchoPastTheFd handler;
+    Options o = test_options(Backend::kIoUring, 1);
+    o.uring_fixed_files = fixed;
+    TestServer server(handler, o);
+    ASSERT_TRUE(server.start());
+    Client c;
+    ASSERT_TRUE(c.connect_tcp(server.port()));
+    const std::string payload = make_payload(4000, 41);
+    ASSERT_TRUE(c.send_all(payload));
+    std::string back;
+    if (fixed) {
+      EXPECT_TRUE(c.recv_exact(payload.size(), &back));
+      EXPECT_EQ(back, payload);
+    } else {  // the send went to /dev/null's fd: ENOTSOCK closes the connection
+      EXPECT_NE(c.wait_end(Millis(5000), &back), End::kTimeout);
+      EXPECT_TRUE(back.empty());
+    }
+  }
+}
+
+// A socket the server closes must close at once (the peer sees EOF), even while an older
+// connection keeps a receive in flight on its own fixed slot, and at engine stop for
+// connections with nothing in flight.
+TEST(UringBackend, ClosedFixedSlotsCloseTheirSocketsPromptly) {
+  if (!io_uring_usable()) GTEST_SKIP() << "io_uring unavailable on this kernel";
+  struct CloseOnX : EchoHandler {
+    Action on_traffic(Conn& c) override {
+      if (c.peek().find('x') != std::string_view::npos) return Action::kClose;
+      EchoHandler::echo(c);
+      return Action::kNone;
+    }
+  } handler;
+  TestServer server(handler, test_options(Backend::kIoUring, 1));
+  ASSERT_TRUE(server.start());
+  Client idle;
+  ASSERT_TRUE(idle.connect_tcp(server.port()));
+  ASSERT_TRUE(idle.echo("still here"));
+  for (int i = 0; i < 5; ++i) {
+    Client c;
+    ASSERT_TRUE(c.connect_tcp(server.port()));
+    ASSERT_TRUE(c.send_all("x"));
+    EXPECT_EQ(c.wait_end(Millis(2000)), End::kEof) << "round " << i;
+  }
+  ASSERT_TRUE(idle.echo("and now"));
+  server.stop();
+  EXPECT_EQ(idle.wait_end(Millis(5000)), End::kEof);
 }
 
 // 64 connections send 256 KiB each at once into a ring of four 4 KiB buffers: receives

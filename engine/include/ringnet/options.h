@@ -110,12 +110,12 @@ struct Options {
   // io_uring_enter then skips looking the fd up. Falls back to the plain fd when the
   // kernel refuses; EngineStats::uring_registered_rings says which loops have it.
   bool uring_register_ring = true;
-  // Direct descriptors: each connection's socket is also installed in the ring's fixed
-  // file table, at its slot index, by an operation in the same submission as its first
+  // Direct descriptors (kernel 6.13+): each connection's socket is also installed in the
+  // ring's fixed file table, at its slot index, by an operation queued ahead of its first
   // receive, and every operation names the slot (IOSQE_FIXED_FILE), so the kernel skips
   // the fd lookup and file reference it otherwise takes per operation. The table has
   // max_connections_per_loop entries (else max_connections, else 16384), at most
-  // RLIMIT_NOFILE; connections past it use their plain fd. The plain fd stays open, so
+  // RLIMIT_NOFILE and 2^20; connections past it use their plain fd. The plain fd stays open, so
   // Conn::fd(), shutdown and setsockopt work as on epoll. Falls back to plain fds where
   // the kernel refuses; EngineStats::uring_fixed_file_slots says how many slots there are.
   // Measured here (50 conns, loopback, 5 interleaved rounds), CPU per message fixed/plain:

@@ -23,7 +23,7 @@ constexpr uint16_t kRecvBundle = 1u << 4;
 constexpr uint32_t kCqeBufMore = 1u << 4;
 
 // The fixed file table: one entry per connection this loop may hold, no more than the
-// process may open (the kernel refuses a larger table) nor the tag can name.
+// process may open nor the kernel takes (IORING_MAX_FIXED_FILES, 2^20: it refuses more).
 uint32_t fixed_table_size(const Options& o) {
   size_t n = o.max_connections_per_loop != 0 ? o.max_connections_per_loop
              : o.max_connections != 0        ? o.max_connections
@@ -32,7 +32,7 @@ uint32_t fixed_table_size(const Options& o) {
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     n = std::min<size_t>(n, rl.rlim_cur);
   }
-  return static_cast<uint32_t>(std::min<size_t>(n, size_t{UringTag::kMaxIndex} + 1));
+  return static_cast<uint32_t>(std::min<size_t>(n, size_t{1} << 20));
 }
 }  // namespace
 
@@ -70,7 +70,14 @@ Status UringPoller::init(const Options& opts) {
           loop_.index(), std::strerror(-rc));
     }
   }
-  if (opts.uring_fixed_files) {
+  // Before 6.13 a fixed file's release waited for every older request on any fixed file
+  // of the ring (one node for the whole table, recycled in order): behind a long-lived
+  // multishot receive, a closed socket would stay open. From 6.13 each slot has its own
+  // reference. The acceptor loop hands its sockets to the others: it needs no table.
+  if (opts.uring_fixed_files && !kernel_at_least(6, 13)) {
+    log(LogLevel::kInfo, "loop {}: no io_uring fixed file table (kernel older than 6.13); "
+                         "using plain fds", loop_.index());
+  } else if (opts.uring_fixed_files && loop_.index() >= 0) {
     const uint32_t slots = fixed_table_size(opts);
     int rc = io_uring_register_files_sparse(&ring_, slots);
     if (rc == 0) {
@@ -121,10 +128,9 @@ void UringPoller::install_fixed(Conn& c) {
 // Only a failure completes (IOSQE_CQE_SKIP_SUCCESS). A connection whose slot stayed empty
 // sees EBADF on its next operation and closes with that error.
 void UringPoller::on_files(UringTag tag, int res) {
-  if (res >= 0 || fixed_error_logged_) return;
-  fixed_error_logged_ = true;
-  log(LogLevel::kWarn, "loop {}: io_uring fixed file update for slot {} failed: {}",
-      loop_.index(), tag.index, std::strerror(-res));
+  if (res >= 0) return;
+  RINGNET_LOG_LIMITED(LogLevel::kWarn, 10, "loop {}: io_uring fixed file update or close for "
+                      "slot {} failed: {}", loop_.index(), tag.index, std::strerror(-res));
 }
 
 UringPoller::ConnOps& UringPoller::ops_for(uint32_t index) {
@@ -308,9 +314,10 @@ void UringPoller::send_final(Conn& c) {
 // ---------------------------------------------------------------- close
 
 // Emptying the fixed slot first is safe: operations in flight keep their own reference
-// to the table entry's file until they complete.
+// to the table entry's file until they complete. A slot was filled iff the connection has
+// a socket (a dial that failed before its socket, or a name still being looked up, has none).
 bool UringPoller::detach(Conn& c) {
-  if (fixed(c)) {
+  if (fixed(c) && c.fd() >= 0) {
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_close_direct(sqe, c.id().index);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -345,6 +352,9 @@ bool UringPoller::ops_outstanding() const {
 // Submits the cancellations queued by the last closes and reaps completions until nothing
 // refers to a socket any more (bounded: a wedged operation must not hang shutdown).
 void UringPoller::drain_before_exit() {
+  // Fixed slots emptied by the last closes go now, so their sockets close on this thread
+  // rather than in the kernel's teardown of the ring.
+  io_uring_submit(&ring_);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (ops_outstanding() && std::chrono::steady_clock::now() < deadline) {
     if (Status s = poll(50); !s) break;

@@ -118,7 +118,6 @@ class UringPoller final : public Poller {
   bool bundle_ = false;  // receives may fill several buffers per completion
   bool grew_this_poll_ = false;  // the buffer ring already grew in this poll
   uint32_t fixed_slots_ = 0;     // fixed file table entries (0: plain fds only)
-  bool fixed_error_logged_ = false;
   std::string mode_;
   BufferRing buffers_;
   int wake_fd_ = -1;
