@@ -214,6 +214,51 @@ TEST_P(DialTest, Ipv6Dial) {
   EXPECT_EQ(r.close.reason, CloseReason::kLocalClose);
 }
 
+// Host names: the engine listens on "localhost" (looked up at listen) and dials it (looked
+// up off the loops); the connection is to 127.0.0.1 and echoes.
+TEST_P(DialTest, ListenAndDialByHostName) {
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam(), 2));
+  ASSERT_TRUE(server.start({"tcp://localhost:0"}));
+  EXPECT_EQ(server.engine().listen_addrs().at(0).ip_string(), "127.0.0.1");
+  for (size_t i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(server.engine().dial("tcp://localhost:" + std::to_string(server.port()),
+                                     {.context = DialHandler::ctx(i)}));
+  }
+  ASSERT_TRUE(handler.wait_dial_closes(4));
+  for (size_t i = 1; i <= 4; ++i) {
+    DialHandler::Result r = handler.result(i);
+    EXPECT_TRUE(r.opened) << i;
+    EXPECT_EQ(r.echoed, DialHandler::greeting(i)) << i;
+    EXPECT_EQ(r.close.reason, CloseReason::kLocalClose) << i;
+  }
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().open == 0; }, 2000ms));
+  EXPECT_EQ(server.engine().stats().dialed, 4u);
+}
+
+// A name that does not resolve: dial() accepts it (the lookup is not done on the caller's
+// thread), and the dial ends in on_close with kResolveFailed, its context and the
+// getaddrinfo code, counted as a dial failure. listen() says so at once.
+TEST_P(DialTest, ANameThatDoesNotResolveEndsInResolveFailed) {
+  DialHandler handler;
+  TestServer server(handler, test_options(GetParam()));
+  Status bad_listen = server.engine().listen("tcp://nosuch.invalid:0");
+  EXPECT_FALSE(bad_listen);
+  EXPECT_NE(bad_listen.message().find("cannot resolve 'nosuch.invalid'"), std::string::npos)
+      << bad_listen.message();
+  ASSERT_TRUE(server.start());
+  ASSERT_TRUE(server.engine().dial("tcp://nosuch.invalid:9", {.context = DialHandler::ctx(3)}));
+  ASSERT_TRUE(handler.wait_dial_closes(1, 20000ms));
+  DialHandler::Result r = handler.result(3);
+  EXPECT_FALSE(r.opened);
+  EXPECT_EQ(r.close.reason, CloseReason::kResolveFailed);
+  EXPECT_NE(r.close.error, 0);
+  ASSERT_TRUE(wait_until([&] { return server.engine().stats().dial_failures == 1; }, 1000ms));
+  EngineStats st = server.engine().stats();
+  EXPECT_EQ(st.open, 0u);
+  EXPECT_EQ(st.closed_by_reason[int(CloseReason::kResolveFailed)], 1u);
+}
+
 TEST_P(DialTest, BadDialsAreRefusedAtOnce) {
   DialHandler handler;
   TestServer server(handler, test_options(GetParam(), 2));

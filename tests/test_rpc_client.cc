@@ -278,6 +278,30 @@ TEST_P(RpcClientTest, RefusedAddressFailsTheCall) {
   EXPECT_EQ(o.status.code(), ECONNREFUSED) << o.status.message();
 }
 
+// A host name that does not resolve is not a connection failure worth retrying: an
+// idempotent call fails once, at once, with a message that says why. A name that does
+// resolve works like its address.
+TEST_P(RpcClientTest, ANameThatDoesNotResolveFailsOnceWithoutRetries) {
+  RpcTestClient c(GetParam(), {});
+  ASSERT_TRUE(c.engine.start());
+  Outcome bad;
+  c.rpc->call("tcp://nosuch.invalid:9", kEcho, "x", {.idempotent = true}, bad.done());
+  ASSERT_TRUE(bad.wait());
+  EXPECT_FALSE(bad.status);
+  EXPECT_NE(bad.status.message().find("cannot resolve host"), std::string::npos)
+      << bad.status.message();
+  RpcClientStats st = c.rpc->stats();
+  EXPECT_EQ(st.retries, 0u);
+  EXPECT_EQ(st.connection_failures, 0u);
+  EXPECT_EQ(st.errors, 1u);
+  Outcome good;
+  c.rpc->call("tcp://localhost:" + addr().substr(addr().rfind(':') + 1), kEcho, "by name",
+              {}, good.done());
+  ASSERT_TRUE(good.wait());
+  EXPECT_TRUE(good.status) << good.status.message();
+  EXPECT_EQ(good.body, "by name");
+}
+
 // ---- destroying the client with calls in flight (issue #19) ------------------------------
 
 // A `done` that reports to an EndRecorder.

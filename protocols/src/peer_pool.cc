@@ -1,6 +1,8 @@
 #include "ringnet/proto/peer_pool.h"
 
 #include <algorithm>
+#include <netdb.h>
+
 #include <cerrno>
 #include <list>
 #include <mutex>
@@ -220,11 +222,18 @@ void PeerPool::State::on_close(Conn& c, CloseInfo info) {
   std::vector<Ready> to_fail;
   Status why;
   std::unique_lock lock(mu);
-  if (info.reason == CloseReason::kConnectFailed && c.context() != nullptr) {
+  const bool never_connected = info.reason == CloseReason::kConnectFailed ||
+                               info.reason == CloseReason::kResolveFailed;
+  if (never_connected && c.context() != nullptr) {
     Dial* d = static_cast<Dial*>(c.context());
     auto it = dialing_entry(d);
     if (it == entries.end()) return;  // not one of ours
-    why = Status::from_errno(info.error != 0 ? info.error : ECONNABORTED, "dial " + it->first);
+    if (info.reason == CloseReason::kResolveFailed) {  // not a socket error: no errno
+      why = Status::invalid("dial " + it->first + ": cannot resolve host: " +
+                            ::gai_strerror(info.error));
+    } else {
+      why = Status::from_errno(info.error != 0 ? info.error : ECONNABORTED, "dial " + it->first);
+    }
     fail_dial(it, d, &to_fail);
   } else {
     auto it = by_conn.find(key_of(c));

@@ -191,7 +191,9 @@ void RpcClient::State::send(uint64_t id) {
 }
 
 void RpcClient::State::on_ready(uint64_t id, const ConnHandle& h, const Status& s) {
-  if (!s) return fail_or_retry(id, s, true);
+  // A socket error (errno) may pass; a bad address, a name that does not resolve or an
+  // engine that stops (no errno) will not: those are not retried.
+  if (!s) return fail_or_retry(id, s, s.code() > 0);
   std::string frame;
   {
     std::lock_guard lock(mu);

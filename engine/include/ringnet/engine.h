@@ -99,8 +99,10 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Adds a listen address ("tcp://127.0.0.1:0", "[::1]:9000", "unix:/tmp/s"). Binds now,
-  // so errors (address in use...) come back here. Before start() only.
+  // Adds a listen address ("tcp://127.0.0.1:0", "[::1]:9000", "unix:/tmp/s", or a host
+  // name, "tcp://localhost:9000", looked up now: its first IPv4 address, else its first
+  // IPv6 one; tcp4:// or tcp6:// pick the family). Binds now, so errors (address in
+  // use, a name that does not resolve...) come back here. Before start() only.
   Status listen(std::string_view address);
   // An admin listener, served by the engine on its own thread (not the loops'), with
   //   GET /metrics   every metric in Prometheus text format (write_metrics)
@@ -145,7 +147,9 @@ class Engine {
   // loops. The result comes to the handler on that loop: on_open (Conn::dialed() is true)
   // and then the usual callbacks, or, if it never connects, on_close alone with
   // kConnectFailed and the errno (refused, timed out...). Either way Conn::context() is
-  // DialOptions::context from the start. Address forms as listen(). Returns an error at
+  // DialOptions::context from the start. Address forms as listen(). A host name is looked
+  // up off the loops (one resolver thread, getaddrinfo) within DialOptions::timeout; one
+  // that does not resolve ends in on_close with kResolveFailed. Returns an error at
   // once for a bad address, a bad loop index, an engine not running or stopped by stop().
   // During a graceful shutdown() dials work; one that reaches its loop as the loop ends
   // gets on_close with kConnectFailed and ECANCELED (then on the thread in wait()).

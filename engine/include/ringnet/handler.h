@@ -33,8 +33,10 @@ enum class CloseReason {
   kWriteTimeout,  // queued output not drained within Options::write_timeout
   kConnectFailed, // Engine::dial never connected: CloseInfo::error is ECONNREFUSED,
                   // ETIMEDOUT (DialOptions::timeout), ENETUNREACH... No on_open came first.
+  kResolveFailed, // Engine::dial's host name did not resolve: CloseInfo::error is
+                  // getaddrinfo's EAI_* code (gai_strerror). No on_open came first.
 };
-inline constexpr int kCloseReasonCount = 9;
+inline constexpr int kCloseReasonCount = 10;
 
 const char* close_reason_name(CloseReason reason);
 

@@ -15,6 +15,7 @@ const char* close_reason_name(CloseReason reason) {
     case CloseReason::kReadTimeout: return "read_timeout";
     case CloseReason::kWriteTimeout: return "write_timeout";
     case CloseReason::kConnectFailed: return "connect_failed";
+    case CloseReason::kResolveFailed: return "resolve_failed";
   }
   return "unknown";
 }

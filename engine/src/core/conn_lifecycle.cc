@@ -136,6 +136,41 @@ void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
   }
 }
 
+// The deadline covers the lookup too: a name that takes longer ends in kConnectFailed,
+// ETIMEDOUT, as a connect would; the late answer then finds no connection waiting.
+void EventLoop::dial_name(const NamedAddress& name, const DialOptions& options) {
+  bump(counters_.dials);
+  if (stopping_ || poller_ == nullptr || (draining_ && !graceful_) || group_.resolver == nullptr) {
+    RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "loop {}: dial refused: engine stopping", index_);
+    return fail_dial(SockAddr(), options, ECANCELED);
+  }
+  Conn& c = new_slot(-1, SockAddr(), Conn::State::kConnecting);
+  c.dialed_ = true;
+  c.context_ = options.context;
+  bump(counters_.open);
+  c.deadline_ = stamp(now_tick() + capped_ticks(options.timeout) + 1);
+  update_timer(c);
+  group_.resolver->resolve(name, [this, id = c.id()](const SockAddr& peer, int gai_error) {
+    // On the resolver's thread. A loop that has left drops it (its dials were closed).
+    TaskQueue::Task answer = [this, id, peer, gai_error] { on_resolved(id, peer, gai_error); };
+    (void)try_post(answer);
+  });
+}
+
+void EventLoop::on_resolved(ConnId id, const SockAddr& peer, int gai_error) {
+  Conn* c = lookup(id);
+  if (c == nullptr || c->state_ != Conn::State::kConnecting || c->fd_ >= 0) return;
+  if (gai_error != 0) return close_conn(*c, CloseInfo{CloseReason::kResolveFailed, gai_error});
+  const int fd = ::socket(peer.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return close_conn(*c, CloseInfo{CloseReason::kConnectFailed, errno});
+  c->fd_ = fd;
+  c->remote_.assign(peer.raw(), peer.length());
+  sockets::tune_accepted(fd, peer.family(), group_.opts);
+  if (int err = poller_->start_connect(*c); err != 0) {
+    return close_conn(*c, CloseInfo{CloseReason::kConnectFailed, err});
+  }
+}
+
 // A slot with no socket, closed at once: the handler hears on_close (kConnectFailed) with
 // the dial's context, like any dial that failed, and the counts given at dial are returned.
 void EventLoop::fail_dial(const SockAddr& peer, const DialOptions& options, int err) {
@@ -310,7 +345,9 @@ void EventLoop::start_linger(Conn& c) {
 
 void EventLoop::close_conn(Conn& c, CloseInfo info) {
   if (c.state_ == Conn::State::kFree || c.state_ == Conn::State::kClosed) return;
-  if (info.reason == CloseReason::kConnectFailed) bump(counters_.dial_failures);
+  if (info.reason == CloseReason::kConnectFailed || info.reason == CloseReason::kResolveFailed) {
+    bump(counters_.dial_failures);
+  }
   c.state_ = Conn::State::kClosed;
   c.dirty_ = false;
   wheel_.cancel(c.timer_);

@@ -36,6 +36,7 @@
 #include "core/timer_queue.h"
 #include "core/timer_wheel.h"
 #include "net/listener.h"
+#include "net/resolver.h"
 #include "ringnet/buffer.h"
 #include "ringnet/conn.h"
 #include "ringnet/engine.h"
@@ -88,6 +89,9 @@ class EventLoop {
   void adopt(int fd, const SockAddr& peer);
   // Engine::dial, on this loop (load and open_conns already counted by the caller).
   void dial(const SockAddr& peer, const DialOptions& options);
+  // ... to a host name: the connection waits in kConnecting, without a socket and under
+  // the dial's deadline, while the resolver looks the name up; on_resolved goes on.
+  void dial_name(const NamedAddress& name, const DialOptions& options);
   // The poller's report on a dial: 0 = connected, else the errno.
   void on_connect_result(Conn& c, int err);
   Conn* lookup(ConnId id);
@@ -199,6 +203,8 @@ class EventLoop {
   void close_dialed();
   // The dial cannot be made (the loop is stopping): it still ends in on_close.
   void fail_dial(const SockAddr& peer, const DialOptions& options, int err);
+  // The resolver's answer for dial_name's connection `id` (if it is still waiting).
+  void on_resolved(ConnId id, const SockAddr& peer, int gai_error);
   // The wheel tick of "now", read from the clock at most once per iteration.
   uint64_t now_tick() {
     if (!tick_fresh_) {

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "core/poller.h"
+#include "net/resolver.h"
 #include "net/source_limiter.h"
 #include "ringnet/address.h"
 #include "ringnet/handler.h"
@@ -51,6 +52,9 @@ class LoopGroup {
   // last accepted connection wakes every loop, even one that has not begun its drain.
   std::atomic<bool> graceful_stop{false};
   std::unique_ptr<SourceLimiter> sources;  // Options::max_connections_per_source
+  // Host-name lookups for Engine::dial, off the loops. Owned by the engine, which joins
+  // it before the loops go away.
+  Resolver* resolver = nullptr;
 };
 
 }  // namespace ringnet

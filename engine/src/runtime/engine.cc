@@ -1,5 +1,6 @@
 #include "ringnet/engine.h"
 
+#include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/un.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "net/resolver.h"
 #include "net/socket_ops.h"
 #include "ringnet/log.h"
 #include "runtime/backends.h"
@@ -199,7 +201,15 @@ Status Engine::listen(std::string_view address) {
   if (impl_->started) return Status::invalid("listen() after start()");
   Impl::ListenSpec spec;
   spec.text = std::string(address);
-  if (Status s = SockAddr::parse(address, spec.addr); !s) return s;
+  if (Status s = SockAddr::parse(address, spec.addr); !s) {
+    NamedAddress name;
+    if (!parse_named_address(address, name)) return s;
+    // Before start(), on the caller's thread: a blocking lookup stalls no loop.
+    if (int rc = resolve_now(name, spec.addr); rc != 0) {
+      return Status::invalid("listen " + std::string(address) + ": cannot resolve '" + name.host +
+                             "': " + ::gai_strerror(rc));
+    }
+  }
   bool reuse_port = impl_->opts.reuse_port && spec.addr.is_ip();
   int count = reuse_port ? impl_->opts.loops : 1;
   SockAddr bind_addr = spec.addr;
@@ -307,8 +317,14 @@ bool Engine::running() const { return impl_->is_running.load(); }
 Status Engine::dial(std::string_view address, DialOptions options) {
   Impl& impl = *impl_;
   SockAddr addr;
-  if (Status s = SockAddr::parse(address, addr); !s) return s;
-  if (!addr.is_ip() && addr.family() != AF_UNIX) return Status::invalid("dial: unsupported address");
+  NamedAddress name;
+  bool named = false;
+  if (Status s = SockAddr::parse(address, addr); !s) {
+    if (!parse_named_address(address, name)) return s;
+    named = true;  // looked up off the loops (EventLoop::dial_name)
+  } else if (!addr.is_ip() && addr.family() != AF_UNIX) {
+    return Status::invalid("dial: unsupported address");
+  }
   if (!impl.is_running.load()) return Status::invalid("dial: engine not running");
   {
     // A graceful drain still dials (a draining proxy must reach its backends); stop()
@@ -326,7 +342,8 @@ Status Engine::dial(std::string_view address, DialOptions options) {
   loop.load().fetch_add(1, std::memory_order_relaxed);
   impl.open_conns.fetch_add(1, std::memory_order_relaxed);
   // Refused once the loop has left for good (its queue is closed): nothing would run it.
-  TaskQueue::Task task = [&loop, addr, options] { loop.dial(addr, options); };
+  TaskQueue::Task task = named ? TaskQueue::Task([&loop, name, options] { loop.dial_name(name, options); })
+                               : TaskQueue::Task([&loop, addr, options] { loop.dial(addr, options); });
   if (loop.exited() || !loop.try_post(task)) {
     loop.load().fetch_sub(1, std::memory_order_relaxed);
     impl.open_conns.fetch_sub(1, std::memory_order_relaxed);

@@ -16,7 +16,9 @@
 namespace ringnet {
 
 struct Engine::Impl final : LoopGroup {
-  Impl(Engine& owner, EventHandler& h, const Options& o) : LoopGroup(h, o), engine(owner) {}
+  Impl(Engine& owner, EventHandler& h, const Options& o) : LoopGroup(h, o), engine(owner) {
+    resolver = &names;
+  }
 
   void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer) override;
   EventLoop& pick_loop(const SockAddr& peer);
@@ -45,6 +47,9 @@ struct Engine::Impl final : LoopGroup {
   std::unique_ptr<EventLoop> acceptor;  // null with reuse_port
   std::vector<std::thread> threads;
   uint64_t rr_next = 0;                 // acceptor thread only
+  // Declared after the loops, so destroyed (its thread joined) before them: its answers
+  // are posted to loops.
+  Resolver names;
 
   std::mutex mu;
   std::mutex mu_join;                   // serialises wait()
