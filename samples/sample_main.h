@@ -253,7 +253,8 @@ class FlagTable {
     if (left.size() + 2 > kMeaningColumn) {
       std::fprintf(out, "%s\n%s", left.c_str(), std::string(kMeaningColumn, ' ').c_str());
     } else {
-      std::fprintf(out, "%s%s", left.c_str(), std::string(kMeaningColumn - left.size(), ' ').c_str());
+      std::fprintf(out, "%s%s", left.c_str(),
+                   std::string(kMeaningColumn - left.size(), ' ').c_str());
     }
     std::fprintf(out, "%s\n", wrap(text, kMeaningColumn).c_str());
   }
@@ -278,8 +279,8 @@ inline void add_server_flags(FlagTable& table, Flags& f) {
   ringnet::Options& o = f.options;
   table.add_string("--host", "H", "numeric IP address to listen on (and the admin listener)",
                    f.host, &f.host);
-  table.add_number("--port", "N", "TCP port to listen on; 0 picks a free one", &f.port, 0, 65535, "port", {},
-                   "0 picks a free port");
+  table.add_number("--port", "N", "TCP port to listen on; 0 picks a free one", &f.port, 0,
+                   65535, "port", {}, "0 picks a free port");
   table.add_string("--unix", "PATH", "listen on this Unix-domain socket instead of TCP",
                    "none, TCP", &f.unix_path);
   table.add_number("--loops", "N", "event loops (threads)", &o.loops, 1, 1024, "loop count",
@@ -302,7 +303,8 @@ inline void add_server_flags(FlagTable& table, Flags& f) {
                    {{"auto", [&o] { o.backend = ringnet::Backend::kAuto; }},
                     {"epoll", [&o] { o.backend = ringnet::Backend::kEpoll; }},
                     {"io_uring", [&o] { o.backend = ringnet::Backend::kIoUring; }}});
-  table.add_switch("--no-uring-bundle", "io_uring: no receive bundles", "bundles where the kernel has them",
+  table.add_switch("--no-uring-bundle", "io_uring: no receive bundles",
+                   "bundles where the kernel has them",
                    &o.uring_recv_bundle, false);
   table.add_switch("--no-uring-register-ring", "io_uring: do not register the ring's fd",
                    "registered where the kernel allows", &o.uring_register_ring, false);
