@@ -1,10 +1,7 @@
 // echo_server: sends every byte back. The smallest real ringnet server, and the one the
 // benchmarks drive.
 //
-//   echo_server --port 9000 --loops 2 --balancer rr|lc|hash [--reuseport] [--unix PATH]
-//               [--host 127.0.0.1] [--pin] [--backend auto|epoll|io_uring]
-//               [--no-uring-bundle] [--no-uring-register-ring] [--no-uring-fixed-files]
-//               [--uring-buffer-inc]
+//   echo_server --port 9000 --loops 2 [--backend epoll|io_uring] [...]   (--help lists all)
 //
 // Prints one "listening on <address>" line per listener once it accepts connections.
 // SIGINT/SIGTERM stop it cleanly.
@@ -28,7 +25,9 @@ class EchoHandler final : public ringnet::EventHandler {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sample::Flags flags = sample::parse_flags(argc, argv);
+  sample::Flags flags = sample::parse_flags(
+      argc, argv,
+      "Sends every byte back: the smallest ringnet server, and the one the benchmarks drive.");
   EchoHandler handler;
   return sample::run("echo_server", handler, flags);
 }

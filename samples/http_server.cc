@@ -9,15 +9,13 @@
 //   On SIGTERM/SIGINT it drains (--drain-timeout), prints one line of totals and exits 0:
 //     http_server: requests=N protocol_errors=N
 //
-//   http_server --port 8080 [--max-body BYTES] [the flags every sample takes, see
-//               sample_main.h]
+//   http_server --port 8080 [--max-body BYTES] [the flags every server takes: --help]
 //
 //   curl -s localhost:8080/plaintext
 //   curl -s --data-binary @file localhost:8080/echo
 //   wrk -t2 -c64 -d10s http://127.0.0.1:8080/plaintext
 #include <ringnet/proto/http_server.h>
 
-#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -71,16 +69,14 @@ int main(int argc, char** argv) {
   ringnet::proto::Http1Options http;
   sample::Flags flags = sample::parse_flags(
       argc, argv,
-      [&](std::string_view flag, const std::function<std::string_view()>& value) {
-        if (flag != "--max-body") return false;
-        std::string_view v = value();
-        size_t n = 0;
-        auto r = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (r.ec != std::errc() || r.ptr != v.data() + v.size()) return false;
-        http.max_body = n;
-        return true;
+      "A small HTTP/1.1 server: GET /plaintext, GET /json, POST /echo (the request body "
+      "back), HEAD; 404 and 405 otherwise. Keep-alive and pipelining as the client asks.",
+      [&](sample::FlagTable& t) {
+        t.add_number("--max-body", "BYTES", "largest request body; a larger one gets 413",
+                     &http.max_body, 0, SIZE_MAX, "byte count");
       },
-      "[--max-body BYTES]");
+      sample::server_notes() + " On exit it prints \"http_server: requests=N "
+                               "protocol_errors=N\".");
   HelloHandler handler(http);
   return sample::run("http_server", handler, flags,
                      [&handler](ringnet::MetricsWriter& w) { handler.write_metrics(w, "http"); });

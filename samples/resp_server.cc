@@ -1,7 +1,7 @@
 // resp_server: an in-memory key-value server that speaks RESP2, enough of redis for
 // redis-cli, redis-benchmark and `redis-cli --pipe` to work against it.
 //
-//   resp_server --port 6379 [--loops N] [--backend auto|epoll|io_uring] [...sample flags]
+//   resp_server --port 6379 [--loops N] [--backend auto|epoll|io_uring] [...]  (--help)
 //   redis-cli -p 6379 SET greeting hello EX 60
 //
 // Commands: PING ECHO SET (EX PX NX XX GET KEEPTTL) GET DEL EXISTS INCR DECR INCRBY DECRBY
@@ -452,7 +452,11 @@ const RespServer::Command* RespServer::find(std::string_view name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sample::Flags flags = sample::parse_flags(argc, argv);
+  sample::Flags flags = sample::parse_flags(
+      argc, argv,
+      "An in-memory key-value server speaking RESP2 (redis 7 replies), enough for redis-cli, "
+      "redis-benchmark and redis-cli --pipe. Strings, counters, MGET/MSET and expiry; one "
+      "store shared by every loop.");
   flags.options.ticker = true;  // drives the active expiry sweep
   RespServer server;
   return sample::run("resp_server", server, flags,

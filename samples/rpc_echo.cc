@@ -181,52 +181,27 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
   ringnet::proto::LoopCounter misuse_;
 };
 
-// A decimal uint32 in [1, 2^32 - 1], parsed by hand (no exceptions, no locale).
-bool parse_body_limit(std::string_view text, uint32_t* out) {
-  uint64_t v = 0;
-  if (text.empty()) return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-    if (v > UINT32_MAX) return false;
-  }
-  if (v == 0) return false;
-  *out = static_cast<uint32_t>(v);
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   ringnet::proto::RpcFrameOptions codec_options;
   ringnet::WorkerPoolOptions pool_options{.threads = 4, .queue_capacity = 4096,
                                           .name = "rpc-pool"};
-  bool bad_max_body = false;
-  bool bad_pool = false;
   sample::Flags flags = sample::parse_flags(
       argc, argv,
-      [&](std::string_view flag, const std::function<std::string_view()>& value) {
-        if (flag == "--max-body") {
-          bad_max_body = !parse_body_limit(value(), &codec_options.max_body);
-          return true;
-        }
-        if (flag == "--pool-threads") {
-          uint32_t n = 0;
-          bad_pool = !parse_body_limit(value(), &n) || n > 256;
-          pool_options.threads = n;
-          return true;
-        }
-        return false;
+      "An RPC server on the binary RPC frame (ringnet/proto/rpc_frame.h). Methods: 1 echo, "
+      "2 reverse (the body reversed), 3 sleep (a big-endian u32 of ms, at most 10000, slept "
+      "on the worker pool), 4 hang (never answered); others get an error frame. One-way "
+      "frames are counted, not answered.",
+      [&](sample::FlagTable& t) {
+        t.add_number("--max-body", "BYTES",
+                     "largest request body; a larger header closes the connection",
+                     &codec_options.max_body, 1, UINT32_MAX, "byte count");
+        t.add_number("--pool-threads", "N", "worker pool threads (method 3, sleep)",
+                     &pool_options.threads, 1, 256, "thread count");
       },
-      "[--max-body BYTES] [--pool-threads N]");
-  if (bad_max_body) {
-    std::fprintf(stderr, "rpc_echo: --max-body takes a byte count from 1 to 4294967295\n");
-    return 2;
-  }
-  if (bad_pool) {
-    std::fprintf(stderr, "rpc_echo: --pool-threads takes a count from 1 to 256\n");
-    return 2;
-  }
+      sample::server_notes() + " On exit it prints \"rpc_echo: requests=N one_way=N "
+                               "unknown_method=N misuse=N protocol_errors=N\".");
   ringnet::WorkerPool pool(pool_options);  // started in on_boot
   RpcEchoHandler handler{RpcFrameCodec(codec_options), pool};
   return sample::run("rpc_echo", handler, flags, [&handler, &pool](ringnet::MetricsWriter& w) {
