@@ -129,7 +129,7 @@ log() { echo "echo_compare: $*" >&2; }
 build() {
   if [[ ${SKIP_BUILD:-0} != 1 ]]; then  # bench/run builds once, before every script
     if [[ ! -f $BUILD_DIR/build.ninja ]]; then
-      meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=false >&2
+      meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=disabled >&2
     fi
     ninja -C "$BUILD_DIR" >&2
   fi

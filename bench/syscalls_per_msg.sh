@@ -45,7 +45,7 @@ done
 command -v perf >/dev/null || bash "$ROOT/scripts/deps.sh" linux-perf
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   if [[ ! -f $BUILD_DIR/build.ninja ]]; then
-    meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=false >&2
+    meson setup "$BUILD_DIR" "$ROOT" --buildtype=release -Dtests=disabled >&2
   fi
   ninja -C "$BUILD_DIR" >&2
 fi
