@@ -314,6 +314,13 @@ def check_rpc_client(rpc_echo, client):
                   f"{what}: p50 <= p99 <= max does not hold: {res.stdout} {res.stderr}")
             print(f"ok: {what}: {res.stdout.strip()}, max_us={mx[1]}")
 
+        # By host name: localhost resolves (off the loops) to the server's 127.0.0.1.
+        res, what = run_client(client, "--host", "localhost", f"--port={port}", "--calls=200",
+                               "--timeout=10000")
+        check(res.returncode == 0 and res.stdout.startswith("calls=200 ok=200 errors=0 "),
+              f"{what}: exit {res.returncode}: {res.stdout} {res.stderr}")
+        print(f"ok: {what}: {res.stdout.strip()}")
+
         # A body the server refuses (over its --max-body): the call fails, exit 1.
         res, what = run_client(client, f"--port={port}", "--calls=3", "--size=5000",
                                "--timeout=5000")
@@ -347,7 +354,8 @@ def check_rpc_client(rpc_echo, client):
     # A name that cannot resolve (RFC 2606 .invalid): refused, with the name in the message.
     res, what = run_client(client, "--host", "nosuch.invalid", "--timeout=5000")
     check(res.returncode != 0, f"{what}: exit 0: {res.stdout}")
-    check("nosuch.invalid" in res.stderr and "Success" not in res.stderr,
+    check("nosuch.invalid" in res.stderr and "cannot resolve" in res.stderr and
+          "Success" not in res.stderr,
           f"{what}: message {res.stderr!r}")
     print(f"ok: {what}: exit {res.returncode}: {res.stderr.strip()}")
 
