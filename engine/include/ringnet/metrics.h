@@ -22,12 +22,14 @@
 #include <string>
 #include <string_view>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
 // A histogram with power-of-two buckets, as a snapshot of plain values. Bucket b holds the
 // values in (2^(b-1), 2^b]; bucket 0 holds 0 and 1. So "values <= 2^b" is exact: the
 // cumulative count through bucket b. Units are the recorder's (bytes, nanoseconds, ...).
-struct Log2Histogram {
+struct RINGNET_EXPORT Log2Histogram {
   static constexpr int kBuckets = 65;
   std::array<uint64_t, kBuckets> buckets{};
   uint64_t count = 0;
@@ -46,7 +48,7 @@ struct Log2Histogram {
 enum class MetricType { kCounter, kGauge, kHistogram };
 
 // Builds one exposition text. Not thread-safe; one writer per scrape.
-class MetricsWriter {
+class RINGNET_EXPORT MetricsWriter {
  public:
   struct Bucket {
     double le;            // inclusive upper bound

@@ -24,6 +24,7 @@
 #include <span>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/status.h"
 
@@ -38,7 +39,7 @@ struct LengthFieldOptions {
   size_t max_frame = 10 * 1024 * 1024;  // whole wire frame, header included
 };
 
-class LengthFieldCodec {
+class RINGNET_PROTO_EXPORT LengthFieldCodec {
  public:
   using Frame = std::string_view;
   using Options = LengthFieldOptions;

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "ringnet/config.h"
+
 namespace ringnet::proto {
 
 class LoopCounter {
