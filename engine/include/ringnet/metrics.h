@@ -35,7 +35,9 @@ struct RINGNET_EXPORT Log2Histogram {
   uint64_t count = 0;
   uint64_t sum = 0;
 
-  static int bucket_of(uint64_t v) { return v <= 1 ? 0 : std::bit_width(v - 1); }
+  static int bucket_of(uint64_t v) {
+    return v <= 1 ? 0 : static_cast<int>(std::bit_width(v - 1));
+  }
   // Values recorded that were <= 2^b (b in 0..64).
   uint64_t count_at_most_pow2(int b) const;
   // Upper bound (a power of two) of the bucket holding the q-quantile (0 < q <= 1): the

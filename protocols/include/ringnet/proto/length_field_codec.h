@@ -65,7 +65,8 @@ class RINGNET_PROTO_EXPORT LengthFieldCodec {
   Status encode(std::string_view body, S& sink) const {
     char header[8];
     if (Status s = encode_header(body.size(), header); !s) return s;
-    return write_parts(sink, std::string_view(header, options_.length_size), body);
+    return write_parts(sink, std::string_view(header, static_cast<size_t>(options_.length_size)),
+                       body);
   }
 
   const Options& options() const { return options_; }
