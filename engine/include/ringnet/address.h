@@ -13,11 +13,12 @@
 #include <string>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/status.h"
 
 namespace ringnet {
 
-class SockAddr {
+class RINGNET_EXPORT SockAddr {
  public:
   SockAddr() = default;
   SockAddr(const sockaddr* sa, socklen_t len);

@@ -21,11 +21,13 @@
 #include <string_view>
 #include <vector>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
 // Power-of-two size classes from 4 KiB to 4 MiB, each with a bounded free list; larger
 // requests go straight to malloc. The C++ analogue of Go's sync.Pool, minus the sharing.
-class BufferPool {
+class RINGNET_EXPORT BufferPool {
  public:
   static constexpr size_t kMinClassShift = 12;  // 4 KiB
   static constexpr size_t kMaxClassShift = 22;  // 4 MiB
@@ -54,7 +56,7 @@ class BufferPool {
   size_t outstanding_ = 0;
 };
 
-class Buffer {
+class RINGNET_EXPORT Buffer {
  public:
   // pool may be null: storage then comes from malloc directly.
   explicit Buffer(BufferPool* pool = nullptr) : pool_(pool) {}
@@ -103,7 +105,7 @@ class Buffer {
 // queued, so a completion-based backend may send from them while more is appended. An
 // empty queue holds no memory at all, and the queue itself is four words: this is what
 // an idle connection pays for its output side.
-class OutboundQueue {
+class RINGNET_EXPORT OutboundQueue {
  public:
   // Later blocks of a deep queue, header included (a pool class: no rounding up).
   static constexpr size_t kBlockSize = 16 * 1024;

@@ -40,6 +40,7 @@
 
 #include "ringnet/address.h"
 #include "ringnet/buffer.h"
+#include "ringnet/config.h"
 #include "ringnet/detail/peer_address.h"
 #include "ringnet/detail/wheel_timer.h"
 #include "ringnet/handler.h"
@@ -65,7 +66,7 @@ static_assert(sizeof(ConnId) == 8);
 // Per-connection state of a protocol layer: a decoder's checkpoint between arrivals, so a
 // frame that trickles in is never parsed again from its start. The connection owns it and
 // destroys it when it closes, right after on_close.
-class ConnState {
+class RINGNET_EXPORT ConnState {
  public:
   virtual ~ConnState() = default;
 };
@@ -79,7 +80,7 @@ using WriteCallback = std::function<void(Status)>;
 // used after its Engine is destroyed (it points at the engine's loop). Work posted before
 // wait() returns still runs (wait() drains the loops' queues: async_write completions
 // then report an error); work posted after wait() returned never runs.
-class ConnHandle {
+class RINGNET_EXPORT ConnHandle {
  public:
   ConnHandle() = default;
   ConnHandle(EventLoop* loop, ConnId id) : loop_(loop), id_(id) {}
@@ -106,7 +107,7 @@ class ConnHandle {
   ConnId id_;
 };
 
-class Conn {
+class RINGNET_EXPORT Conn {
  public:
   // kConnecting: dialed, connect() not finished (no on_open yet; writes are refused).
   enum class State : uint8_t { kFree, kConnecting, kOpen, kClosing, kClosed };

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ringnet/address.h"
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/metrics.h"
@@ -92,7 +93,7 @@ struct DialOptions {
   void* context = nullptr;   // Conn::context() from the first callback on, to tell dials apart
 };
 
-class Engine {
+class RINGNET_EXPORT Engine {
  public:
   Engine(EventHandler& handler, Options options = {});
   ~Engine();  // stops and joins if still running
@@ -166,7 +167,7 @@ class Engine {
   const Options& options() const;
 
   // Engine-internal state; opaque to applications.
-  struct Impl;
+  struct RINGNET_HIDDEN Impl;
 
  private:
   std::unique_ptr<Impl> impl_;

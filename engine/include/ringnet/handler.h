@@ -9,6 +9,8 @@
 
 #include <chrono>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
 class Conn;
@@ -38,7 +40,7 @@ enum class CloseReason {
 };
 inline constexpr int kCloseReasonCount = 10;
 
-const char* close_reason_name(CloseReason reason);
+RINGNET_EXPORT const char* close_reason_name(CloseReason reason);
 
 struct CloseInfo {
   CloseReason reason;
@@ -50,7 +52,7 @@ struct TickResult {
   Action action = Action::kNone;        // kShutdown stops the engine; kClose is ignored
 };
 
-class EventHandler {
+class RINGNET_EXPORT EventHandler {
  public:
   virtual ~EventHandler() = default;
 

@@ -39,11 +39,13 @@
 #include <string>
 #include <string_view>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
 enum class LogLevel : int { kTrace = 0, kDebug, kInfo, kWarn, kError, kOff };
 
-std::string_view log_level_name(LogLevel level);
+RINGNET_EXPORT std::string_view log_level_name(LogLevel level);
 
 using LogSink = std::function<void(LogLevel, std::string_view message)>;
 
@@ -53,21 +55,21 @@ inline constexpr size_t kLogQueueBytes = size_t{1} << 20;
 
 // Replaces the sink; an empty function restores the default stderr sink. A call of the old
 // sink already under way on another thread may still be running when this returns.
-void set_log_sink(LogSink sink);
-void set_log_level(LogLevel level);
-LogLevel log_level();
+RINGNET_EXPORT void set_log_sink(LogSink sink);
+RINGNET_EXPORT void set_log_level(LogLevel level);
+RINGNET_EXPORT LogLevel log_level();
 
 // Waits until every line the default sink had queued when this was called has been written
 // to stderr, or `timeout` passes. True when written (or nothing was queued). Never call it
 // from a user sink.
-bool flush_logs(std::chrono::milliseconds timeout);
+RINGNET_EXPORT bool flush_logs(std::chrono::milliseconds timeout);
 
 // Lines the default sink dropped because its queue was full, since the process started.
-uint64_t log_lines_dropped();
+RINGNET_EXPORT uint64_t log_lines_dropped();
 
 namespace detail {
-extern std::atomic<int> g_log_level;
-void log_write(LogLevel level, std::string_view message);
+RINGNET_EXPORT extern std::atomic<int> g_log_level;
+RINGNET_EXPORT void log_write(LogLevel level, std::string_view message);
 }  // namespace detail
 
 inline bool log_enabled(LogLevel level) {
@@ -83,7 +85,7 @@ void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
 // Rate limit for lines that bad input can trigger at will (protocol errors, refused
 // connections): at most `per_second` lines per second pass; the rest are counted and the
 // next line that passes reports how many were dropped. Lock-free, any thread.
-class LogRateLimit {
+class RINGNET_EXPORT LogRateLimit {
  public:
   // constexpr: a function-local static one is constant-initialised (no guard per call).
   constexpr explicit LogRateLimit(uint32_t per_second = 10) : per_second_(per_second) {}

@@ -22,18 +22,22 @@
 #include <string>
 #include <string_view>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
 // A histogram with power-of-two buckets, as a snapshot of plain values. Bucket b holds the
 // values in (2^(b-1), 2^b]; bucket 0 holds 0 and 1. So "values <= 2^b" is exact: the
 // cumulative count through bucket b. Units are the recorder's (bytes, nanoseconds, ...).
-struct Log2Histogram {
+struct RINGNET_EXPORT Log2Histogram {
   static constexpr int kBuckets = 65;
   std::array<uint64_t, kBuckets> buckets{};
   uint64_t count = 0;
   uint64_t sum = 0;
 
-  static int bucket_of(uint64_t v) { return v <= 1 ? 0 : std::bit_width(v - 1); }
+  static int bucket_of(uint64_t v) {
+    return v <= 1 ? 0 : static_cast<int>(std::bit_width(v - 1));
+  }
   // Values recorded that were <= 2^b (b in 0..64).
   uint64_t count_at_most_pow2(int b) const;
   // Upper bound (a power of two) of the bucket holding the q-quantile (0 < q <= 1): the
@@ -46,7 +50,7 @@ struct Log2Histogram {
 enum class MetricType { kCounter, kGauge, kHistogram };
 
 // Builds one exposition text. Not thread-safe; one writer per scrape.
-class MetricsWriter {
+class RINGNET_EXPORT MetricsWriter {
  public:
   struct Bucket {
     double le;            // inclusive upper bound

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstddef>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
 // How accepted connections are spread over loops (ignored with reuse_port: the kernel
@@ -20,8 +22,8 @@ enum class Backend {
   kIoUring,  // fail at start if io_uring is unavailable
 };
 
-const char* balancer_name(Balancer b);
-const char* backend_name(Backend b);
+RINGNET_EXPORT const char* balancer_name(Balancer b);
+RINGNET_EXPORT const char* backend_name(Backend b);
 
 struct Options {
   int loops = 0;               // event loops; 0 = number of online cores

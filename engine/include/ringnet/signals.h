@@ -12,11 +12,13 @@
 #include <chrono>
 #include <thread>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
 class Engine;
 
-class ShutdownOnSignals {
+class RINGNET_EXPORT ShutdownOnSignals {
  public:
   ShutdownOnSignals(Engine& engine, std::chrono::milliseconds deadline);
   ~ShutdownOnSignals();

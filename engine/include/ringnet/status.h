@@ -6,9 +6,11 @@
 #include <string_view>
 #include <utility>
 
+#include "ringnet/config.h"
+
 namespace ringnet {
 
-class [[nodiscard]] Status {
+class [[nodiscard]] RINGNET_EXPORT Status {
  public:
   Status() = default;  // ok
   static Status ok() { return Status(); }

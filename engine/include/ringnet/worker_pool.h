@@ -65,6 +65,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/metrics.h"
 #include "ringnet/status.h"
@@ -80,7 +81,7 @@ struct WorkerPoolOptions {
 // A histogram of durations with power-of-two microsecond buckets: bucket 0 holds durations
 // under 1 us, bucket i (1..kBuckets-2) holds [2^(i-1), 2^i) us, the last bucket holds
 // everything from 2^(kBuckets-2) us (about 18 minutes) up. A snapshot: plain values.
-struct DurationHistogram {
+struct RINGNET_EXPORT DurationHistogram {
   static constexpr size_t kBuckets = 32;
   std::array<uint64_t, kBuckets> buckets{};
   uint64_t count = 0;
@@ -132,7 +133,7 @@ struct PoolShared;
 
 // One submitted job, type-erased. The pool owns it through a shared_ptr from submit until
 // its reply has run on the loop (or been dropped).
-class PoolJob {
+class RINGNET_EXPORT PoolJob {
  public:
   virtual ~PoolJob();  // counts a reply that never reached its loop as discarded
   PoolJob(const PoolJob&) = delete;
@@ -197,7 +198,7 @@ class ConnJob final : public PoolJob {
 
 }  // namespace detail
 
-class WorkerPool {
+class RINGNET_EXPORT WorkerPool {
  public:
   enum class ShutdownMode {
     kDrain,          // run every queued job, then stop (the default, and the destructor's)
@@ -257,7 +258,7 @@ class WorkerPool {
   const WorkerPoolOptions& options() const { return options_; }
 
  private:
-  struct Impl;
+  struct RINGNET_HIDDEN Impl;
   template <typename Work, typename Done>
   static std::shared_ptr<detail::PoolJob> make_job(Work&& work, Done&& done) {
     using W = std::decay_t<Work>;

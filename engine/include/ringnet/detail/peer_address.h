@@ -12,9 +12,11 @@
 #include <cstdint>
 #include <cstring>
 
+#include "ringnet/config.h"
+
 namespace ringnet::detail {
 
-class alignas(8) PeerAddress {
+class alignas(8) RINGNET_EXPORT PeerAddress {
  public:
   PeerAddress() = default;
   ~PeerAddress() { reset(); }

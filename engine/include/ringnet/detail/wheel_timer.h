@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "ringnet/config.h"
+
 namespace ringnet::detail {
 
 struct WheelTimer {

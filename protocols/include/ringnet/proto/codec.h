@@ -35,6 +35,7 @@
 #include <string_view>
 #include <utility>
 
+#include "ringnet/config.h"
 #include "ringnet/status.h"
 
 namespace ringnet::proto {

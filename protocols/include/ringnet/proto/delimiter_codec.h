@@ -15,6 +15,7 @@
 #include <string_view>
 #include <utility>
 
+#include "ringnet/config.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/status.h"
 
@@ -26,7 +27,7 @@ struct DelimiterOptions {
   bool strip_delimiter = true;   // frames exclude the delimiter
 };
 
-class DelimiterCodec {
+class RINGNET_PROTO_EXPORT DelimiterCodec {
  public:
   using Frame = std::string_view;
   using Options = DelimiterOptions;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/status.h"
 
@@ -19,7 +20,7 @@ struct FixedLengthOptions {
   size_t frame_length = 0;  // must be > 0
 };
 
-class FixedLengthCodec {
+class RINGNET_PROTO_EXPORT FixedLengthCodec {
  public:
   using Frame = std::string_view;
   using Options = FixedLengthOptions;

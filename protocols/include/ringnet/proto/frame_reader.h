@@ -27,6 +27,7 @@
 #include <string_view>
 #include <utility>
 
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/proto/codec.h"

@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/log.h"

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ringnet/config.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/status.h"
 
@@ -63,11 +64,11 @@ struct HttpHeader {
 };
 
 // ASCII case-insensitive equality (header names, connection options, codings).
-bool http_iequals(std::string_view a, std::string_view b);
+RINGNET_PROTO_EXPORT bool http_iequals(std::string_view a, std::string_view b);
 
 // Header fields in arrival order. The first kInline live inside the object; a request with
 // more moves them all to a vector (kept across reuse), so the fields are always contiguous.
-class HttpHeaders {
+class RINGNET_PROTO_EXPORT HttpHeaders {
  public:
   static constexpr size_t kInline = 24;
 
@@ -99,7 +100,7 @@ class HttpHeaders {
 enum class HttpVersion : uint8_t { k10, k11 };
 
 // One request. Not copyable or movable: `body` may point into `chunked_storage`.
-struct HttpRequest {
+struct RINGNET_PROTO_EXPORT HttpRequest {
   std::string_view method;  // token, case-sensitive ("GET")
   std::string_view target;  // as sent: origin-, absolute-, authority- or asterisk-form
   std::string_view path;    // target up to '?'; for absolute-form the part after the
@@ -156,7 +157,7 @@ struct Http1ChunkWalk {
 };
 // A partial request, as Http1Codec keeps it between calls. Offsets are from the front of
 // the input.
-struct Http1Partial {
+struct RINGNET_PROTO_EXPORT Http1Partial {
   void reset();
 
   size_t resume = 0;          // bytes examined and kept (0: fresh, nothing kept)
@@ -189,9 +190,10 @@ class Http1State {
 
 // Formats the reply for a decode error (defined with the response writer): status line,
 // Server, Date, Content-Length: 0, Connection: close. Status 0 is answered as 400.
-std::string_view format_error_reply(int status, std::span<char, kHttpErrorReplyMax> buf);
+RINGNET_PROTO_EXPORT std::string_view format_error_reply(int status,
+                                                       std::span<char, kHttpErrorReplyMax> buf);
 
-class Http1Codec {
+class RINGNET_PROTO_EXPORT Http1Codec {
  public:
   using Frame = HttpRequest;
   using State = Http1State;

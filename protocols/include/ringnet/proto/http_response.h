@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/proto/http1.h"
 #include "ringnet/status.h"
@@ -33,23 +34,24 @@ namespace ringnet::proto {
 inline constexpr size_t kHttpDateLength = 29;
 
 // The reason phrase of a status code ("Not Found"), or "" for codes without one here.
-std::string_view http_reason_phrase(int status);
+RINGNET_PROTO_EXPORT std::string_view http_reason_phrase(int status);
 
 // Formats `unix_seconds` (UTC) as IMF-fixdate into out[0..29). Years 0..9999.
-void format_http_date(int64_t unix_seconds, char* out);
+RINGNET_PROTO_EXPORT void format_http_date(int64_t unix_seconds, char* out);
 
 // The current time as IMF-fixdate. Cached per thread and re-formatted only when the second
 // changes (CLOCK_REALTIME_COARSE, a vDSO read). The view stays valid on this thread; its
 // text changes when the second does.
-std::string_view http_date();
+RINGNET_PROTO_EXPORT std::string_view http_date();
 
 // Formats a response head (status line, fields, empty line) into buf[0..cap). Returns its
 // size; when that is more than cap, nothing useful was written and the caller retries with
 // a buffer of that size. Status codes outside 100..999 are sent as 500. Content-Length is
 // left out for 1xx and 204 (RFC 9110 section 8.6 forbids it there).
-size_t format_response_head(char* buf, size_t cap, int status, std::string_view content_type,
-                            uint64_t content_length, bool keep_alive,
-                            std::span<const HttpHeader> extra);
+RINGNET_PROTO_EXPORT size_t format_response_head(char* buf, size_t cap, int status,
+                                                 std::string_view content_type,
+                                                 uint64_t content_length, bool keep_alive,
+                                                 std::span<const HttpHeader> extra);
 
 namespace detail {
 

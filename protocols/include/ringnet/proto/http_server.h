@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/proto/framed_handler.h"
@@ -32,7 +33,7 @@
 
 namespace ringnet::proto {
 
-class HttpServerHandler : public FramedHandler<Http1Codec> {
+class RINGNET_PROTO_EXPORT HttpServerHandler : public FramedHandler<Http1Codec> {
  public:
   // The bit of Conn::codec_word() that says "100 Continue sent for the current request".
   static constexpr uint32_t kContinueSent = 1u;

@@ -24,6 +24,7 @@
 #include <span>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/status.h"
 
@@ -38,7 +39,7 @@ struct LengthFieldOptions {
   size_t max_frame = 10 * 1024 * 1024;  // whole wire frame, header included
 };
 
-class LengthFieldCodec {
+class RINGNET_PROTO_EXPORT LengthFieldCodec {
  public:
   using Frame = std::string_view;
   using Options = LengthFieldOptions;
@@ -64,7 +65,8 @@ class LengthFieldCodec {
   Status encode(std::string_view body, S& sink) const {
     char header[8];
     if (Status s = encode_header(body.size(), header); !s) return s;
-    return write_parts(sink, std::string_view(header, options_.length_size), body);
+    return write_parts(sink, std::string_view(header, static_cast<size_t>(options_.length_size)),
+                       body);
   }
 
   const Options& options() const { return options_; }

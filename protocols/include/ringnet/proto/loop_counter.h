@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "ringnet/config.h"
+
 namespace ringnet::proto {
 
 class LoopCounter {
@@ -23,7 +25,7 @@ class LoopCounter {
   // Any thread.
   uint64_t sum() const {
     uint64_t total = 0;
-    for (int i = 0; i < kSlots; ++i) total += slots_[i].value.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < kSlots; ++i) total += slots_[i].value.load(std::memory_order_relaxed);
     return total;
   }
 

@@ -49,6 +49,7 @@
 #include <string>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/engine.h"
 #include "ringnet/handler.h"
@@ -72,8 +73,8 @@ struct PeerPoolStats {
   uint64_t waiting = 0;       // gauge: get() calls waiting for a dial
 };
 
-class PeerPool {
-  struct State;
+class RINGNET_PROTO_EXPORT PeerPool {
+  struct RINGNET_HIDDEN State;
 
  public:
   using Ready = std::function<void(const ConnHandle&, const Status&)>;

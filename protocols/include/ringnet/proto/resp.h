@@ -43,6 +43,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/proto/codec.h"
@@ -124,7 +125,7 @@ class RespCommand {
   std::vector<char> unescaped_;                         // quoted inline arguments
 };
 
-class RespCodec {
+class RINGNET_PROTO_EXPORT RespCodec {
  public:
   using Frame = RespCommand;
 
@@ -330,7 +331,7 @@ Status RespCodec::encode(std::span<const std::string_view> args, S& sink) {
 
 // FramedHandler<RespCodec> that hides the empty commands decode may return (see the file
 // comment): implement on_command instead of on_message.
-class RespHandler : public FramedHandler<RespCodec> {
+class RINGNET_PROTO_EXPORT RespHandler : public FramedHandler<RespCodec> {
  public:
   using FramedHandler<RespCodec>::FramedHandler;
 

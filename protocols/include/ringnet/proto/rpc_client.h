@@ -54,6 +54,7 @@
 #include <string_view>
 #include <thread>
 
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/proto/peer_pool.h"
@@ -80,8 +81,8 @@ struct RpcClientStats {
   uint64_t in_flight = 0;  // gauge
 };
 
-class RpcClient {
-  struct State;
+class RINGNET_PROTO_EXPORT RpcClient {
+  struct RINGNET_HIDDEN State;
 
  public:
   using Done = std::function<void(const Status&, std::string_view body)>;
@@ -134,7 +135,7 @@ class RpcClient {
 // connection event to the pool and the client. The engine needs its handler before the
 // pool and client exist, so they are attached afterwards (before Engine::start). It holds
 // their hooks, not the objects, so either may be destroyed while the engine runs.
-class RpcClientHandler final : public EventHandler {
+class RINGNET_PROTO_EXPORT RpcClientHandler final : public EventHandler {
  public:
   void attach(PeerPool& pool, RpcClient& rpc) {
     pool_ = pool.hooks();

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "ringnet/config.h"
 #include "ringnet/proto/codec.h"
 #include "ringnet/status.h"
 
@@ -45,11 +46,16 @@ inline constexpr uint32_t kRpcDefaultMaxBody = 10u * 1024 * 1024;
 
 // Protocol error reasons (ProtocolError::reason). Inline arrays, so each has one address
 // program-wide: compare by pointer or by text.
-inline constexpr char kRpcErrorBadMagic[] = "rpc: bad magic (expected 0x524E \"RN\")";
-inline constexpr char kRpcErrorBadVersion[] = "rpc: unsupported version (expected 1)";
-inline constexpr char kRpcErrorBadType[] = "rpc: unknown frame type (expected 0..3)";
-inline constexpr char kRpcErrorBodyTooSmall[] = "rpc: body_length below min_body";
-inline constexpr char kRpcErrorBodyTooLarge[] = "rpc: body_length over max_body";
+RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorBadMagic[] =
+    "rpc: bad magic (expected 0x524E \"RN\")";
+RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorBadVersion[] =
+    "rpc: unsupported version (expected 1)";
+RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorBadType[] =
+    "rpc: unknown frame type (expected 0..3)";
+RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorBodyTooSmall[] =
+    "rpc: body_length below min_body";
+RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorBodyTooLarge[] =
+    "rpc: body_length over max_body";
 
 enum class RpcType : uint8_t {
   kRequest = 0,
@@ -59,7 +65,7 @@ enum class RpcType : uint8_t {
 };
 
 // "request", "response", "one-way", "error"; "unknown" for any other value.
-const char* rpc_type_name(RpcType type);
+RINGNET_PROTO_EXPORT const char* rpc_type_name(RpcType type);
 
 struct RpcFrame {
   RpcType type = RpcType::kRequest;
@@ -75,8 +81,9 @@ struct RpcFrame {
 // The 20 header bytes of one frame, for clients that assemble frames themselves (for
 // example a header followed by a body written in pieces).
 using RpcHeaderBytes = std::array<char, kRpcHeaderSize>;
-RpcHeaderBytes encode_rpc_header(RpcType type, uint16_t flags, uint16_t method,
-                                 uint64_t request_id, uint32_t body_length);
+RINGNET_PROTO_EXPORT RpcHeaderBytes encode_rpc_header(RpcType type, uint16_t flags,
+                                                      uint16_t method, uint64_t request_id,
+                                                      uint32_t body_length);
 
 struct RpcFrameOptions {
   // Bounds on body_length, checked from the header. min_body > max_body refuses every
@@ -85,7 +92,7 @@ struct RpcFrameOptions {
   uint32_t max_body = kRpcDefaultMaxBody;
 };
 
-class RpcFrameCodec {
+class RINGNET_PROTO_EXPORT RpcFrameCodec {
  public:
   using Frame = RpcFrame;
   using Options = RpcFrameOptions;

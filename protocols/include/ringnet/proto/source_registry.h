@@ -27,11 +27,12 @@
 #include <vector>
 
 #include "ringnet/address.h"
+#include "ringnet/config.h"
 #include "ringnet/conn.h"
 
 namespace ringnet::proto {
 
-class SourceRegistry {
+class RINGNET_PROTO_EXPORT SourceRegistry {
  public:
   // Loop thread, from the handler's callbacks. Dialed (outbound) connections are skipped.
   void on_open(Conn& c);
