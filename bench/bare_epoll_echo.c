@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* bare_epoll_echo: the baseline ringnet's echo server is compared against.
  *
  * A minimal edge-triggered epoll echo server, single thread, written the way an experienced

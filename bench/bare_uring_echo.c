@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * bare_uring_echo: the io_uring baseline — a minimal echo server written the way an
  * experienced engineer writes one by hand with liburing, to mark the practical ceiling of

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # echo_compare.sh: ringnet's echo server (epoll and io_uring backends) against the
 # hand-written bare epoll and liburing loops and the Boost.Asio and libuv peers, in one run.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Message contents for the echo load generator, derived from (connection id, sequence).
 //
 // Message (conn, seq) is the window of a fixed random table that starts at

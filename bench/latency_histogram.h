@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Log-bucketed latency histogram (HDR-style) for the load generator.
 //
 // Values are nanoseconds. Below 128 ns every value has its own bucket; above, each power of

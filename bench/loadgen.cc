@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // loadgen: echo load generator for ringnet and its baselines. It does not use the engine.
 //
 // --threads raw event loops share --conns connections: edge-triggered epoll

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Flag parsing for the load generator: "--name value" or "--name=value", strict numbers.
 #include "loadgen_options.h"
 

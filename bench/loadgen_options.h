@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Command-line options of the echo load generator (see loadgen.cc for what it measures).
 #pragma once
 

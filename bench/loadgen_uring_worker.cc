@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The io_uring client: the same job as the epoll client (loadgen_worker.cc), written
 // against liburing directly so it shares nothing with the engine under test.
 //

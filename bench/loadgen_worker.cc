@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The load-generator thread: connect in bounded batches, then keep `pipeline` messages in
 // flight per connection and verify every echoed byte. The shared Worker base and the
 // edge-triggered epoll client; the io_uring client is in loadgen_uring_worker.cc.

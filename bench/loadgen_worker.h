@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One load-generator thread over its share of the connections. Deliberately independent
 // of the engine under test.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Micro-benchmarks of the engine's buffer code (<ringnet/buffer.h>): the per-message costs
 // the echo path pays on every read and every flush, next to plain malloc/free for scale.
 //

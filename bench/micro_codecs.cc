@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Micro-benchmarks of the protocol codecs (<ringnet/proto/...>, public headers only): what
 // decoding and encoding cost per frame, apart from any socket.
 //

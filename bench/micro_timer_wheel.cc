@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Micro-benchmarks of the per-loop timer wheel (engine/src/core/timer_wheel.h, white-box): the
 // cost a connection's timeouts add to the loop.
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """peer_compare.py: ringnet's protocol samples against the servers people would use
 instead, driven by the load tools those servers are usually measured with, in one run.
 

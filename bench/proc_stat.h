@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // CPU time of a process (all its threads) from /proc/PID/stat, in seconds.
 #pragma once
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """report.py: turns one bench/run results directory into tables and charts.
 
   bench/report.py bench/results/<timestamp>

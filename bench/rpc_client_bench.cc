@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // rpc_client_bench: N callers sharing one reused connection vs one connection per caller,
 // in the same run. A server engine (1 loop, RPC echo) and a client engine (1 loop,
 // PeerPool + RpcClient) run in this process; each caller keeps one call in flight (closed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // soak_driver: the soak test's client (bench/soak starts the server and judges; see
 // bench/README.md). It does not use the engine.
 //

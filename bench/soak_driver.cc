@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The soak client's connections: connect pacing, the five roles, byte checking.
 // See soak_driver.h.
 #include "soak_driver.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The soak client: a mix of connection roles against an echo server, every byte checked.
 // Deliberately independent of the engine under test (raw edge-triggered epoll, like
 // loadgen), single-threaded.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # syscalls_per_msg.sh: how many system calls the echo server makes per echoed message, for
 # each ringnet backend, the bare epoll and liburing loops and the Asio and libuv peers.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The README's embedding example (## Embedding) as a program: an echo server on ringnet's
 // public headers only, plus an address argument, a "listening on" line once it accepts,
 // and a graceful exit on SIGTERM/SIGINT. Each directory beside this file builds it one way

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One RPC call to rpc_echo (method 1, echo) through the public client API.
 #include <ringnet/engine.h>
 #include <ringnet/proto/rpc_client.h>

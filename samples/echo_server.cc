@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // echo_server: sends every byte back. The smallest real ringnet server, and the one the
 // benchmarks drive.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // http_server: a small HTTP/1.1 server (TechEmpower-style routes) on HttpServerHandler.
 //
 //   GET  /plaintext  -> 200 text/plain        "Hello, World!"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The key-value store behind resp_server: binary-safe string keys and values, with expiry.
 //
 // Why one store shared by every loop, split into locked shards: a connection lives on one

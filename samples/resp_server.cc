@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // resp_server: an in-memory key-value server that speaks RESP2, enough of redis for
 // redis-cli, redis-benchmark and `redis-cli --pipe` to work against it.
 //

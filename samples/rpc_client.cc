@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // rpc_client: drives rpc_echo (or any server of the RPC frame) with many calls in flight on
 // one connection, checks every answer, and prints a latency summary. Built on the public
 // client API: an Engine with one loop dials through a PeerPool, and an RpcClient matches

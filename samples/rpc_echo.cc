@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // rpc_echo: an RPC server on the binary RPC frame (ringnet/proto/rpc_frame.h).
 //
 //   rpc_echo --port 9000 [--max-body N] [--pool-threads N] [--loops N] [--backend ...] ...

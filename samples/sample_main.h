@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What every sample shares: a table-driven command line (FlagTable), and for the servers
 // their common flags, listening, SIGINT/SIGTERM and the "listening on" line. Public headers
 // only, like the samples themselves.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Reads meson's testlog.json and prints 'N passed, N failed[, N skipped]'.
 Exit code 1 when anything failed or nothing ran."""
 import json

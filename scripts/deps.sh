@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages ringnet needs, only those missing. Usage: deps.sh [extra...]
 # Sourced or run by scripts/test, scripts/demo and bench/ scripts.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The shared libraries' ABI surface, read from the built files.
 
   abi_check.py --engine libringnet.so.X --proto libringnet_proto.so.X [--static-engine EXE...]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Helpers shared by the codec suites (test_codec_simple, test_http1, test_resp,
 // test_rpc_frame): exact-size input buffers, sinks that count calls, and decode drivers
 // that work with any codec (`Decoded decode(std::string_view, Frame&) const`).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Black-box check of samples/echo_server with a client nobody on the team wrote the
 engine for: plain Python sockets. Starts the server on an ephemeral port, opens 1,000
 connections at once, sends each a distinct payload (sizes 1 B .. 256 KiB) in random-sized

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A sample server behind the fault-injecting relay (fault_proxy.py), checked per fault.
 
 Each scenario sends one request workload over one relayed connection with one fault and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A fault-injecting TCP relay for the black-box tests (this kernel has no netem).
 
 FaultProxy listens on 127.0.0.1 (an ephemeral port) and relays every accepted connection

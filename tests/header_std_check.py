@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Below C++20 every public header stops at once with one clear line.
 
   header_std_check.py SOURCE_ROOT GENERATED_INCLUDE_DIR -- COMPILER...

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """SIGTERM drain of samples/http_server under continuous load, proven with request ids.
 
 20 rounds (sample_server.drain_rounds): 50 keep-alive connections pipeline numbered

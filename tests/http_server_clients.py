@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Black-box check of samples/http_server with clients nobody on this team wrote: curl
 (GET, keep-alive reuse, chunked upload, Expect: 100-continue, 404/405, HTTP/1.0), plain
 Python sockets (100 pipelined requests, one connection per malformed request: exact status

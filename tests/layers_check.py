@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The tree's dependency rules, checked from the #include lines.
 
 engine/src/ is layered: each folder may include only itself and the folders below it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A strict reader of the Prometheus text exposition format (0.0.4), for tests: it checks
 // what a Prometheus server would reject (bad names, labels, values; samples before their
 // TYPE; a family's samples split; duplicate series; histograms whose buckets are not

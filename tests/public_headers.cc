@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Every public header, compiled with -Wall -Wextra -Wconversion -Wsign-conversion -Werror
 // (tests/meson.build): an application that builds with strict warnings must not get them
 // from ringnet's headers. The header templates are instantiated below, since their bodies

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Black-box check of samples/resp_server with clients nobody on this team wrote: the real
 redis-cli (every command the sample implements, exact output), `redis-cli -x` with a binary
 value, `redis-cli --pipe` with 10,000 commands, redis-benchmark with and without

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """SIGTERM drain of a server child process (samples/rpc_echo), checked by request ids.
 
 1. Drain completes: 8 connections each pipeline 150 requests (echo, plus `sleep` calls of

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Black-box check of samples/rpc_echo, with two clients:
 
 1. samples/rpc_client (the C++ sample, many calls in flight on one connection): 20,000

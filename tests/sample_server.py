@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared by the black-box scripts in tests/ (*_clients.py): start a sample server on an
 ephemeral port, stop it with SIGTERM, and a few blocking socket helpers. Plain Python 3
 standard library; the scripts import it from their own directory (Python puts a script's

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The samples' command lines (samples/sample_main.h, FlagTable), black-box:
 
 1. --help (and -h) exits 0 and prints every flag on stdout, each with its default; the

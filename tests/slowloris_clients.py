@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Slow clients against http_server with --read-timeout and --idle-timeout.
 
   slowloris_clients.py <http_server> --backend B

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Backpressure and limits over real sockets: a client that sends requests and never reads
 // the answers is held back by TCP once the connection's queued output passes the high
 // watermark (the server stops reading it), so server memory stays bounded; when the

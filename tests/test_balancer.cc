@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // How accepted connections are spread over loops: round robin takes turns, least
 // connections fills the emptiest loop, source hash keeps one source IP on one loop (the same
 // one across engine runs), and SO_REUSEPORT mode serves from every loop.

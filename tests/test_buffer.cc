@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for BufferPool, Buffer and OutboundQueue (ringnet/buffer.h): contents survive
 // every operation, storage comes from and goes back to the pool, an empty buffer owns no
 // memory, the pool's cache is bounded, and the outbound queue keeps order and never moves

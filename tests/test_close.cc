@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Closing, from every side: the server closes after flushing (even megabytes to a reader
 // that is not reading yet), the client half-closes or resets, a ConnHandle closes from
 // another thread, the engine stops. Each case checks what the client receives and the

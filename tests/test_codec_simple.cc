@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The three simple framing codecs (delimiter, fixed length, length field): decode and encode
 // on plain strings — every frame split at every byte, several frames per buffer, each limit
 // and each error — and then each codec under FramedHandler over real loopback sockets,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The Conn / ConnHandle / ticker API seen from a handler: async_write from other threads
 // (order per thread, completion on the loop thread, soft failure once closed), wake(),
 // on_tick cadence and shutdown, and peek/next/discard with partial frames left buffered.

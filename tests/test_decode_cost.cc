@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Decoding cost is linear in the bytes, whatever the arrival pattern (issue #19, finding 5).
 //
 // Each codec gets large frames fed in 1-byte and small steps through read_frames, the loop

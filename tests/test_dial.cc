@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Engine::dial over loopback on both backends: a dialed connection gets on_open with
 // Conn::dialed() and its context, and then behaves like an accepted one (the same handler
 // echoes on the server side of the same engine); a refused dial, a dial to a listener

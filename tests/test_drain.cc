@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Engine::shutdown(deadline), the graceful drain, over real sockets on both backends:
 // requests already received are all answered before their connections close; idle
 // connections close at once; the listener refuses new connections at once; connections

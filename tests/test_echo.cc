@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Echo over real loopback sockets: every byte sent comes back intact and in order, for
 // payloads from 1 byte to 4 MiB, on one loop and on four, for 1,000 connections at once,
 // for many messages in one write and for one message dribbled out a byte at a time.

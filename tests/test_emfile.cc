@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Running out of file descriptors on accept (EMFILE). The server runs in a forked child
 // whose RLIMIT_NOFILE is 64, so a few dozen connections exhaust it. Checked from the parent:
 // connections already open keep echoing, the connections beyond the limit are closed

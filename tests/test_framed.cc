@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // FramedHandler<Codec>, the adapter between the engine and any codec, over real sockets
 // with a toy codec (one length byte, then the body): frames split across arrivals and
 // batched in one arrival are delivered whole and in order; a protocol error answers,

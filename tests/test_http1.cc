@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Http1Codec (request parsing), the response writer and HttpServerHandler.
 //
 // Codec tests run decode on plain strings: every split of a request, pipelined requests,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Connection and engine lifecycle regressions, each for a bug a review found:
 //   - Action::kClose from on_open while other connections echo: no connection may see
 //     another's bytes (io_uring: an operation prepared for a closed fd number must never

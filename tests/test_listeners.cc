@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Listen addresses and engine lifecycle: Unix-domain and IPv6 listeners serve, one engine
 // serves several addresses, bad or busy addresses are refused at listen(), and stop() with
 // 100 open connections is prompt and reports kShutdown for each of them.

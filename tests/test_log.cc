@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Logging: the default sink's queue and writer thread (order, drops under a blocked stderr,
 // flush_logs, fork), the per-site rate limit, user sinks and level filtering.
 //

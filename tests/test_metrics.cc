@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Metrics and the admin listener, over real sockets on both backends: /metrics parses as
 // Prometheus text and its counters match what the test did (connections, bytes, sends,
 // closes by reason, histogram sums); /healthz turns 503 once a drain begins; the admin

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PeerPool, the client-side connection-reuse map, over loopback on both backends: 1,000
 // get() calls from 50 threads share one connection (the server accepts exactly one) or
 // the configured bound; concurrent calls wait for the same dial; a refused dial fails

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RESP2 codec: multibulk and inline commands at every split point, several per buffer,
 // empty commands, each error and limit, byte-exact reply encoders; then the codec behind
 // FramedHandler over real loopback sockets (PING/ECHO, 1,000 pipelined commands answered

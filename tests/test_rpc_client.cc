@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RpcClient over loopback on both backends, against a FramedHandler<RpcFrameCodec> test
 // server: 1,000 calls from 50 threads share one connection; responses sent out of order
 // reach their callers; a missing response times out only its own call, after the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RpcFrameCodec: the exact header bytes, decode of every valid frame split at every byte,
 // several frames in one buffer, each protocol error with only the header (or less)
 // present, the body-size limits at their edges, encode/decode round trips for every type;

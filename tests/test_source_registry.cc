@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // SourceRegistry, the server side of the connection map by peer address, over loopback on
 // both backends: connections are found by source IP and by ip:port, bytes pushed to one
 // source reach only its connections, closing them by handle works, entries disappear when

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared helpers for the ringnet test suites: the backends every engine test runs on, an
 // RAII server, a poll()-based blocking client with timeouts, a recording echo handler, and
 // deterministic payloads with checksums.

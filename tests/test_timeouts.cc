@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Connection timeouts over real sockets, on both backends: idle (nothing in or out), read
 // (bytes left unconsumed: a frame that never completes) and write (output that cannot
 // drain). Each fires within tolerance after its deadline, never before, and on_close says

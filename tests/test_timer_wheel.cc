@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TimerWheel (white-box, a fake clock): every armed timer fires once, on its tick and never
 // before; cancelled timers never fire; re-arming from the callback works; deadlines more
 // than one revolution away wait for their round; next_timeout_ms points at the next due

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What only the io_uring backend has: the auto/forced backend choice and its fallback to
 // epoll, and a provided-buffer ring far too small for the load (ENOBUFS must be survived
 // without losing a byte). The rest of the suite runs on io_uring through test_backends().

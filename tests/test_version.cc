@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The version a program is compiled against (RINGNET_VERSION_* from <ringnet/version.h>)
 // is the version of the library it runs with (ringnet::version()), and both are meson's
 // project version (RINGNET_EXPECTED_VERSION, passed by tests/meson.build).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // WorkerPool: blocking work off the loop, results back on the connection's loop.
 //
 // Over real connections (every backend): results reach the right connection on its own

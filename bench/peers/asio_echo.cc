@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // asio_echo: the Boost.Asio echo peer ringnet's echo server is compared against.
 //
 // Written the way Asio's own documentation and examples build a fast server, and no more:

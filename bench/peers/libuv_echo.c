@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* libuv_echo: the libuv echo peer ringnet's echo server is compared against.
  *
  * Written the way libuv's documentation and its own echo server (test/echo-server.c) do it,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // CallbacksInFlight: the user callbacks an object is running outside its lock, by thread,
 // so that its destructor can wait for the ones running on other threads and not for one
 // on its own stack (an object destroyed from inside its own callback).

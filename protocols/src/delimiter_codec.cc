@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DelimiterCodec: see delimiter_codec.h.
 #include "ringnet/proto/delimiter_codec.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // FixedLengthCodec: see fixed_length_codec.h.
 #include "ringnet/proto/fixed_length_codec.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HTTP/1.1 request parsing (RFC 9112, server side). See http1.h for the contract.
 //
 // One pass over the head, line by line: each complete line is checked as soon as it is

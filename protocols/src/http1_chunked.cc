@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The chunked transfer coding of a request body (RFC 9112 section 7.1), walked from where
 // an Http1ChunkWalk stands so that an upload arriving in pieces is walked once: each size
 // line, chunk and trailer line is parsed when it is complete, and a partial line is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HTTP/1.1 syntax shared by the head parser (http1.cc) and the chunked body decoder
 // (http1_chunked.cc): byte classes, lines, field lines. Internal to libringnet_proto.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Response heads, reason phrases and the per-thread Date cache. See http_response.h.
 #include "ringnet/proto/http_response.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // LengthFieldCodec: see length_field_codec.h.
 #include "ringnet/proto/length_field_codec.h"
 

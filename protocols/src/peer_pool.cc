@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/proto/peer_pool.h"
 
 #include <algorithm>

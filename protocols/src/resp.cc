@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RESP2 command decoder; see resp.h for the accepted forms and the limits.
 #include "ringnet/proto/resp.h"
 

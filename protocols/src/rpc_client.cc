@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/proto/rpc_client.h"
 
 #include <cerrno>

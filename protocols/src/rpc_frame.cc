@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RpcFrameCodec: see rpc_frame.h for the wire format.
 #include "ringnet/proto/rpc_frame.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/proto/source_registry.h"
 
 #include <algorithm>

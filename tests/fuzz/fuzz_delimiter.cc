@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target for DelimiterCodec. The first input byte picks the options, the rest is
 // the byte stream:
 //   bits 0-1  delimiter: "\n", "\r\n", "\0", "abab" (a delimiter that overlaps itself)

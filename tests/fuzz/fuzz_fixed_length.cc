@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target for FixedLengthCodec. The first input byte picks frame_length
 // (value % 17: 0 must fail, 1..16 frame), the rest is the byte stream. Frames are consumed
 // until need-more or error; checked: sizes, views inside the input, encode -> decode.

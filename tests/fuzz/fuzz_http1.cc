@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target for Http1Codec. The first input byte picks the options, the rest is the
 // byte stream:
 //   bit 0   0: the defaults; 1: tight limits (request line 64, head 256, 4 fields, body

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target for LengthFieldCodec. The first four input bytes pick the options, the
 // rest is the byte stream:
 //   byte 0  bits 0-2: length_size from {1, 2, 3, 4, 8, 0, 5, 1} (0 and 5 are invalid);

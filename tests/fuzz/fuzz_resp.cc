@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target for RespCodec. The first input byte picks the options, the rest is the
 // byte stream:
 //   bit 0   0: the defaults; 1: tight limits (max_args 4, max_bulk 16, max_inline 32), so

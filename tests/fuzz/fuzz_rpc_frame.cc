@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target for RpcFrameCodec::decode. Consumes frames from the input until it needs
 // more or fails, under two codecs (default limits, and tight ones so the limit paths are
 // reached), and aborts on any broken invariant:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared by the fuzz targets: decoding a stream in pieces the way FramedHandler does
 // (read_frames: one State carried across arrivals, the bytes moved between them) must give,
 // at every call, exactly what a fresh decode of the same bytes gives; and Decoded::need

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // SockAddr: an IPv4, IPv6 or Unix-domain socket address, parsed from and printed as text.
 //
 // Text forms (the same ones Engine::listen takes):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Byte buffers and the per-loop pool they draw from.
 //
 // Buffer is one contiguous region with a read and a write index (muduo's layout):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Included by every public ringnet header, before anything else of ringnet's: the
 // language check and the macros that mark what the shared libraries export.
 //

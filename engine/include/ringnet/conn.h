@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Conn: one connection, owned by one event loop for its whole life.
 //
 // States: a dial starts kConnecting, an accepted connection kOpen (on_open); a close

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Engine: N event loops, each on its own thread, plus the listeners that feed them.
 //
 //   ringnet::Engine engine(handler, options);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // EventHandler: the callbacks an application gives the engine.
 //
 // Thread-safety: one handler serves every loop, so its callbacks run concurrently on

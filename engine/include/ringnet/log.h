@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Logging: levels, fmt formatting, a pluggable sink, rate-limited error lines.
 //
 // Default sink: log() formats the line (with a timestamp) on the caller's thread and pushes

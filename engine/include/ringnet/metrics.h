@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Metrics: histogram snapshots and a writer for the Prometheus text exposition format.
 //
 // The engine keeps its counters and histograms per loop, written by that loop alone with

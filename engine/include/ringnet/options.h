@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Options: how an Engine runs. Every field has a usable default.
 #pragma once
 

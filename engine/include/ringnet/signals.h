@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ShutdownOnSignals: SIGTERM/SIGINT start a graceful Engine::shutdown(deadline), the way a
 // pod being replaced expects. Opt-in; construct it on the main thread before
 // Engine::start(): it blocks the two signals in the calling thread — the loop threads

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Status: the error type of every fallible ringnet call. No exceptions cross the hot path;
 // callers must look at what they get back ([[nodiscard]]).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // WorkerPool: a bounded pool of threads for the blocking work a handler must not do on its
 // loop (disk, DNS, a database call), in the spirit of Go's ants.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Default log sink: a bounded queue drained to stderr by one writer thread (see log.h for
 // the contract). Loop threads only format and push; the writer does every write(2), so a
 // stderr that blocks stalls the writer, never a loop. Also: user sinks, fork handling, the

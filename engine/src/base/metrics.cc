@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/metrics.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Printable names of the public enums.
 #include "ringnet/handler.h"
 #include "ringnet/options.h"

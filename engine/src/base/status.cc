@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/status.h"
 
 #include <cstring>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/version.h"
 
 namespace ringnet {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The accept side of EventLoop: listeners, the accept4 loop, and fd exhaustion.
 #include <fcntl.h>
 #include <sys/socket.h>

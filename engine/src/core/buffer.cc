@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/buffer.h"
 
 #include <algorithm>

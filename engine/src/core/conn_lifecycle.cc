@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A connection's life, in one place: every transition of Conn::State is made here.
 //
 //   accept -> adopt() ------------------------------------------+

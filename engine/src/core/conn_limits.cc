@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What one connection may hold: backpressure on its output (reading pauses over the high
 // watermark) and caps on its unread input (max_inbound_buffer, the loop's share of
 // max_inbound_total).

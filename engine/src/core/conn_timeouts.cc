@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Connection timeouts on the loop's timer wheel: idle, read (a partial request), write
 // (output that does not drain), and the connect and linger deadlines.
 #include <algorithm>

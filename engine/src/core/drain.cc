@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Stopping a loop: stop() flushes and closes; shutdown(deadline) drains gracefully, serving
 // accepted connections until they finish (see Engine::shutdown).
 #include <cerrno>

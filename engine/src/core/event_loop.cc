@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "core/event_loop.h"
 
 #include <fcntl.h>

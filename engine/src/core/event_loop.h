@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // EventLoop: one thread's reactor. It owns its connections (a slab of Conn slots reused
 // with a generation number), their buffers (a per-loop BufferPool), its timers and its
 // task queue, and drives a Poller.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A loop's counters and histograms, and how the loop thread bumps them.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // LoopGroup: what the loops of one engine share, and the few things a loop asks of the
 // engine that owns it. core/ sees the engine only through this class, and a backend only
 // as a Poller, which make_poller hands it; Engine::Impl (runtime/) implements this class,

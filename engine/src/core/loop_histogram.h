@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // LoopHistogram: a Log2Histogram that one loop thread records into and any thread reads.
 // Single writer, so recording is relaxed loads and stores (no locked instruction); a
 // reader may see a record half done (count bumped, bucket not yet): harmless for metrics.

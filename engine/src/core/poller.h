@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Poller: the seam between the event loop and a kernel I/O interface.
 //
 // The loop owns connections, their inbound and outbound bytes, their end-of-stream state,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Slab<T>: slots that never move once made (the loop, its pollers and handlers hold T&),
 // in chunks of kChunk, so each costs its own size. std::deque, used before, gave every
 // Conn (232-376 bytes) a 512-byte node of its own plus a map pointer: what an idle

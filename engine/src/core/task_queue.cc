@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "core/task_queue.h"
 
 #include <sys/eventfd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TaskQueue: how other threads reach a loop. Producers push under a mutex and ring an
 // eventfd only when the loop has not been rung since it last drained (one write per burst,
 // not per task). The loop swaps tasks out under the lock and runs them outside it, at most

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TimerQueue: one loop's timers, a min-heap of deadlines on the monotonic clock. Cancelled
 // timers are dropped lazily when they reach the top. (A timer wheel for very many idle
 // timeouts comes with the timeouts work; this serves on_tick, retries and deadlines.)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TimerWheel: see timer_wheel.h.
 #include "core/timer_wheel.h"
 

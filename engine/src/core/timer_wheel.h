@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TimerWheel: one loop's connection timeouts. A hashed wheel of kSlots lists, one tick
 // (kTick) per slot: arming and cancelling are O(1) list operations on a node embedded in
 // its owner (no allocation), so 100,000 connections with idle timeouts cost no syscall and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "epoll/poller_epoll.h"
 
 #include <sys/socket.h>

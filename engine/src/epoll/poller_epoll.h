@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // EpollPoller: Go netpoll's model. Every fd is registered once, at open, with
 // EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET; there is no EPOLL_CTL_MOD per write — an
 // EPOLLOUT edge just means "you may flush now".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/address.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Listener: a bound listening socket owned by one loop (the acceptor, or each loop in
 // SO_REUSEPORT mode), and the accept loop that drains it.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/detail/peer_address.h"
 
 #include <cstdlib>

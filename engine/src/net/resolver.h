@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Host names for listen and dial. A name is looked up with getaddrinfo, which may block
 // for the system resolver's timeouts, so dials never look one up on a loop: the loop
 // hands the lookup to the engine's Resolver thread and goes on; the answer comes back

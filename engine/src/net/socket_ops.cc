@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "net/socket_ops.h"
 
 #include <netinet/in.h>

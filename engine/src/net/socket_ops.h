@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Thin, errno-preserving wrappers over the socket calls the engine makes.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "net/source_limiter.h"
 
 #include <netinet/in.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // SourceLimiter: open connections per source IP, for Options::max_connections_per_source.
 // Taken where a socket is accepted (the acceptor thread, or a reuse_port loop) and given
 // back where it closes (its loop), so it is shared: 16 shards, each a mutex and a map,

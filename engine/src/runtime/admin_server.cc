@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "runtime/admin_server.h"
 
 #include <fmt/format.h>

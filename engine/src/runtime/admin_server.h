@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // AdminServer: the listener behind Engine::listen_admin. A second, private Engine with
 // one epoll loop (its own thread) serves a few fixed GET paths from a minimal HTTP/1.x
 // request reader; the engine cannot use protocols/, and this needs none of its generality.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "runtime/backends.h"
 
 #include "core/event_loop.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The two backends, chosen and built: the one place above core/ that knows both.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ringnet/engine.h"
 
 #include <netdb.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Engine::Impl: the loops themselves, the listeners, the balancer and the stop/join state
 // machine; what the loops share and ask of the engine is its LoopGroup side.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Engine::write_metrics: the per-loop counters and histograms as Prometheus families.
 #include <fmt/format.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ShutdownOnSignals: see signals.h.
 #include "ringnet/signals.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // WorkerPool: a fixed set of threads fed by a bounded ring of jobs under one mutex and
 // condition variable. The pool is for blocking work (milliseconds, not nanoseconds), so a
 // lock per submit and per start is cheap next to the work itself; the counters are atomics

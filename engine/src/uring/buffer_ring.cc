@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "uring/buffer_ring.h"
 
 #include <sys/mman.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // BufferRing: a provided-buffer ring (IORING_REGISTER_PBUF_RING) for multishot receives.
 // The kernel picks a buffer per completion and reports its id; the loop hands the bytes
 // to the connection and gives the buffer back with recycle() — the only way back in.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "uring/poller_uring.h"
 
 #include <poll.h>

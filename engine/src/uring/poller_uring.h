@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // UringPoller: the io_uring backend. One ring per loop thread, created on that thread.
 //
 //   accept   one multishot accept per listener, re-armed when a completion comes

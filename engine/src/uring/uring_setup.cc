@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "uring/uring_setup.h"
 
 #include <sys/utsname.h>

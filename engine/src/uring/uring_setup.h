@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Creating io_uring rings, and the probe behind Backend::kAuto.
 #pragma once
 

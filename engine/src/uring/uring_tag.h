@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The io_uring user_data layout, defined once. Every submission carries a tag that says
 // what it was for and, for connections, which incarnation of the slot it belongs to, so a
 // completion that arrives after its connection closed never touches a newer one.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PeerAddress: a connection's peer address in 32 bytes, where a SockAddr takes 136. IPv4,
 // IPv6 and unnamed Unix peers (what accept gives for most Unix clients) are kept inline;
 // a longer address (a named or abstract Unix socket) goes to the heap. Conn keeps one per

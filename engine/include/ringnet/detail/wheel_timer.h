@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The node a timer-wheel entry embeds in its owner (a Conn): linked into one wheel slot
 // while armed. Engine-internal; public only because Conn holds one.
 #pragma once

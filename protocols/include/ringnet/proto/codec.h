@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The codec contract: bytes in, frames out; frames in, bytes out. A codec knows nothing of
 // loops or sockets, so it is unit-tested and fuzzed on plain strings.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DelimiterCodec: frames end with a delimiter ("\n", "\r\n" or any non-empty byte string).
 //
 //   wire:  l i n e 1 \r \n l i n e 2 \r \n ...

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // FixedLengthCodec: every frame is exactly frame_length bytes; no header, no delimiter.
 //
 //   wire:  [frame_length bytes][frame_length bytes]...

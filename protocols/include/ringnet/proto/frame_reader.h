@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // read_frames: the decode loop behind FramedHandler::on_traffic, apart from the engine so
 // that tests and benchmarks drive the very same code over a plain buffer.
 //

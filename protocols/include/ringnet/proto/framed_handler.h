@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // FramedHandler<Codec>: plugs a codec into the engine. The application implements
 // on_message(conn, frame) and never sees bytes:
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Http1Codec: the server side of HTTP/1.1 (RFC 9112). Bytes in, HttpRequest out.
 //
 //   Http1Codec codec;              // limits: Http1Options

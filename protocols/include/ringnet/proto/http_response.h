@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Writing HTTP/1.1 responses: reason phrases, the Date header value (cached per thread,
 // re-formatted once a second), and a writer that puts a whole small response into one
 // sink.write.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HttpServerHandler: an HTTP/1.1 server on the engine. The application answers requests:
 //
 //   struct Hello : ringnet::proto::HttpServerHandler {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // LengthFieldCodec: frames announce their size in a length field, with the semantics of
 // Netty's LengthFieldBasedFrameDecoder.
 //

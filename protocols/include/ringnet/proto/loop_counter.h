@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A counter written by many loops without atomic read-modify-write on the hot path: each
 // loop adds to its own cache line (one writer per slot), readers sum the slots.
 #pragma once

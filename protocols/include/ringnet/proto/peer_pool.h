@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PeerPool: the client side of the connection-reuse map keyed by peer address. A process
 // keeps a small bounded set of live connections per address and hands them out again
 // instead of dialing for every call:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RESP2, server side: decodes client commands, encodes replies (the protocol of Redis).
 //
 // A client sends a command in one of two forms; the first byte decides which:

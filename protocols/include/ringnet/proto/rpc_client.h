@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RpcClient: many calls in flight on one connection per address, over the RPC frame
 // (rpc_frame.h), matched by request id.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // RpcFrameCodec: the binary RPC frame. Many calls share one connection; a response finds
 // its request by request_id, so calls may complete in any order (multiplexing).
 //

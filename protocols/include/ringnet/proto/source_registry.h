@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // SourceRegistry: the server side of the connection map keyed by peer address. It finds
 // every live connection of a source IP (or one ip:port) and pushes bytes to them, from any
 // thread — e.g. to notify, throttle or drop one client's connections:
