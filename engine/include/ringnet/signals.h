@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
-// ShutdownOnSignals: SIGTERM/SIGINT start a graceful Engine::shutdown(deadline), the way a
-// pod being replaced expects. Opt-in; construct it on the main thread before
-// Engine::start(): it blocks the two signals in the calling thread — the loop threads
-// created afterwards inherit the mask — and a helper thread takes them with sigwait(), so
-// no asynchronous signal handler ever runs. Destroying it (after wait()) ends that thread.
-// Construct it before ANY other thread exists (a WorkerPool's, your own): a thread
-// created earlier keeps the signals unblocked, the kernel may hand SIGTERM to it, and its
-// default action kills the process with no drain. (Starting a pool in on_boot is safe.)
+/// @file
+/// ShutdownOnSignals: SIGTERM/SIGINT start a graceful Engine::shutdown(deadline), the way a
+/// pod being replaced expects. Opt-in; construct it on the main thread before
+/// Engine::start(): it blocks the two signals in the calling thread — the loop threads
+/// created afterwards inherit the mask — and a helper thread takes them with sigwait(), so
+/// no asynchronous signal handler ever runs. Destroying it (after wait()) ends that thread.
+/// Construct it before ANY other thread exists (a WorkerPool's, your own): a thread
+/// created earlier keeps the signals unblocked, the kernel may hand SIGTERM to it, and its
+/// default action kills the process with no drain. (Starting a pool in on_boot is safe.)
 #pragma once
 
 #include <atomic>
@@ -26,7 +27,7 @@ class RINGNET_EXPORT ShutdownOnSignals {
   ShutdownOnSignals(const ShutdownOnSignals&) = delete;
   ShutdownOnSignals& operator=(const ShutdownOnSignals&) = delete;
 
-  // The signal that started the drain, or 0.
+  /// The signal that started the drain, or 0.
   int received() const { return received_.load(); }
 
  private:
@@ -35,4 +36,4 @@ class RINGNET_EXPORT ShutdownOnSignals {
   std::thread thread_;
 };
 
-}  // namespace ringnet
+}  ///< namespace ringnet

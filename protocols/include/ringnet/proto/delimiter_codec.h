@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT
-// DelimiterCodec: frames end with a delimiter ("\n", "\r\n" or any non-empty byte string).
-//
-//   wire:  l i n e 1 \r \n l i n e 2 \r \n ...
-//   frame: "line1" (strip_delimiter) or "line1\r\n" (keep it)
-//
-// A line may hold any bytes except the delimiter itself. At most max_frame bytes may come
-// before the delimiter; once max_frame + delimiter size bytes are buffered with no
-// delimiter among them, no wait can help and decode fails. With a State (see codec.h) a
-// partial line is searched only past what earlier calls searched.
+/// @file
+/// DelimiterCodec: frames end with a delimiter ("\n", "\r\n" or any non-empty byte string).
+///
+///   wire:  l i n e 1 \r \n l i n e 2 \r \n ...
+///   frame: "line1" (strip_delimiter) or "line1\r\n" (keep it)
+///
+/// A line may hold any bytes except the delimiter itself. At most max_frame bytes may come
+/// before the delimiter; once max_frame + delimiter size bytes are buffered with no
+/// delimiter among them, no wait can help and decode fails. With a State (see codec.h) a
+/// partial line is searched only past what earlier calls searched.
 #pragma once
 
 #include <cstddef>
@@ -23,9 +24,9 @@
 namespace ringnet::proto {
 
 struct DelimiterOptions {
-  std::string delimiter = "\n";  // must not be empty
-  size_t max_frame = 64 * 1024;  // bytes allowed before the delimiter
-  bool strip_delimiter = true;   // frames exclude the delimiter
+  std::string delimiter = "\n";  ///< must not be empty
+  size_t max_frame = 64 * 1024;  ///< bytes allowed before the delimiter
+  bool strip_delimiter = true;   ///< frames exclude the delimiter
 };
 
 class RINGNET_PROTO_EXPORT DelimiterCodec {
@@ -33,7 +34,7 @@ class RINGNET_PROTO_EXPORT DelimiterCodec {
   using Frame = std::string_view;
   using Options = DelimiterOptions;
 
-  // How far a partial line has been searched: no delimiter starts before `searched`.
+  /// How far a partial line has been searched: no delimiter starts before `searched`.
   class State {
    public:
     size_t resume_at() const { return searched_; }
@@ -46,20 +47,20 @@ class RINGNET_PROTO_EXPORT DelimiterCodec {
   DelimiterCodec() = default;
   explicit DelimiterCodec(Options options) : options_(std::move(options)) {}
 
-  // Error when the options can never frame anything (empty delimiter). A codec built
-  // from invalid options does not crash: decode fails with the same reason.
+  /// Error when the options can never frame anything (empty delimiter). A codec built
+  /// from invalid options does not crash: decode fails with the same reason.
   static Status validate(const Options& options);
 
-  // See codec.h. Fails with "delimiter codec: line longer than max_frame" or
-  // "delimiter codec: empty delimiter".
+  /// See codec.h. Fails with "delimiter codec: line longer than max_frame" or
+  /// "delimiter codec: empty delimiter".
   Decoded decode(std::string_view in, Frame& frame, State& state) const;
   Decoded decode(std::string_view in, Frame& frame) const {
     State fresh;
     return decode(in, frame, fresh);
   }
 
-  // Writes `line` then the delimiter. Errors (nothing written) when the line contains the
-  // delimiter or is longer than max_frame: the peer could not decode it as one line.
+  /// Writes `line` then the delimiter. Errors (nothing written) when the line contains the
+  /// delimiter or is longer than max_frame: the peer could not decode it as one line.
   template <ByteSink S>
   Status encode(std::string_view line, S& sink) const {
     if (Status s = check_encodable(line); !s) return s;
@@ -76,4 +77,4 @@ class RINGNET_PROTO_EXPORT DelimiterCodec {
 
 static_assert(ResumableCodec<DelimiterCodec>);
 
-}  // namespace ringnet::proto
+}  ///< namespace ringnet::proto

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// FixedLengthCodec: every frame is exactly frame_length bytes; no header, no delimiter.
-//
-//   wire:  [frame_length bytes][frame_length bytes]...
-//
-// A partial frame asks for the rest (Decoded::need), so the adapter waits without
-// decoding again. frame_length 0 is invalid (it would frame nothing forever): validate() reports it and
-// decode fails with the same reason rather than looping on empty frames.
+/// @file
+/// FixedLengthCodec: every frame is exactly frame_length bytes; no header, no delimiter.
+///
+///   wire:  [frame_length bytes][frame_length bytes]...
+///
+/// A partial frame asks for the rest (Decoded::need), so the adapter waits without
+/// decoding again. frame_length 0 is invalid (it would frame nothing forever): validate() reports it and
+/// decode fails with the same reason rather than looping on empty frames.
 #pragma once
 
 #include <cstddef>
@@ -18,7 +19,7 @@
 namespace ringnet::proto {
 
 struct FixedLengthOptions {
-  size_t frame_length = 0;  // must be > 0
+  size_t frame_length = 0;  ///< must be > 0
 };
 
 class RINGNET_PROTO_EXPORT FixedLengthCodec {
@@ -31,10 +32,10 @@ class RINGNET_PROTO_EXPORT FixedLengthCodec {
 
   static Status validate(const Options& options);
 
-  // See codec.h. Fails only with "fixed-length codec: frame_length is 0".
+  /// See codec.h. Fails only with "fixed-length codec: frame_length is 0".
   Decoded decode(std::string_view in, Frame& frame) const;
 
-  // Writes `frame` unchanged; an error (nothing written) unless it is frame_length bytes.
+  /// Writes `frame` unchanged; an error (nothing written) unless it is frame_length bytes.
   template <ByteSink S>
   Status encode(std::string_view frame, S& sink) const {
     if (Status s = check_encodable(frame); !s) return s;
@@ -51,4 +52,4 @@ class RINGNET_PROTO_EXPORT FixedLengthCodec {
 
 static_assert(Codec<FixedLengthCodec>);
 
-}  // namespace ringnet::proto
+}  ///< namespace ringnet::proto

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// A counter written by many loops without atomic read-modify-write on the hot path: each
-// loop adds to its own cache line (one writer per slot), readers sum the slots.
+/// @file
+/// A counter written by many loops without atomic read-modify-write on the hot path: each
+/// loop adds to its own cache line (one writer per slot), readers sum the slots.
 #pragma once
 
 #include <atomic>
@@ -13,8 +14,8 @@ namespace ringnet::proto {
 
 class LoopCounter {
  public:
-  // Loop thread only: `loop` is Conn::loop_index(). Loops beyond kSlots share slots, and
-  // then use a real atomic add.
+  /// Loop thread only: `loop` is Conn::loop_index(). Loops beyond kSlots share slots, and
+  /// then use a real atomic add.
   void add(int loop, uint64_t n = 1) {
     std::atomic<uint64_t>& v = slots_[static_cast<unsigned>(loop) % kSlots].value;
     if (loop < kSlots) {
@@ -23,7 +24,7 @@ class LoopCounter {
       v.fetch_add(n, std::memory_order_relaxed);
     }
   }
-  // Any thread.
+  /// Any thread.
   uint64_t sum() const {
     uint64_t total = 0;
     for (size_t i = 0; i < kSlots; ++i) total += slots_[i].value.load(std::memory_order_relaxed);
@@ -38,4 +39,4 @@ class LoopCounter {
   std::unique_ptr<Slot[]> slots_{new Slot[kSlots]};
 };
 
-}  // namespace ringnet::proto
+}  ///< namespace ringnet::proto
