@@ -29,10 +29,12 @@ namespace ringnet {
 
 /// Power-of-two size classes from 4 KiB to 4 MiB, each with a bounded free list; larger
 /// requests go straight to malloc. The C++ analogue of Go's sync.Pool, minus the sharing.
+/// Threads: none; the pool belongs to one event loop (see the file comment).
 class RINGNET_EXPORT BufferPool {
  public:
   static constexpr size_t kMinClassShift = 12;  ///< 4 KiB
   static constexpr size_t kMaxClassShift = 22;  ///< 4 MiB
+  /// Number of size classes.
   static constexpr size_t kClasses = kMaxClassShift - kMinClassShift + 1;
 
   /// cached_bytes_limit bounds the memory parked on free lists (not memory in use).
@@ -43,9 +45,12 @@ class RINGNET_EXPORT BufferPool {
 
   /// Returns storage of at least `size` bytes; *capacity receives the real size.
   char* acquire(size_t size, size_t* capacity);
+  /// Gives back storage from acquire() with the capacity it reported.
   void release(char* data, size_t capacity);
 
+  /// Bytes parked on the free lists now.
   size_t cached_bytes() const { return cached_bytes_; }
+  /// Blocks acquired and not yet released.
   size_t outstanding_blocks() const { return outstanding_; }
 
   /// Rounds up to the size class that acquire() would hand out.
@@ -58,30 +63,42 @@ class RINGNET_EXPORT BufferPool {
   size_t outstanding_ = 0;
 };
 
+/// A growable byte buffer with a read and a write offset, its storage from a BufferPool.
+/// Threads: none; used by one thread, its pool's loop thread.
 class RINGNET_EXPORT Buffer {
  public:
   /// pool may be null: storage then comes from malloc directly.
   explicit Buffer(BufferPool* pool = nullptr) : pool_(pool) {}
   ~Buffer() { free_storage(); }
+  /// Takes over `other`'s storage; `other` is left empty.
   Buffer(Buffer&& other) noexcept;
+  /// Frees this buffer's storage and takes over `other`'s.
   Buffer& operator=(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
 
+  /// Bytes written and not yet consumed.
   size_t readable_bytes() const { return write_ - read_; }
+  /// Room left at the end without growing.
   size_t writable_bytes() const { return capacity_ - write_; }
+  /// Size of the storage.
   size_t capacity() const { return capacity_; }
+  /// True when no readable bytes are left.
   bool empty() const { return read_ == write_; }
+  /// The first readable byte.
   const char* read_ptr() const { return data_ + read_; }
+  /// The readable bytes, without copying; invalidated by ensure_writable().
   std::string_view view() const { return {data_ + read_, write_ - read_}; }
 
   /// Drops up to n readable bytes from the front; returns how many were dropped.
   size_t consume(size_t n);
+  /// Drops every readable byte; keeps the storage.
   void clear() { read_ = write_ = 0; }
 
   /// Makes room for n more bytes at the end, compacting or growing (through the pool).
   /// Existing bytes may move: views taken earlier are invalidated.
   void ensure_writable(size_t n);
+  /// Where the next bytes go; room for writable_bytes().
   char* write_ptr() { return data_ + write_; }
   /// Marks n bytes (written at write_ptr) as readable. n <= writable_bytes().
   void commit(size_t n) { write_ += n; }
@@ -112,15 +129,20 @@ class RINGNET_EXPORT OutboundQueue {
   /// Later blocks of a deep queue, header included (a pool class: no rounding up).
   static constexpr size_t kBlockSize = 16 * 1024;
 
+  /// An empty queue taking its blocks from `pool`.
   explicit OutboundQueue(BufferPool* pool) : pool_(pool) {}
   ~OutboundQueue() { clear(); }
+  /// Takes over `other`'s blocks; `other` is left empty.
   OutboundQueue(OutboundQueue&& other) noexcept;
+  /// Frees this queue's blocks and takes over `other`'s.
   OutboundQueue& operator=(OutboundQueue&& other) noexcept;
   OutboundQueue(const OutboundQueue&) = delete;
   OutboundQueue& operator=(const OutboundQueue&) = delete;
 
   void append(std::string_view bytes);
+  /// Bytes queued.
   size_t size() const { return size_; }
+  /// True when nothing is queued.
   bool empty() const { return size_ == 0; }
 
   /// Fills up to max_iov iovec-like (pointer, length) pairs with queued bytes, in order.
@@ -164,4 +186,4 @@ class RINGNET_EXPORT OutboundQueue {
   size_t size_ = 0;
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

@@ -19,7 +19,9 @@
 #define RINGNET_VISIBILITY_DEFAULT [[gnu::visibility("default")]]
 #define RINGNET_VISIBILITY_HIDDEN [[gnu::visibility("hidden")]]
 #else
+/// Marks a declaration as exported (visibility "default"); empty on other compilers.
 #define RINGNET_VISIBILITY_DEFAULT
+/// Marks a declaration as library-private (visibility "hidden"); empty on other compilers.
 #define RINGNET_VISIBILITY_HIDDEN
 #endif
 

@@ -55,12 +55,17 @@ class EventLoop;
 /// Identifies a connection across threads: slot index and a generation that changes every
 /// time the slot is reused, so a stale id never reaches a newer connection.
 struct ConnId {
+  /// The connection's slot in its loop.
   uint32_t index = 0;
+  /// Changes every time the slot is reused.
   uint32_t generation = 0;
+  /// Both fields in one word (generation high, index low).
   uint64_t pack() const { return (uint64_t{generation} << 32) | index; }
+  /// The inverse of pack().
   static ConnId unpack(uint64_t v) {
     return {static_cast<uint32_t>(v), static_cast<uint32_t>(v >> 32)};
   }
+  /// Same slot and same generation.
   bool operator==(const ConnId&) const = default;
 };
 static_assert(sizeof(ConnId) == 8);
@@ -85,6 +90,7 @@ using WriteCallback = std::function<void(Status)>;
 class RINGNET_EXPORT ConnHandle {
  public:
   ConnHandle() = default;
+  /// Made by the engine (Conn::handle()); a default-constructed handle is invalid.
   ConnHandle(EventLoop* loop, ConnId id) : loop_(loop), id_(id) {}
 
   /// Any thread. Copies `bytes`, queues them on the connection's loop, calls `done` there.
@@ -101,6 +107,7 @@ class RINGNET_EXPORT ConnHandle {
   /// the task writes is flushed at the end of that loop iteration, as from a callback.
   void dispatch(std::function<void(Conn*)> task) const;
 
+  /// False for a default-constructed handle.
   bool valid() const { return loop_ != nullptr; }
   ConnId id() const { return id_; }
 
@@ -114,7 +121,7 @@ class RINGNET_EXPORT Conn {
   /// kConnecting: dialed, connect() not finished (no on_open yet; writes are refused).
   enum class State : uint8_t { kFree, kConnecting, kOpen, kClosing, kClosed };
 
-  /// ---- inbound (loop thread only) ----
+  // ---- inbound (loop thread only) ----
   /// Number of inbound bytes not yet consumed.
   size_t inbound_buffered() const { return in_view_.size(); }
   /// Up to n bytes from the front without consuming them (all bytes if n is npos).
@@ -130,9 +137,10 @@ class RINGNET_EXPORT Conn {
   /// Drops up to n bytes from the front; returns how many were dropped.
   size_t discard(size_t n = std::string_view::npos) { return next(n).size(); }
 
-  /// ---- outbound (loop thread only) ----
+  // ---- outbound (loop thread only) ----
   /// Queues bytes; they are sent at the end of this loop iteration.
   Status write(std::string_view bytes);
+  /// write() of several parts, in order, as one call.
   Status writev(std::span<const std::string_view> parts);
   /// Sends queued bytes now rather than at the end of the iteration.
   Status flush();
@@ -148,6 +156,7 @@ class RINGNET_EXPORT Conn {
   void async_write(std::string_view bytes, WriteCallback done = {}) {
     handle().async_write(bytes, std::move(done));
   }
+  /// handle().wake(): schedules on_traffic even without new bytes.
   void wake() { handle().wake(); }
 
   /// Flushes what is queued, then closes. on_close follows with kLocalClose.
@@ -164,13 +173,17 @@ class RINGNET_EXPORT Conn {
   /// the peer's EOF (a half-close) closes the connection, so the answer still gets out.
   /// A hold never outlives the connection; the drain deadline still closes it. Loop thread.
   void hold() { ++holds_; }
+  /// Ends one hold(). Loop thread.
   void release();
+  /// Holds not yet released.
   uint32_t holds() const { return holds_; }
 
-  /// ---- identity ----
+  // ---- identity ----
   ConnHandle handle() const;
   ConnId id() const { return id_; }
+  /// The socket's file descriptor (do not close it).
   int fd() const { return fd_; }
+  /// The index of the loop that owns the connection.
   int loop_index() const;
   /// Asks the kernel (getsockname): not stored, so an idle connection stays small.
   SockAddr local_addr() const;
@@ -178,6 +191,7 @@ class RINGNET_EXPORT Conn {
   SockAddr remote_addr() const {
     return remote_.length() == 0 ? SockAddr() : SockAddr(remote_.raw(), remote_.length());
   }
+  /// Where the connection is in its life (see State).
   State state() const { return state_; }
   /// True for a connection this side opened with Engine::dial (a client), false for one
   /// a listener accepted.
@@ -185,18 +199,21 @@ class RINGNET_EXPORT Conn {
 
   /// A slot for the application; the engine never reads it. Clear it in on_close.
   void* context() const { return context_; }
+  /// Sets context().
   void set_context(void* ctx) { context_ = ctx; }
   /// A word of per-connection state for a protocol adapter layered over the handler (the
   /// HTTP adapter remembers "100 Continue sent" here), so the application keeps context().
   /// Zero when the connection opens.
   uint32_t codec_word() const { return codec_word_; }
+  /// Sets codec_word().
   void set_codec_word(uint32_t w) { codec_word_ = w; }
   /// A protocol adapter's per-connection state (see ConnState); null until one is set.
   /// Owned by the connection, destroyed after on_close. Loop thread.
   ConnState* protocol_state() const { return protocol_state_.get(); }
+  /// Sets protocol_state(), destroying the previous one.
   void set_protocol_state(std::unique_ptr<ConnState> state) { protocol_state_ = std::move(state); }
 
-  /// ---- timeouts (loop thread only) ----
+  // ---- timeouts (loop thread only) ----
   /// This connection's idle timeout, replacing Options::idle_timeout (zero: none), counted
   /// from now; e.g. a short keep-alive timeout between HTTP requests.
   void set_idle_timeout(std::chrono::milliseconds timeout);
@@ -253,4 +270,4 @@ class RINGNET_EXPORT Conn {
   void set_close_reason(CloseReason r) { close_reason_ = static_cast<uint8_t>(r); }
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

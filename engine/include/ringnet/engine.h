@@ -37,7 +37,9 @@ struct EngineStats {
   uint64_t open = 0;             ///< gauge: connections open now
   uint64_t closed = 0;           ///< connections closed, any reason
   uint64_t closed_by_reason[kCloseReasonCount] = {};  ///< indexed by CloseReason
+  /// bytes read from connections
   uint64_t bytes_in = 0;
+  /// bytes written to connections
   uint64_t bytes_out = 0;
   uint64_t read_calls = 0;       ///< read/readv syscalls
   uint64_t write_calls = 0;      ///< writev syscalls (flushes)
@@ -76,12 +78,13 @@ struct EngineStats {
   uint64_t traffic_calls = 0;    ///< on_traffic calls for fresh input
   uint64_t conn_writes = 0;      ///< Conn::write/writev calls that queued bytes
   uint64_t queued_tasks = 0;     ///< gauge: cross-thread tasks posted and not yet run
-  /// Options::metrics (empty when off):
+  // Options::metrics (empty when off):
   Log2Histogram flush_bytes;     ///< bytes per send syscall
   Log2Histogram batch_events;    ///< events / completions per loop wake-up
   Log2Histogram busy_ns;         ///< loop iteration, wake-up to flush, in nanoseconds
 };
 
+/// Counters of one loop (Engine::loop_stats).
 struct LoopStats {
   uint64_t open = 0;      ///< gauge
   uint64_t accepted = 0;  ///< connections this loop has adopted
@@ -97,6 +100,7 @@ struct DialOptions {
 
 class RINGNET_EXPORT Engine {
  public:
+  /// Serves `handler` with `options`; nothing runs until start() or run().
   Engine(EventHandler& handler, Options options = {});
   ~Engine();  ///< stops and joins if still running
   Engine(const Engine&) = delete;
@@ -158,14 +162,19 @@ class RINGNET_EXPORT Engine {
   /// gets on_close with kConnectFailed and ECANCELED (then on the thread in wait()).
   Status dial(std::string_view address, DialOptions options = {});
 
+  /// True between start() and the loops' exit.
   bool running() const;
   /// stop() or shutdown() was called (or on_tick/a callback asked to shut down).
   bool stopping() const;
+  /// Number of event loops. Any thread.
   int loop_count() const;
   /// Bound addresses, in listen() order (ports resolved when 0 was asked for).
   std::vector<SockAddr> listen_addrs() const;
+  /// Counters merged over every loop. Any thread.
   EngineStats stats() const;
+  /// The counters of one loop.
   LoopStats loop_stats(int loop) const;
+  /// The options the engine was built with.
   const Options& options() const;
 
   /// Engine-internal state; opaque to applications.
@@ -175,4 +184,4 @@ class RINGNET_EXPORT Engine {
   std::unique_ptr<Impl> impl_;
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

@@ -40,15 +40,20 @@ enum class CloseReason {
   kResolveFailed, ///< Engine::dial's host name did not resolve: CloseInfo::error is
                   ///< getaddrinfo's EAI_* code (gai_strerror). No on_open came first.
 };
+/// Number of CloseReason values (the size of EngineStats::closed_by_reason).
 inline constexpr int kCloseReasonCount = 10;
 
+/// A short name for `reason`, for logs and metrics.
 RINGNET_EXPORT const char* close_reason_name(CloseReason reason);
 
+/// Why a connection closed, as on_close reports it.
 struct CloseInfo {
+  /// what closed it
   CloseReason reason;
   int error = 0;  ///< errno for kReset/kError, else 0
 };
 
+/// What on_tick returns.
 struct TickResult {
   std::chrono::nanoseconds next_delay;  ///< when to call on_tick again
   Action action = Action::kNone;        ///< kShutdown stops the engine; kClose is ignored
@@ -80,4 +85,4 @@ class RINGNET_EXPORT EventHandler {
   virtual void on_shutdown(Engine&) {}
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

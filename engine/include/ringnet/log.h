@@ -45,20 +45,26 @@
 
 namespace ringnet {
 
+/// Severity of a log line; kOff disables logging.
 enum class LogLevel : int { kTrace = 0, kDebug, kInfo, kWarn, kError, kOff };
 
+/// A short name for `level`.
 RINGNET_EXPORT std::string_view log_level_name(LogLevel level);
 
+/// Receives each formatted line that passes the level.
 using LogSink = std::function<void(LogLevel, std::string_view message)>;
 
 /// Bounds of the default sink's queue.
 inline constexpr size_t kLogQueueLines = 4096;
+/// Bytes the default sink's queue holds at most.
 inline constexpr size_t kLogQueueBytes = size_t{1} << 20;
 
 /// Replaces the sink; an empty function restores the default stderr sink. A call of the old
 /// sink already under way on another thread may still be running when this returns.
 RINGNET_EXPORT void set_log_sink(LogSink sink);
+/// Lines below `level` are dropped before formatting.
 RINGNET_EXPORT void set_log_level(LogLevel level);
+/// The current level.
 RINGNET_EXPORT LogLevel log_level();
 
 /// Waits until every line the default sink had queued when this was called has been written
@@ -72,13 +78,15 @@ RINGNET_EXPORT uint64_t log_lines_dropped();
 namespace detail {
 RINGNET_EXPORT extern std::atomic<int> g_log_level;
 RINGNET_EXPORT void log_write(LogLevel level, std::string_view message);
-}  ///< namespace detail
+}  // namespace detail
 
+/// True when a line at `level` would be written.
 inline bool log_enabled(LogLevel level) {
   return static_cast<int>(level) >= detail::g_log_level.load(std::memory_order_relaxed);
 }
 
 template <typename... Args>
+/// Formats (fmt syntax) and writes one line, if `level` is enabled.
 void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
   if (!log_enabled(level)) return;
   detail::log_write(level, fmt::format(format, std::forward<Args>(args)...));
@@ -119,7 +127,7 @@ void log_limited(LogRateLimit& limit, LogLevel level, fmt::format_string<Args...
   detail::log_write(level, message);
 }
 
-}  ///< namespace ringnet
+}  // namespace ringnet
 
 /// log() at an error site that a peer or an overload can trigger repeatedly: at most
 /// `per_second` lines per second from this call site (one function-local LogRateLimit per

@@ -32,11 +32,16 @@ namespace ringnet {
 /// values in (2^(b-1), 2^b]; bucket 0 holds 0 and 1. So "values <= 2^b" is exact: the
 /// cumulative count through bucket b. Units are the recorder's (bytes, nanoseconds, ...).
 struct RINGNET_EXPORT Log2Histogram {
+  /// Number of buckets.
   static constexpr int kBuckets = 65;
+  /// Count of values per bucket (see bucket_of).
   std::array<uint64_t, kBuckets> buckets{};
+  /// Number of values recorded.
   uint64_t count = 0;
+  /// Sum of the values recorded.
   uint64_t sum = 0;
 
+  /// The bucket `v` falls in.
   static int bucket_of(uint64_t v) {
     return v <= 1 ? 0 : static_cast<int>(std::bit_width(v - 1));
   }
@@ -45,15 +50,19 @@ struct RINGNET_EXPORT Log2Histogram {
   /// Upper bound (a power of two) of the bucket holding the q-quantile (0 < q <= 1): the
   /// true value is at most this and more than half of it. 0 when empty.
   uint64_t quantile(double q) const;
+  /// sum / count, or 0 when empty.
   double mean() const { return count == 0 ? 0.0 : double(sum) / double(count); }
+  /// Adds `other`'s counts into this one.
   Log2Histogram& operator+=(const Log2Histogram& other);
 };
 
+/// The TYPE of a metric family.
 enum class MetricType { kCounter, kGauge, kHistogram };
 
 /// Builds one exposition text. Not thread-safe; one writer per scrape.
 class RINGNET_EXPORT MetricsWriter {
  public:
+  /// One histogram bucket.
   struct Bucket {
     double le;            ///< inclusive upper bound
     uint64_t cumulative;  ///< values <= le
@@ -67,6 +76,7 @@ class RINGNET_EXPORT MetricsWriter {
   /// braces, already formatted (`loop="0",reason="reset"`; escape values with
   /// escape_label), or empty.
   void value(std::string_view labels, uint64_t v);
+  /// The same for a floating-point value.
   void value(std::string_view labels, double v);
   /// One histogram of the current histogram family: `buckets` in increasing `le` order
   /// (the +Inf bucket is added from `count`).
@@ -80,8 +90,11 @@ class RINGNET_EXPORT MetricsWriter {
   /// Backslash, double quote and newline escaped, as label values need.
   static std::string escape_label(std::string_view value);
 
+  /// The exposition text so far.
   const std::string& text() const { return out_; }
+  /// Moves the text out.
   std::string take() { return std::move(out_); }
+  /// Families skipped because their name was written before.
   int duplicates() const { return duplicates_; }
 
  private:
@@ -94,4 +107,4 @@ class RINGNET_EXPORT MetricsWriter {
   int duplicates_ = 0;
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

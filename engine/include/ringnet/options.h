@@ -18,22 +18,28 @@ enum class Balancer {
   kSourceHash,        ///< hash of the source IP: one source always lands on one loop
 };
 
+/// The I/O backend of the loops.
 enum class Backend {
   kAuto,     ///< io_uring where the kernel allows it, else epoll
   kEpoll,
   kIoUring,  ///< fail at start if io_uring is unavailable
 };
 
+/// A short name for `b`.
 RINGNET_EXPORT const char* balancer_name(Balancer b);
+/// A short name for `b`.
 RINGNET_EXPORT const char* backend_name(Backend b);
 
 struct Options {
   int loops = 0;               ///< event loops; 0 = number of online cores
   bool pin_loops = false;      ///< pin loop i to online core i % cores
+  /// The I/O backend.
   Backend backend = Backend::kEpoll;
+  /// How accepted connections are spread over loops.
   Balancer balancer = Balancer::kRoundRobin;
   bool reuse_port = false;     ///< one SO_REUSEPORT listener per loop, no acceptor thread
   bool reuse_addr = true;      ///< SO_REUSEADDR on listeners
+  /// listen(2) backlog.
   int backlog = 4096;
 
   /// Per accepted TCP socket.
@@ -134,4 +140,4 @@ struct Options {
   bool uring_buffer_incremental = false;
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

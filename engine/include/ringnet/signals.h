@@ -20,8 +20,11 @@ namespace ringnet {
 
 class Engine;
 
+/// SIGTERM/SIGINT start Engine::shutdown(deadline) (see the file comment).
+/// Threads: construct and destroy it on the main thread, before any other thread exists; received() from any thread.
 class RINGNET_EXPORT ShutdownOnSignals {
  public:
+  /// Blocks SIGTERM/SIGINT and starts the thread that calls engine.shutdown(deadline) on one.
   ShutdownOnSignals(Engine& engine, std::chrono::milliseconds deadline);
   ~ShutdownOnSignals();
   ShutdownOnSignals(const ShutdownOnSignals&) = delete;
@@ -36,4 +39,4 @@ class RINGNET_EXPORT ShutdownOnSignals {
   std::thread thread_;
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

@@ -74,20 +74,26 @@
 
 namespace ringnet {
 
+/// How a WorkerPool is sized.
 struct WorkerPoolOptions {
   size_t threads = 4;            ///< pool threads (0 is taken as 1)
   size_t queue_capacity = 1024;  ///< jobs waiting to start; a submit beyond this fails (0 -> 1)
-  std::string name = "ringnet-pool";  ///< thread names: name-<i>, cut to 15 bytes
+  std::string name = "ringnet-pool";  ///< thread names: `name-<i>`, cut to 15 bytes
 };
 
 /// A histogram of durations with power-of-two microsecond buckets: bucket 0 holds durations
 /// under 1 us, bucket i (1..kBuckets-2) holds [2^(i-1), 2^i) us, the last bucket holds
 /// everything from 2^(kBuckets-2) us (about 18 minutes) up. A snapshot: plain values.
 struct RINGNET_EXPORT DurationHistogram {
+  /// Number of buckets.
   static constexpr size_t kBuckets = 32;
+  /// Count of durations per bucket.
   std::array<uint64_t, kBuckets> buckets{};
+  /// Number of durations recorded.
   uint64_t count = 0;
+  /// Sum of the durations, in nanoseconds.
   uint64_t sum_ns = 0;
+  /// Longest duration, in nanoseconds.
   uint64_t max_ns = 0;
 
   /// The bucket a duration of `us` microseconds falls in.
@@ -95,11 +101,13 @@ struct RINGNET_EXPORT DurationHistogram {
   /// Exclusive upper bound of bucket i in microseconds (the last bucket has none: UINT64_MAX).
   static uint64_t bucket_upper_us(size_t i);
 
+  /// Mean duration in microseconds, or 0 when empty.
   double mean_us() const { return count == 0 ? 0.0 : double(sum_ns) / double(count) / 1e3; }
   /// Estimate of the q-quantile (0 < q <= 1) in microseconds: the upper bound of the bucket
   /// holding it, capped at the maximum seen. So the true value is at most the estimate and
   /// (above 1 us) at least half of it. 0 when nothing was recorded.
   uint64_t quantile_us(double q) const;
+  /// The 99th percentile in microseconds.
   uint64_t p99_us() const { return quantile_us(0.99); }
 };
 
@@ -118,6 +126,7 @@ struct WorkerPoolStats {
   uint64_t queue_depth = 0;        ///< gauge: jobs waiting to start
   uint64_t busy_threads = 0;       ///< gauge: threads running a job now
   uint64_t threads = 0;            ///< pool threads started
+  /// WorkerPoolOptions::queue_capacity in effect.
   uint64_t queue_capacity = 0;
   DurationHistogram scheduling_delay;  ///< submit to start of work
   DurationHistogram run_time;          ///< start to end of work
@@ -198,15 +207,17 @@ class ConnJob final : public PoolJob {
       result_;
 };
 
-}  ///< namespace detail
+}  // namespace detail
 
 class RINGNET_EXPORT WorkerPool {
  public:
+  /// What shutdown() does with jobs not yet started.
   enum class ShutdownMode {
     kDrain,          ///< run every queued job, then stop (the default, and the destructor's)
     kDiscardQueued,  ///< drop the jobs not yet started (counted in `cancelled`)
   };
 
+  /// A pool with `options`; no thread runs until start().
   explicit WorkerPool(WorkerPoolOptions options = {});
   ~WorkerPool();  ///< shutdown(kDrain)
   WorkerPool(const WorkerPool&) = delete;
@@ -256,7 +267,9 @@ class RINGNET_EXPORT WorkerPool {
   /// scheduling delay and run time histograms), labelled pool="<options.name>". For
   /// Engine::add_metrics. Several pools go in one call: a family may appear only once.
   void write_metrics(MetricsWriter& w) const { write_metrics(w, {this}); }
+  /// Writes the pools' stats as Prometheus metric families.
   static void write_metrics(MetricsWriter& w, std::initializer_list<const WorkerPool*> pools);
+  /// The options the pool was built with.
   const WorkerPoolOptions& options() const { return options_; }
 
  private:
@@ -286,4 +299,4 @@ class RINGNET_EXPORT WorkerPool {
   std::unique_ptr<Impl> impl_;
 };
 
-}  ///< namespace ringnet
+}  // namespace ringnet

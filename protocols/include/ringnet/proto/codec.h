@@ -131,4 +131,4 @@ concept ResumableCodec =
       { std::as_const(state).resume_at() } -> std::same_as<size_t>;
     };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

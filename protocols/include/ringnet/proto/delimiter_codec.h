@@ -77,4 +77,4 @@ class RINGNET_PROTO_EXPORT DelimiterCodec {
 
 static_assert(ResumableCodec<DelimiterCodec>);
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

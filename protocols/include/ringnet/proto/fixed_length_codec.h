@@ -52,4 +52,4 @@ class RINGNET_PROTO_EXPORT FixedLengthCodec {
 
 static_assert(Codec<FixedLengthCodec>);
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

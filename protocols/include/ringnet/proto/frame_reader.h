@@ -50,7 +50,7 @@ template <ResumableCodec C>
 struct DecodeStateOf<C> {
   using type = typename C::State;
 };
-}  ///< namespace detail
+}  // namespace detail
 
 template <typename C>
 using DecodeState = typename detail::DecodeStateOf<C>::type;
@@ -180,4 +180,4 @@ class StringInput {
 };
 static_assert(FrameInput<StringInput>);
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

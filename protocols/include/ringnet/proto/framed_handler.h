@@ -109,4 +109,4 @@ class FramedHandler : public EventHandler {
   LogRateLimit error_log_limit_{10};
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

@@ -178,7 +178,7 @@ struct RINGNET_PROTO_EXPORT Http1Partial {
   Http1ChunkWalk walk;
   std::string body;           ///< a chunked body of several chunks, decoded so far
 };
-}  ///< namespace detail
+}  // namespace detail
 
 /// One connection's partial request (see codec.h and the file comment).
 class Http1State {
@@ -226,4 +226,4 @@ class RINGNET_PROTO_EXPORT Http1Codec {
   Http1Options options_;
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

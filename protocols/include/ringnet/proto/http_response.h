@@ -82,7 +82,7 @@ Status write_head_and_body(S& sink, int status, std::string_view content_type,
   return write_parts(sink, big, body);
 }
 
-}  ///< namespace detail
+}  // namespace detail
 
 /// A complete response with `body`. Small responses are exactly one sink.write; larger ones
 /// one writev where the sink has it (Conn does), else two writes.
@@ -125,4 +125,4 @@ Status respond(S& sink, const HttpRequest& req, int status, std::string_view con
                                      keep_alive, fields);
 }
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

@@ -65,4 +65,4 @@ class RINGNET_PROTO_EXPORT HttpServerHandler : public FramedHandler<Http1Codec> 
   }
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

@@ -85,4 +85,4 @@ class RINGNET_PROTO_EXPORT LengthFieldCodec {
 
 static_assert(Codec<LengthFieldCodec>);
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

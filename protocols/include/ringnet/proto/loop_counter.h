@@ -39,4 +39,4 @@ class LoopCounter {
   std::unique_ptr<Slot[]> slots_{new Slot[kSlots]};
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

@@ -119,4 +119,4 @@ class RINGNET_PROTO_EXPORT PeerPool {
   std::shared_ptr<State> state_;  // shared with the hooks
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

@@ -224,7 +224,7 @@ class RINGNET_PROTO_EXPORT RespCodec {
   RespOptions options_;
 };
 
-/// ---- reply encoders -------------------------------------------------------------------
+// ---- reply encoders -------------------------------------------------------------------
 /// Each writes one complete RESP2 value. The frequent small replies are formatted on the
 /// stack and handed to the sink in a single write.
 namespace resp {
@@ -261,7 +261,7 @@ Status write_line(S& sink, char prefix, std::string_view text) {
   line.append("\r\n");
   return sink.write(line);
 }
-}  ///< namespace detail
+}  // namespace detail
 
 /// +OK
 template <ByteSink S>
@@ -313,7 +313,7 @@ Status write_null_array(S& sink) {
   return sink.write("*-1\r\n");
 }
 
-}  ///< namespace resp
+}  // namespace resp
 
 template <ByteSink S>
 Status RespCodec::write_error_reply(const ProtocolError& error, S& sink) const {
@@ -345,4 +345,4 @@ class RINGNET_PROTO_EXPORT RespHandler : public FramedHandler<RespCodec> {
   }
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

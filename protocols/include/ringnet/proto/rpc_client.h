@@ -158,4 +158,4 @@ class RINGNET_PROTO_EXPORT RpcClientHandler final : public EventHandler {
   RpcClient::Hooks rpc_;
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

@@ -125,4 +125,4 @@ class RINGNET_PROTO_EXPORT RpcFrameCodec {
   Options options_;
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto

@@ -70,4 +70,4 @@ class RINGNET_PROTO_EXPORT SourceRegistry {
   std::array<Shard, 16> shards_;
 };
 
-}  ///< namespace ringnet::proto
+}  // namespace ringnet::proto
