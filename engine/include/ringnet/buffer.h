@@ -103,6 +103,7 @@ class RINGNET_EXPORT Buffer {
   /// Marks n bytes (written at write_ptr) as readable. n <= writable_bytes().
   void commit(size_t n) { write_ += n; }
 
+  /// Appends `bytes`, growing the storage as needed.
   void append(std::string_view bytes);
   /// Appends as much of `bytes` as fits without moving or growing; returns bytes taken.
   size_t append_in_place(std::string_view bytes);
@@ -139,6 +140,7 @@ class RINGNET_EXPORT OutboundQueue {
   OutboundQueue(const OutboundQueue&) = delete;
   OutboundQueue& operator=(const OutboundQueue&) = delete;
 
+  /// Copies `bytes` to the end of the queue.
   void append(std::string_view bytes);
   /// Bytes queued.
   size_t size() const { return size_; }

@@ -109,6 +109,7 @@ class RINGNET_EXPORT ConnHandle {
 
   /// False for a default-constructed handle.
   bool valid() const { return loop_ != nullptr; }
+  /// The connection this handle refers to.
   ConnId id() const { return id_; }
 
  private:
@@ -116,6 +117,9 @@ class RINGNET_EXPORT ConnHandle {
   ConnId id_;
 };
 
+/// One connection, owned by one event loop; handed to every EventHandler callback.
+/// Threads: every method is loop-thread only (the loop that owns the connection), except
+/// handle(), which returns a ConnHandle usable from any thread.
 class RINGNET_EXPORT Conn {
  public:
   /// kConnecting: dialed, connect() not finished (no on_open yet; writes are refused).
@@ -179,7 +183,9 @@ class RINGNET_EXPORT Conn {
   uint32_t holds() const { return holds_; }
 
   // ---- identity ----
+  /// A copyable reference to this connection for other threads.
   ConnHandle handle() const;
+  /// The connection's id (what handle() refers to).
   ConnId id() const { return id_; }
   /// The socket's file descriptor (do not close it).
   int fd() const { return fd_; }

@@ -98,6 +98,9 @@ struct DialOptions {
   void* context = nullptr;   ///< Conn::context() from the first callback on, to tell dials apart
 };
 
+/// N event loops, each on its own thread, plus the listeners that feed them.
+/// Threads: listen/start/run/wait are for the owning thread; stop(), stats(),
+/// listen_addrs() and loop_count() may be called from any thread (and see each member).
 class RINGNET_EXPORT Engine {
  public:
   /// Serves `handler` with `options`; nothing runs until start() or run().

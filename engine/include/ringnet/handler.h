@@ -59,6 +59,10 @@ struct TickResult {
   Action action = Action::kNone;        ///< kShutdown stops the engine; kClose is ignored
 };
 
+/// The callbacks an application gives the engine; override the ones you need.
+/// Threads: one handler serves every loop, so its callbacks run concurrently on different
+/// loop threads; a callback for one connection always runs on that connection's loop thread,
+/// never concurrently with another callback for the same connection. Callbacks must not block.
 class RINGNET_EXPORT EventHandler {
  public:
   virtual ~EventHandler() = default;

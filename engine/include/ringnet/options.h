@@ -30,6 +30,8 @@ RINGNET_EXPORT const char* balancer_name(Balancer b);
 /// A short name for `b`.
 RINGNET_EXPORT const char* backend_name(Backend b);
 
+/// How an Engine runs. Every field has a usable default.
+/// Threads: a plain value, copied into the Engine by its constructor.
 struct Options {
   int loops = 0;               ///< event loops; 0 = number of online cores
   bool pin_loops = false;      ///< pin loop i to online core i % cores
@@ -71,6 +73,7 @@ struct Options {
   /// the handler hears on_backpressure); reading resumes once the queue drained to `low`.
   /// high = 0 turns it off.
   size_t outbound_high_watermark = 4u << 20;
+  /// Backpressure: reading resumes once the queued output drained to this (see above).
   size_t outbound_low_watermark = 1u << 20;
   /// Unread inbound bytes one connection may hold (a frame still incomplete). Past it the
   /// connection is closed (kError, EMSGSIZE) and counted in inbound_overflows. This also

@@ -209,6 +209,10 @@ class ConnJob final : public PoolJob {
 
 }  // namespace detail
 
+/// A bounded pool of threads for the blocking work a handler must not do on its loop.
+/// Threads: submit() and stats() from any thread (the Conn& overload of submit from that
+/// connection's loop thread). start() and shutdown() from the owning thread, never from a
+/// pool thread; concurrent shutdown() calls are safe.
 class RINGNET_EXPORT WorkerPool {
  public:
   /// What shutdown() does with jobs not yet started.
