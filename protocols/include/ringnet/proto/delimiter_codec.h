@@ -2,7 +2,7 @@
 /// @file
 /// DelimiterCodec: frames end with a delimiter ("\n", "\r\n" or any non-empty byte string).
 ///
-///   wire:  l i n e 1 \r \n l i n e 2 \r \n ...
+///   wire:  `l i n e 1 \r \n l i n e 2 \r \n ...`
 ///   frame: "line1" (strip_delimiter) or "line1\r\n" (keep it)
 ///
 /// A line may hold any bytes except the delimiter itself. At most max_frame bytes may come

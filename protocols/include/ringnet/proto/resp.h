@@ -8,12 +8,12 @@
 ///
 /// RespCodec::decode gives a RespCommand: the arguments as views into the input, held in
 /// an inline array of kInlineArgs so the common command allocates nothing. Inline words
-/// follow redis-cli's quoting (sdssplitargs): "double quotes" with \" \\ \n \r \t \b \a
-/// and \xHH escapes, 'single quotes' with \' only; a quote may open inside a word (a"b c"
+/// follow redis-cli's quoting (sdssplitargs): "double quotes" with `\" \\ \n \r \t \b \a`
+/// and `\xHH` escapes, 'single quotes' with `\'` only; a quote may open inside a word (a"b c"
 /// is one argument, `ab c`), and a closing quote must be followed by a space or the end of
 /// the line. A quoted argument is unescaped into storage owned by the frame, so its view
 /// points there rather than into the input: a RespCommand can be moved but not copied.
-/// Word separators are space, \t, \r, \v and \f. Unlike redis, a NUL byte is an ordinary
+/// Word separators are space, `\t`, `\r`, `\v` and `\f`. Unlike redis, a NUL byte is an ordinary
 /// byte of a word (redis cuts the line there).
 ///
 /// Empty commands (`*0\r\n`, `*-1\r\n`, blank lines) are consumed and skipped, as redis
@@ -190,7 +190,7 @@ class RINGNET_PROTO_EXPORT RespCodec {
   static constexpr const char* kUnbalancedQuotes = "unbalanced quotes in request";
   static constexpr const char* kInlineTooBig = "too big inline request";
   static constexpr const char* kTooManyInlineArgs = "too many arguments in inline request";
-  /// "expected '$', got 'x'" for the byte `got` (non-printable bytes as \xHH).
+  /// "expected '$', got 'x'" for the byte `got` (non-printable bytes as `\xHH`).
   static const char* expected_dollar_reason(unsigned char got);
 
  private:
@@ -268,23 +268,23 @@ template <ByteSink S>
 Status write_ok(S& sink) {
   return sink.write("+OK\r\n");
 }
-/// +<text>   (CR/LF in text become spaces)
+/// `+<text>`   (CR/LF in text become spaces)
 template <ByteSink S>
 Status write_simple_string(S& sink, std::string_view text) {
   return detail::write_line(sink, '+', text);
 }
-/// -<message>   message includes the error code: "ERR syntax error", "WRONGTYPE ..."
+/// `-<message>`   message includes the error code: "ERR syntax error", "WRONGTYPE ..."
 template <ByteSink S>
 Status write_error(S& sink, std::string_view message) {
   return detail::write_line(sink, '-', message);
 }
-/// :<n>
+/// `:<n>`
 template <ByteSink S>
 Status write_integer(S& sink, int64_t n) {
   char buf[24];
   return sink.write(std::string_view(buf, detail::format_header(buf, ':', n)));
 }
-/// $<len>\r\n<bytes>\r\n
+/// `$<len>\r\n<bytes>\r\n`
 template <ByteSink S>
 Status write_bulk(S& sink, std::string_view bytes) {
   char buf[detail::kStackReply];
@@ -301,7 +301,7 @@ template <ByteSink S>
 Status write_null_bulk(S& sink) {
   return sink.write("$-1\r\n");
 }
-/// *<n>, followed by n values written by the caller.
+/// `*<n>`, followed by n values written by the caller.
 template <ByteSink S>
 Status write_array_header(S& sink, size_t n) {
   char buf[24];
