@@ -24,7 +24,7 @@
 ///
 /// Errors carry redis' own wording where redis has one ("invalid multibulk length",
 /// "invalid bulk length", "expected '$', got 'x'", "unbalanced quotes in request", "too big
-/// inline request"); write_error_reply answers `"-ERR Protocol error: <reason>\r\n"` as redis
+/// inline request"); write_error_reply answers "-ERR Protocol error: \<reason\>\\r\\n" as redis
 /// does before it closes the connection. Limits are checked from the `*<n>` and `$<len>`
 /// headers, before the arguments arrive.
 ///
