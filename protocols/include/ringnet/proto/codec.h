@@ -44,14 +44,18 @@ namespace ringnet::proto {
 
 /// Why the input was rejected. `reason` is a static string for logs and tests; `status` is
 /// the answer code where the protocol has one (HTTP status), else 0.
+/// Threads: a plain value, used on the thread that holds it.
 struct ProtocolError {
-  const char* reason = "";
-  int status = 0;
+  const char* reason = "";  ///< static string naming the rejection, for logs and tests; "" when none
+  int status = 0;  ///< protocol answer code (e.g. HTTP status), 0 when the protocol has none
 };
 
+/// Result of one decode call: a frame, a need for more bytes, or an error (see the file comment).
+/// Threads: a plain value, used on the thread that called decode.
 struct Decoded {
+  /// What the decode call found.
   enum Kind : uint8_t { kFrame, kNeedMore, kError };
-  Kind kind = kNeedMore;
+  Kind kind = kNeedMore;  ///< kFrame, kNeedMore or kError
   /// kNeedMore only: a codec-specific hint for its adapter (HTTP: the headers are complete
   /// and the client waits for "100 Continue"). 0 means none.
   uint8_t hint = 0;
@@ -61,10 +65,13 @@ struct Decoded {
   /// same hint again. 0: unknown (any new byte may matter).
   size_t need = 0;
 
+  /// A kFrame result that took the first `consumed` bytes of `in`.
   static Decoded frame(size_t consumed) { return {kFrame, 0, consumed, {}, 0}; }
+  /// A kNeedMore result with an adapter `hint` (0: none) and a byte count `need` (0: unknown).
   static Decoded need_more(uint8_t hint = 0, size_t need = 0) {
     return {kNeedMore, hint, 0, {}, need};
   }
+  /// A kError result with a static `reason` and an optional protocol `status` (0: none).
   static Decoded fail(const char* reason, int status = 0) {
     return {kError, 0, 0, {reason, status}, 0};
   }
@@ -76,8 +83,9 @@ struct Decoded {
 // frame costs at most a few times its size plus kCheckpointMin per arrival. A build may
 // lower it for the whole tree (scripts/fuzz does), so small inputs reach the checkpoints.
 #ifndef RINGNET_CHECKPOINT_MIN
-#define RINGNET_CHECKPOINT_MIN 512
+#define RINGNET_CHECKPOINT_MIN 512  ///< default for kCheckpointMin, in bytes; override with -DRINGNET_CHECKPOINT_MIN
 #endif
+/// Bytes a partial frame may cost to examine before codecs keep a checkpoint for it (see above).
 inline constexpr size_t kCheckpointMin = RINGNET_CHECKPOINT_MIN;
 
 /// Where encoders append bytes. Conn satisfies it (bytes go to the outbound queue).
@@ -87,8 +95,10 @@ concept ByteSink = requires(S& s, std::string_view bytes) {
 };
 
 /// A ByteSink over a std::string, for tests and for building replies off the loop.
+/// Threads: not synchronised; one thread at a time, the one that owns `out`.
 struct StringSink {
-  std::string& out;
+  std::string& out;  ///< string the bytes are appended to; must outlive the sink
+  /// Appends `bytes` to `out`; always ok.
   Status write(std::string_view bytes) {
     out.append(bytes);
     return Status::ok();

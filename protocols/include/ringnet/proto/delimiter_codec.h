@@ -23,20 +23,24 @@
 
 namespace ringnet::proto {
 
+/// Options of DelimiterCodec.
 struct DelimiterOptions {
   std::string delimiter = "\n";  ///< must not be empty
   size_t max_frame = 64 * 1024;  ///< bytes allowed before the delimiter
   bool strip_delimiter = true;   ///< frames exclude the delimiter
 };
 
+/// Codec for frames that end with a delimiter (see the file comment).
+/// Threads: decode and encode are const, so one codec object may be shared by every connection on every loop; a State belongs to one connection and is used on that connection's loop thread.
 class RINGNET_PROTO_EXPORT DelimiterCodec {
  public:
-  using Frame = std::string_view;
-  using Options = DelimiterOptions;
+  using Frame = std::string_view;  ///< one line, a view into the decoded input
+  using Options = DelimiterOptions;  ///< see DelimiterOptions
 
   /// How far a partial line has been searched: no delimiter starts before `searched`.
   class State {
    public:
+    /// Bytes at the front of `in` already searched (0: none).
     size_t resume_at() const { return searched_; }
 
    private:
@@ -45,6 +49,7 @@ class RINGNET_PROTO_EXPORT DelimiterCodec {
   };
 
   DelimiterCodec() = default;
+  /// A codec with `options`; see validate() for invalid ones.
   explicit DelimiterCodec(Options options) : options_(std::move(options)) {}
 
   /// Error when the options can never frame anything (empty delimiter). A codec built
@@ -54,6 +59,7 @@ class RINGNET_PROTO_EXPORT DelimiterCodec {
   /// See codec.h. Fails with "delimiter codec: line longer than max_frame" or
   /// "delimiter codec: empty delimiter".
   Decoded decode(std::string_view in, Frame& frame, State& state) const;
+  /// decode() with a fresh State: searches `in` from its start.
   Decoded decode(std::string_view in, Frame& frame) const {
     State fresh;
     return decode(in, frame, fresh);
@@ -67,6 +73,7 @@ class RINGNET_PROTO_EXPORT DelimiterCodec {
     return write_parts(sink, line, options_.delimiter);
   }
 
+  /// The options this codec was built with.
   const Options& options() const { return options_; }
 
  private:

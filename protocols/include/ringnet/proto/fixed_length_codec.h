@@ -18,18 +18,23 @@
 
 namespace ringnet::proto {
 
+/// Options of FixedLengthCodec.
 struct FixedLengthOptions {
   size_t frame_length = 0;  ///< must be > 0
 };
 
+/// Codec for frames of exactly frame_length bytes (see the file comment).
+/// Threads: decode and encode are const and stateless, so one codec object may be shared by every connection on every loop.
 class RINGNET_PROTO_EXPORT FixedLengthCodec {
  public:
-  using Frame = std::string_view;
-  using Options = FixedLengthOptions;
+  using Frame = std::string_view;  ///< one frame of frame_length bytes, a view into the decoded input
+  using Options = FixedLengthOptions;  ///< see FixedLengthOptions
 
   FixedLengthCodec() = default;
+  /// A codec with `options`; see validate() for invalid ones.
   explicit FixedLengthCodec(Options options) : options_(options) {}
 
+  /// Error ("fixed-length codec: frame_length is 0") when frame_length is 0, else ok.
   static Status validate(const Options& options);
 
   /// See codec.h. Fails only with "fixed-length codec: frame_length is 0".
@@ -42,6 +47,7 @@ class RINGNET_PROTO_EXPORT FixedLengthCodec {
     return sink.write(frame);
   }
 
+  /// The options this codec was built with.
   const Options& options() const { return options_; }
 
  private:

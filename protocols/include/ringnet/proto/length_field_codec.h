@@ -32,6 +32,7 @@
 
 namespace ringnet::proto {
 
+/// Options of LengthFieldCodec (semantics of Netty's LengthFieldBasedFrameDecoder).
 struct LengthFieldOptions {
   size_t length_offset = 0;        ///< bytes before the length field
   int length_size = 4;             ///< 1, 2, 3, 4 or 8
@@ -41,12 +42,15 @@ struct LengthFieldOptions {
   size_t max_frame = 10 * 1024 * 1024;  ///< whole wire frame, header included
 };
 
+/// Codec for frames that announce their size in a length field (see the file comment).
+/// Threads: decode and encode are const and stateless, so one codec object may be shared by every connection on every loop.
 class RINGNET_PROTO_EXPORT LengthFieldCodec {
  public:
-  using Frame = std::string_view;
-  using Options = LengthFieldOptions;
+  using Frame = std::string_view;  ///< the wire frame minus bytes_to_strip, a view into the decoded input
+  using Options = LengthFieldOptions;  ///< see LengthFieldOptions
 
   LengthFieldCodec() : LengthFieldCodec(Options{}) {}
+  /// A codec with `options`; see validate() for invalid ones.
   explicit LengthFieldCodec(Options options)
       : options_(options), options_error_(check_options(options)) {}
 
@@ -71,6 +75,7 @@ class RINGNET_PROTO_EXPORT LengthFieldCodec {
                        body);
   }
 
+  /// The options this codec was built with.
   const Options& options() const { return options_; }
 
  private:
