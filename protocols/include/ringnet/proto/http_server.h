@@ -35,11 +35,14 @@
 
 namespace ringnet::proto {
 
+/// An HTTP/1.1 server handler: subclass it and implement on_request (see the file comment).
+/// Threads: EventHandler's; on_request and the other callbacks run on the connection's loop thread.
 class RINGNET_PROTO_EXPORT HttpServerHandler : public FramedHandler<Http1Codec> {
  public:
   /// The bit of Conn::codec_word() that says "100 Continue sent for the current request".
   static constexpr uint32_t kContinueSent = 1u;
 
+  /// A handler whose Http1Codec uses `options` (limits, see Http1Options).
   explicit HttpServerHandler(Http1Options options = {})
       : FramedHandler<Http1Codec>(Http1Codec(options)) {}
 
@@ -47,6 +50,7 @@ class RINGNET_PROTO_EXPORT HttpServerHandler : public FramedHandler<Http1Codec> 
   /// `conn` before returning. kClose closes after the queued output is flushed.
   virtual Action on_request(Conn& conn, const HttpRequest& request) = 0;
 
+  /// Calls on_request, then keeps the connection only if the request is keep-alive and the engine is not draining.
   Action on_message(Conn& conn, const HttpRequest& request) final {
     Action action = on_request(conn, request);
     conn.set_codec_word(conn.codec_word() & ~kContinueSent);  // the next request starts fresh

@@ -12,6 +12,8 @@
 
 namespace ringnet::proto {
 
+/// A uint64_t counter that many loops add to without contended atomics, one slot per loop.
+/// Threads: add() on loop threads only (each loop its own slot), sum() from any thread.
 class LoopCounter {
  public:
   /// Loop thread only: `loop` is Conn::loop_index(). Loops beyond kSlots share slots, and

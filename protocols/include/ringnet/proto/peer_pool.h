@@ -59,11 +59,14 @@
 
 namespace ringnet::proto {
 
+/// Options of PeerPool.
 struct PeerPoolOptions {
   size_t max_per_address = 1;                    ///< live + dialing connections per address
   std::chrono::milliseconds dial_timeout{5000};  ///< DialOptions::timeout of its dials
 };
 
+/// Counters and gauges of one PeerPool, a snapshot from PeerPool::stats().
+/// Threads: a plain value, owned by the caller of stats().
 struct PeerPoolStats {
   uint64_t gets = 0;          ///< get() calls
   uint64_t reused = 0;        ///< answered with a live connection
@@ -75,10 +78,13 @@ struct PeerPoolStats {
   uint64_t waiting = 0;       ///< gauge: get() calls waiting for a dial
 };
 
+/// A bounded set of reusable client connections per peer address (see the file comment).
+/// Threads: get(), stats() and live() from any thread; on_open/on_close on loop threads from the handler's callbacks (prefer hooks(), valid after the pool is gone); `ready` runs outside the pool's lock on the caller's, the loop's or the destructor's thread. The destructor may run on any thread but must not race with get() or stats().
 class RINGNET_PROTO_EXPORT PeerPool {
   struct RINGNET_HIDDEN State;
 
  public:
+  /// Called exactly once per get(): a connection and ok, or an empty handle and the error.
   using Ready = std::function<void(const ConnHandle&, const Status&)>;
 
   /// The handler hooks, bound to the pool's state rather than to the pool: copyable, and
@@ -89,6 +95,7 @@ class RINGNET_PROTO_EXPORT PeerPool {
     Hooks() = default;
     /// True when `c` is one of the pool's dials.
     bool on_open(Conn& c);
+    /// Forgets `c` if it belongs to the pool; no-op once unbound.
     void on_close(Conn& c, CloseInfo info);
 
    private:
@@ -97,6 +104,7 @@ class RINGNET_PROTO_EXPORT PeerPool {
     std::shared_ptr<State> state_;
   };
 
+  /// A pool that dials through `engine`, which must outlive it.
   explicit PeerPool(Engine& engine, PeerPoolOptions options = {});
   ~PeerPool();  ///< get() callbacks still waiting end with ECANCELED (see "Lifetime")
   PeerPool(const PeerPool&) = delete;
@@ -109,8 +117,10 @@ class RINGNET_PROTO_EXPORT PeerPool {
   Hooks hooks() const { return Hooks(state_); }
   /// The same, through the pool: only while it lives (loop thread).
   bool on_open(Conn& c) { return hooks().on_open(c); }
+  /// The same as Hooks::on_close, through the pool: only while it lives (loop thread).
   void on_close(Conn& c, CloseInfo info) { hooks().on_close(c, info); }
 
+  /// A snapshot of the counters and gauges. Any thread.
   PeerPoolStats stats() const;
   /// Live connections to `address` now (0 when unknown).
   size_t live(std::string_view address) const;

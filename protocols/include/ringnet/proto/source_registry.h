@@ -34,15 +34,20 @@
 
 namespace ringnet::proto {
 
+/// The live inbound connections of each source IP, for lookups and broadcasts (see the file comment).
+/// Threads: on_open/on_close on loop threads from the handler's callbacks; lookups and broadcast from any thread (16 mutex-guarded shards by source IP).
 class RINGNET_PROTO_EXPORT SourceRegistry {
  public:
   /// Loop thread, from the handler's callbacks. Dialed (outbound) connections are skipped.
   void on_open(Conn& c);
+  /// Loop thread: forgets `c` (no-op for dialed and Unix-socket connections).
   void on_close(Conn& c);
 
   /// Any thread. `ip` as SockAddr::ip_string() gives it ("127.0.0.1", "::1").
   std::vector<ConnHandle> connections_of(std::string_view ip) const;
+  /// Any thread. The live connection from `ip`:`port`, or nullopt.
   std::optional<ConnHandle> connection_at(std::string_view ip, uint16_t port) const;
+  /// Any thread. Number of live connections from `ip` (0 when none).
   size_t count(std::string_view ip) const;
   /// async_write of `bytes` to every live connection of `ip`; returns how many were asked.
   /// `done` (optional) hears each one's outcome on its loop thread: ok, refused (EAGAIN)
