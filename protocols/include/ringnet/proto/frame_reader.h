@@ -37,7 +37,9 @@
 namespace ringnet::proto {
 
 /// The State of a codec that has none: nothing is ever examined twice by it, or it is cheap.
+/// Threads: stateless; any thread.
 struct NoDecodeState {
+  /// Always 0: every decode call starts at the front of `in`.
   size_t resume_at() const { return 0; }
 };
 
@@ -53,6 +55,7 @@ struct DecodeStateOf<C> {
 }  // namespace detail
 
 template <typename C>
+/// The checkpoint type of codec `C`: `C::State` for a ResumableCodec, else NoDecodeState.
 using DecodeState = typename detail::DecodeStateOf<C>::type;
 
 /// decode with the checkpoint when the codec takes one.
@@ -68,20 +71,23 @@ Decoded decode_resuming(const C& codec, std::string_view in, typename C::Frame& 
 }
 
 /// What a connection keeps between arrivals while a partial frame is worth it.
+/// Threads: lives in one connection's protocol_state slot; that connection's loop thread only.
 template <Codec C>
 struct DecodeCheckpoint final : ConnState {
+  /// A checkpoint holding codec state `s` and the byte count `n` to wait for.
   DecodeCheckpoint(DecodeState<C>&& s, size_t n) : state(std::move(s)), need(n) {}
-  DecodeState<C> state;
+  DecodeState<C> state;  ///< the codec's checkpoint for the partial frame
   size_t need = 0;  ///< buffered bytes below which decode is not called (Decoded::need)
 };
 
 /// Work done by read_frames calls, for counters and tests. `examined` charges each decode
 /// call with the bytes past its checkpoint (in.size() - resume_at()): an upper bound of what
 /// it looked at, and for a codec that starts over on every arrival, exactly that.
+/// Threads: a plain value, used by the thread that runs read_frames.
 struct DecodeWork {
-  uint64_t frames = 0;
-  uint64_t calls = 0;
-  uint64_t examined = 0;
+  uint64_t frames = 0;  ///< frames decoded
+  uint64_t calls = 0;  ///< calls to decode
+  uint64_t examined = 0;  ///< bytes charged to those calls, as described above
 };
 
 template <typename I>
@@ -151,21 +157,28 @@ Action read_frames(const C& codec, In& input, DecodeWork& work, OnFrame&& on_fra
 /// and benchmarks: arrive() appends bytes as one arrival, relocate() moves the unread bytes
 /// to a new block and scribbles over the old one, as the engine's inbound buffer may move
 /// them between arrivals (a decoder that kept a pointer reads garbage).
+/// Threads: not synchronised; one thread at a time.
 class StringInput {
  public:
+  /// The unread bytes, valid until the next arrive(), discard() or relocate().
   std::string_view peek() const { return std::string_view(buf_).substr(start_); }
+  /// Drops up to `n` unread bytes from the front (default: all); returns how many.
   size_t discard(size_t n = std::string_view::npos) {
     n = std::min(n, buf_.size() - start_);
     start_ += n;
     return n;
   }
+  /// The protocol_state slot, as Conn::protocol_state(); nullptr when empty.
   ConnState* protocol_state() const { return state_.get(); }
+  /// Replaces the protocol_state slot (nullptr empties it).
   void set_protocol_state(std::unique_ptr<ConnState> state) { state_ = std::move(state); }
 
+  /// Appends `bytes` as one arrival, first compacting when half the buffer is consumed.
   void arrive(std::string_view bytes) {
     if (start_ != 0 && start_ >= buf_.size() / 2) relocate();  // drop consumed bytes
     buf_.append(bytes);
   }
+  /// Moves the unread bytes to a new block and fills the old one with 0xAA.
   void relocate() {
     std::string moved(peek());
     std::fill(buf_.begin(), buf_.end(), '\xAA');

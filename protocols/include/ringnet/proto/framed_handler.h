@@ -32,10 +32,13 @@
 namespace ringnet::proto {
 
 template <Codec C>
+/// An EventHandler that decodes inbound bytes with codec `C` and delivers frames to on_message (see the file comment).
+/// Threads: the callbacks run on the connection's loop thread, as for any EventHandler; the counters (frames_decoded() ... bytes_examined(), write_metrics()) may be read from any thread; codec() is const and shared by every loop.
 class FramedHandler : public EventHandler {
  public:
-  using Frame = typename C::Frame;
+  using Frame = typename C::Frame;  ///< the codec's decoded frame type
 
+  /// A handler that decodes with `codec`.
   explicit FramedHandler(C codec = C{}) : codec_(std::move(codec)) {}
 
   /// A complete frame; its views are valid until this returns. Runs on the connection's
@@ -64,6 +67,7 @@ class FramedHandler : public EventHandler {
   /// The codec saw a partial frame with a hint (Decoded::hint != 0); see the codec.
   virtual Action on_need_more(Conn&, uint8_t /*hint*/) { return Action::kNone; }
 
+  /// Loop thread: decodes every complete frame in `conn`'s inbound bytes (read_frames) and updates the counters.
   Action on_traffic(Conn& conn) override {
     DecodeWork work;
     Action action = read_frames(
@@ -81,13 +85,16 @@ class FramedHandler : public EventHandler {
     return action;
   }
 
+  /// The codec, e.g. to encode replies.
   const C& codec() const { return codec_; }
   /// Totals over every loop; any thread.
   uint64_t frames_decoded() const { return frames_.sum(); }
+  /// Protocol errors seen, all loops; any thread.
   uint64_t protocol_errors() const { return errors_.sum(); }
   /// Decoding work (see DecodeWork): calls to decode, and the bytes each call may have
   /// examined. Over a connection's life both stay within a small multiple of its bytes.
   uint64_t decode_calls() const { return decode_calls_.sum(); }
+  /// Bytes charged to those calls (DecodeWork::examined), all loops; any thread.
   uint64_t bytes_examined() const { return bytes_examined_.sum(); }
   /// ringnet_frames_total / ringnet_protocol_errors_total{protocol="<name>"}, for
   /// Engine::add_metrics. One framed handler per writer (a family appears once).
