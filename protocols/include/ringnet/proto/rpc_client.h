@@ -65,28 +65,52 @@
 
 namespace ringnet::proto {
 
+/// Options of RpcClient.
 struct RpcClientOptions {
+  /// Timeout of every call; 0 = not set (see the file comment).
   std::chrono::milliseconds default_timeout{1000};
   int max_attempts = 3;                     ///< for idempotent calls; 1 = never retry
   std::chrono::milliseconds backoff{10};    ///< before the first retry, doubled after
   RpcFrameOptions codec{};                  ///< response size limits
 };
 
+/// Options of one RpcClient::call.
 struct RpcCallOptions {
   std::chrono::milliseconds timeout{0};  ///< 0 = not set (the others decide)
   bool idempotent = false;               ///< safe to send again after a connection failure
 };
 
+/// Counters and gauge of one RpcClient, a snapshot from RpcClient::stats().
+/// Threads: a plain value, owned by the caller of stats().
 struct RpcClientStats {
   uint64_t calls = 0, ok = 0, errors = 0, timeouts = 0, connection_failures = 0;
   uint64_t cancelled = 0, retries = 0, late_responses = 0;
   uint64_t in_flight = 0;  ///< gauge
+  /** @var calls
+      call() invocations. */
+  /** @var ok
+      Calls answered with a response frame. */
+  /** @var errors
+      Calls ended by an error frame (EPROTO) or a refused write. */
+  /** @var timeouts
+      Calls ended by ETIMEDOUT. */
+  /** @var connection_failures
+      Calls ended by a failed dial or a connection that died. */
+  /** @var cancelled
+      Calls ended by cancel() or the destructor (ECANCELED). */
+  /** @var retries
+      Idempotent calls sent again after a connection failure. */
+  /** @var late_responses
+      Responses that came after their call had ended, dropped. */
 };
 
+/// Multiplexed RPC calls over pooled connections, matched by request id (see the file comment).
+/// Threads: call(), cancel(), set_method_timeout() and stats() from any thread; on_traffic/on_close on loop threads (prefer hooks(), valid after the client is gone); `done` runs once, outside the client's lock, on a loop thread, the timer thread, the caller's or the destructor's thread. The destructor may run on any thread but must not race with the other members.
 class RINGNET_PROTO_EXPORT RpcClient {
   struct RINGNET_HIDDEN State;
 
  public:
+  /// Called exactly once per call: ok and the response body (valid during the call), or the error.
   using Done = std::function<void(const Status&, std::string_view body)>;
 
   /// The handler hooks, bound to the client's state rather than to the client: copyable,
@@ -99,6 +123,7 @@ class RINGNET_PROTO_EXPORT RpcClient {
     /// Consumes the responses it understands; a malformed frame closes the connection
     /// (its calls then fail or retry).
     Action on_traffic(Conn& c);
+    /// Fails (or retries) the calls in flight on `c`; no-op once unbound.
     void on_close(Conn& c, CloseInfo info);
 
    private:
@@ -107,11 +132,13 @@ class RINGNET_PROTO_EXPORT RpcClient {
     std::shared_ptr<State> state_;
   };
 
+  /// A client that takes its connections from `pool`, which must outlive it; starts its timer thread.
   RpcClient(PeerPool& pool, RpcClientOptions options = {});
   ~RpcClient();  ///< calls still in flight end with ECANCELED (see "Lifetime" above)
   RpcClient(const RpcClient&) = delete;
   RpcClient& operator=(const RpcClient&) = delete;
 
+  /// Sets the timeout of `method` (0 = not set). Any thread.
   void set_method_timeout(uint16_t method, std::chrono::milliseconds timeout);
   /// Starts a call; returns its id (for cancel). Any thread.
   uint64_t call(std::string_view address, uint16_t method, std::string body,
@@ -123,8 +150,10 @@ class RINGNET_PROTO_EXPORT RpcClient {
   Hooks hooks() const { return Hooks(state_); }
   /// The same, through the client: only while it lives (loop thread).
   Action on_traffic(Conn& c) { return hooks().on_traffic(c); }
+  /// The same as Hooks::on_close, through the client: only while it lives (loop thread).
   void on_close(Conn& c, CloseInfo info) { hooks().on_close(c, info); }
 
+  /// A snapshot of the counters and the gauge. Any thread.
   RpcClientStats stats() const;
 
  private:
@@ -137,8 +166,10 @@ class RINGNET_PROTO_EXPORT RpcClient {
 /// connection event to the pool and the client. The engine needs its handler before the
 /// pool and client exist, so they are attached afterwards (before Engine::start). It holds
 /// their hooks, not the objects, so either may be destroyed while the engine runs.
+/// Threads: attach() before Engine::start; the callbacks run on the connection's loop thread.
 class RINGNET_PROTO_EXPORT RpcClientHandler final : public EventHandler {
  public:
+  /// Keeps the hooks of `pool` and `rpc`; call before Engine::start.
   void attach(PeerPool& pool, RpcClient& rpc) {
     pool_ = pool.hooks();
     rpc_ = rpc.hooks();
