@@ -42,6 +42,7 @@
 
 namespace ringnet::proto {
 
+/// Limits of Http1Codec; each names the status a request over it is answered with.
 struct Http1Options {
   size_t max_request_line = 8 * 1024;   ///< method SP target SP version, without CRLF -> 414
   size_t max_header_bytes = 16 * 1024;  ///< whole head incl. request line, plus trailers -> 431
@@ -60,9 +61,11 @@ inline constexpr uint8_t kHttpHintContinue = 1;
 /// Content-Length, Connection).
 inline constexpr size_t kHttpErrorReplyMax = 192;
 
+/// One header field as received.
+/// Threads: a plain value; its views are valid while the decoded input is.
 struct HttpHeader {
-  std::string_view name;
-  std::string_view value;
+  std::string_view name;  ///< field name as sent (compare with http_iequals)
+  std::string_view value;  ///< field value, without leading and trailing spaces or tabs
 };
 
 /// ASCII case-insensitive equality (header names, connection options, codings).
@@ -70,14 +73,21 @@ RINGNET_PROTO_EXPORT bool http_iequals(std::string_view a, std::string_view b);
 
 /// Header fields in arrival order. The first kInline live inside the object; a request with
 /// more moves them all to a vector (kept across reuse), so the fields are always contiguous.
+/// Threads: not synchronised; used by the thread that decodes into its request.
 class RINGNET_PROTO_EXPORT HttpHeaders {
  public:
+  /// Fields stored inside the object before spilling to a vector.
   static constexpr size_t kInline = 24;
 
+  /// Number of fields.
   size_t size() const { return size_; }
+  /// True when there are no fields.
   bool empty() const { return size_ == 0; }
+  /// First field, for range-for.
   const HttpHeader* begin() const { return data(); }
+  /// Past the last field.
   const HttpHeader* end() const { return data() + size_; }
+  /// Field `i` in arrival order; `i` < size().
   const HttpHeader& operator[](size_t i) const { return data()[i]; }
 
   /// The first field named `name` (case-insensitive), or nullptr.
@@ -85,10 +95,12 @@ class RINGNET_PROTO_EXPORT HttpHeaders {
   /// How many fields are named `name` (case-insensitive).
   size_t count(std::string_view name) const;
 
+  /// Removes every field, keeping allocated storage.
   void clear() {
     size_ = 0;
     overflow_.clear();
   }
+  /// Appends `h`; past kInline fields all move to the vector.
   void push_back(HttpHeader h);
 
  private:
@@ -99,18 +111,20 @@ class RINGNET_PROTO_EXPORT HttpHeaders {
   size_t size_ = 0;
 };
 
+/// The request's HTTP version: k10 is HTTP/1.0, k11 is HTTP/1.1.
 enum class HttpVersion : uint8_t { k10, k11 };
 
 /// One request. Not copyable or movable: `body` may point into `chunked_storage`.
+/// Threads: not synchronised; filled and read on the decoding connection's loop thread.
 struct RINGNET_PROTO_EXPORT HttpRequest {
   std::string_view method;  ///< token, case-sensitive ("GET")
   std::string_view target;  ///< as sent: origin-, absolute-, authority- or asterisk-form
   std::string_view path;    ///< target up to '?'; for absolute-form the part after the
                             ///< authority (empty if none); "*" for asterisk-form
   std::string_view query;   ///< after the first '?' (without it); empty if none
-  HttpVersion version = HttpVersion::k11;
-  HttpHeaders headers;
-  std::string_view body;
+  HttpVersion version = HttpVersion::k11;  ///< HTTP/1.0 or HTTP/1.1
+  HttpHeaders headers;  ///< header fields in arrival order
+  std::string_view body;  ///< the whole decoded body; empty if none
   uint64_t content_length = 0;  ///< Content-Length, or the decoded size of a chunked body
   bool chunked = false;         ///< Transfer-Encoding: chunked
   bool keep_alive = true;       ///< the connection may carry another request after this one
@@ -181,8 +195,10 @@ struct RINGNET_PROTO_EXPORT Http1Partial {
 }  // namespace detail
 
 /// One connection's partial request (see codec.h and the file comment).
+/// Threads: belongs to one connection; used on that connection's loop thread only.
 class Http1State {
  public:
+  /// Bytes at the front of `in` already examined and kept (0: none).
   size_t resume_at() const { return partial_.resume; }
 
  private:
@@ -195,17 +211,22 @@ class Http1State {
 RINGNET_PROTO_EXPORT std::string_view format_error_reply(int status,
                                                        std::span<char, kHttpErrorReplyMax> buf);
 
+/// Codec for the server side of HTTP/1.1: bytes in, HttpRequest out (see the file comment).
+/// Threads: decode and encode are const, so one codec object may be shared by every connection on every loop; a State belongs to one connection and is used on that connection's loop thread.
 class RINGNET_PROTO_EXPORT Http1Codec {
  public:
-  using Frame = HttpRequest;
-  using State = Http1State;
+  using Frame = HttpRequest;  ///< see HttpRequest
+  using State = Http1State;  ///< see Http1State
 
   Http1Codec() = default;
+  /// A codec with the limits in `options`.
   explicit Http1Codec(Http1Options options) : options_(options) {}
 
+  /// See codec.h. Errors carry the HTTP status to answer with (see the file comment).
   Decoded decode(std::string_view in, HttpRequest& request, State& state) const {
     return decode_from(in, request, &state.partial_);
   }
+  /// decode() with a fresh State: parses `in` from its start.
   Decoded decode(std::string_view in, HttpRequest& request) const {
     return decode_from(in, request, nullptr);
   }
@@ -217,6 +238,7 @@ class RINGNET_PROTO_EXPORT Http1Codec {
     return sink.write(format_error_reply(error.status, buf));
   }
 
+  /// The options this codec was built with.
   const Http1Options& options() const { return options_; }
 
  private:

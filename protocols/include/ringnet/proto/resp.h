@@ -8,8 +8,9 @@
 ///
 /// RespCodec::decode gives a RespCommand: the arguments as views into the input, held in
 /// an inline array of kInlineArgs so the common command allocates nothing. Inline words
-/// follow redis-cli's quoting (sdssplitargs): "double quotes" with `\" \\ \n \r \t \b \a`
-/// and `\xHH` escapes, 'single quotes' with `\'` only; a quote may open inside a word (a"b c"
+/// follow redis-cli's quoting (sdssplitargs): "double quotes" with `\\ \n \r \t \b \a`,
+/// backslash-quote and `\xHH` escapes, 'single quotes' with ``\'`` only; a quote may open
+/// inside a word (a"b c"
 /// is one argument, `ab c`), and a closing quote must be followed by a space or the end of
 /// the line. A quoted argument is unescaped into storage owned by the frame, so its view
 /// points there rather than into the input: a RespCommand can be moved but not copied.
@@ -53,6 +54,7 @@
 
 namespace ringnet::proto {
 
+/// Limits of RespCodec, checked from the headers before the arguments arrive.
 struct RespOptions {
   /// Arguments per command (multibulk or inline): redis refuses a multibulk length over
   /// 1024*1024 (processMultibulkBuffer up to 6.2; 7.x raised it to INT_MAX).
@@ -73,8 +75,10 @@ inline bool resp_iequals(std::string_view a, std::string_view b) {
 
 /// One client command: argv[0] is the command name. Views are valid while the decoded
 /// input is (FramedHandler: until on_message returns) and while this object lives.
+/// Threads: not synchronised; filled and read on the decoding connection's loop thread.
 class RespCommand {
  public:
+  /// Arguments stored inside the object before spilling to a vector.
   static constexpr size_t kInlineArgs = 8;
 
   RespCommand() = default;
@@ -82,16 +86,24 @@ class RespCommand {
   /// a copy would leave them pointing into the source, so copying is not offered.
   RespCommand(const RespCommand&) = delete;
   RespCommand& operator=(const RespCommand&) = delete;
+  /// Moves the arguments; views into quoted-argument storage stay valid.
   RespCommand(RespCommand&&) noexcept = default;
+  /// Move assignment, as the move constructor.
   RespCommand& operator=(RespCommand&&) noexcept = default;
 
+  /// Number of arguments, the command name included.
   size_t size() const { return size_; }
+  /// True for an empty command (no arguments).
   bool empty() const { return size_ == 0; }
+  /// Argument `i` (0: the command name); `i` < size().
   std::string_view operator[](size_t i) const { return args()[i]; }
+  /// All arguments, contiguous.
   std::span<const std::string_view> args() const {
     return {size_ <= kInlineArgs ? inline_.data() : overflow_.data(), size_};
   }
+  /// First argument, for range-for.
   const std::string_view* begin() const { return args().data(); }
+  /// Past the last argument.
   const std::string_view* end() const { return args().data() + size_; }
   /// argv[0], or "" for an empty command.
   std::string_view name() const { return size_ != 0 ? inline_[0] : std::string_view(); }
@@ -108,6 +120,7 @@ class RespCommand {
     overflow_.clear();
     unescaped_.clear();
   }
+  /// Appends `arg` (not copied: it must outlive the command).
   void push_back(std::string_view arg) {
     if (size_ < kInlineArgs) {
       inline_[size_++] = arg;
@@ -127,13 +140,17 @@ class RespCommand {
   std::vector<char> unescaped_;                         // quoted inline arguments
 };
 
+/// Codec for RESP2, server side: decodes client commands, encodes replies (see the file comment).
+/// Threads: decode and encode are const (encode is static), so one codec object may be shared by every connection on every loop; a State belongs to one connection and is used on that connection's loop thread.
 class RINGNET_PROTO_EXPORT RespCodec {
  public:
-  using Frame = RespCommand;
+  using Frame = RespCommand;  ///< see RespCommand
 
   /// One connection's partial command (see codec.h and the file comment).
+  /// Threads: belongs to one connection; used on that connection's loop thread only.
   class State {
    public:
+    /// Bytes at the front of `in` already scanned (0: none).
     size_t resume_at() const { return pos_; }
 
    private:
@@ -155,6 +172,7 @@ class RINGNET_PROTO_EXPORT RespCodec {
   };
 
   RespCodec() = default;
+  /// A codec with the limits in `options`.
   explicit RespCodec(RespOptions options) : options_(options) {}
 
   /// See the file comment. Never reads past `in`; throws nothing of its own (only
@@ -162,6 +180,7 @@ class RINGNET_PROTO_EXPORT RespCodec {
   Decoded decode(std::string_view in, RespCommand& cmd, State& state) const {
     return decode_from(in, cmd, &state);
   }
+  /// decode() with a fresh State: scans `in` from its start.
   Decoded decode(std::string_view in, RespCommand& cmd) const {
     return decode_from(in, cmd, nullptr);  // nobody keeps a checkpoint
   }
@@ -174,21 +193,30 @@ class RINGNET_PROTO_EXPORT RespCodec {
   template <ByteSink S>
   static Status encode(std::span<const std::string_view> args, S& sink);
   template <ByteSink S>
+  /// encode() of `cmd`'s arguments.
   static Status encode(const RespCommand& cmd, S& sink) {
     return encode(cmd.args(), sink);
   }
 
+  /// The options this codec was built with.
   const RespOptions& options() const { return options_; }
 
   /// Reasons decode reports (static strings; tests compare against them). The reason for
   /// a wrong byte where '$' belongs names that byte: see expected_dollar_reason().
   static constexpr const char* kInvalidMultibulkLength = "invalid multibulk length";
+  /// More arguments than max_args.
   static constexpr const char* kTooManyArgs = "invalid multibulk length (over max_args)";
+  /// A "$<len>" that is not a valid length.
   static constexpr const char* kInvalidBulkLength = "invalid bulk length";
+  /// A bulk over max_bulk.
   static constexpr const char* kBulkTooBig = "invalid bulk length (over max_bulk)";
+  /// Bulk data not followed by CRLF.
   static constexpr const char* kBadBulkTerminator = "expected '\\r\\n' after bulk data";
+  /// An inline quote left open or not followed by a space.
   static constexpr const char* kUnbalancedQuotes = "unbalanced quotes in request";
+  /// An inline line over max_inline.
   static constexpr const char* kInlineTooBig = "too big inline request";
+  /// An inline line with more than max_args words.
   static constexpr const char* kTooManyInlineArgs = "too many arguments in inline request";
   /// "expected '$', got 'x'" for the byte `got` (non-printable bytes as `\xHH`).
   static const char* expected_dollar_reason(unsigned char got);
@@ -333,6 +361,7 @@ Status RespCodec::encode(std::span<const std::string_view> args, S& sink) {
 
 /// FramedHandler<RespCodec> that hides the empty commands decode may return (see the file
 /// comment): implement on_command instead of on_message.
+/// Threads: FramedHandler's; on_command runs on the connection's loop thread.
 class RINGNET_PROTO_EXPORT RespHandler : public FramedHandler<RespCodec> {
  public:
   using FramedHandler<RespCodec>::FramedHandler;
@@ -340,6 +369,7 @@ class RINGNET_PROTO_EXPORT RespHandler : public FramedHandler<RespCodec> {
   /// A non-empty command; runs on the connection's loop, in arrival order.
   virtual Action on_command(Conn& conn, const RespCommand& cmd) = 0;
 
+  /// Skips empty commands and passes the others to on_command.
   Action on_message(Conn& conn, const RespCommand& cmd) final {
     return cmd.empty() ? Action::kNone : on_command(conn, cmd);
   }

@@ -91,11 +91,11 @@ struct RpcClientStats {
   /** @var ok
       Calls answered with a response frame. */
   /** @var errors
-      Calls ended by an error frame (EPROTO) or a refused write. */
+      Calls ended by an error frame (EPROTO) or another failure without an errno. */
   /** @var timeouts
       Calls ended by ETIMEDOUT. */
   /** @var connection_failures
-      Calls ended by a failed dial or a connection that died. */
+      Calls ended by a failed dial, a refused write or a connection that died. */
   /** @var cancelled
       Calls ended by cancel() or the destructor (ECANCELED). */
   /** @var retries
