@@ -46,7 +46,7 @@ namespace ringnet::proto {
 /// the answer code where the protocol has one (HTTP status), else 0.
 /// Threads: a plain value, used on the thread that holds it.
 struct ProtocolError {
-  const char* reason = "";  ///< static string naming the rejection, for logs and tests; "" when none
+  const char* reason = "";  ///< static string saying why, for logs and tests
   int status = 0;  ///< protocol answer code (e.g. HTTP status), 0 when the protocol has none
 };
 
@@ -83,7 +83,7 @@ struct Decoded {
 // frame costs at most a few times its size plus kCheckpointMin per arrival. A build may
 // lower it for the whole tree (scripts/fuzz does), so small inputs reach the checkpoints.
 #ifndef RINGNET_CHECKPOINT_MIN
-#define RINGNET_CHECKPOINT_MIN 512  ///< default for kCheckpointMin, in bytes; override with -DRINGNET_CHECKPOINT_MIN
+#define RINGNET_CHECKPOINT_MIN 512  ///< default of kCheckpointMin, in bytes
 #endif
 /// Bytes a partial frame may cost to examine before codecs keep a checkpoint for it (see above).
 inline constexpr size_t kCheckpointMin = RINGNET_CHECKPOINT_MIN;

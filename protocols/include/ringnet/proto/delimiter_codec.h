@@ -31,7 +31,8 @@ struct DelimiterOptions {
 };
 
 /// Codec for frames that end with a delimiter (see the file comment).
-/// Threads: decode and encode are const, so one codec object may be shared by every connection on every loop; a State belongs to one connection and is used on that connection's loop thread.
+/// Threads: decode and encode are const, so one codec object may be shared by every connection on
+/// every loop; a State belongs to one connection and is used on that connection's loop thread.
 class RINGNET_PROTO_EXPORT DelimiterCodec {
  public:
   using Frame = std::string_view;  ///< one line, a view into the decoded input

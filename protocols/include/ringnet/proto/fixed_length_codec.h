@@ -24,10 +24,11 @@ struct FixedLengthOptions {
 };
 
 /// Codec for frames of exactly frame_length bytes (see the file comment).
-/// Threads: decode and encode are const and stateless, so one codec object may be shared by every connection on every loop.
+/// Threads: decode and encode are const and stateless, so one codec object may be shared by every
+/// connection on every loop.
 class RINGNET_PROTO_EXPORT FixedLengthCodec {
  public:
-  using Frame = std::string_view;  ///< one frame of frame_length bytes, a view into the decoded input
+  using Frame = std::string_view;  ///< frame_length bytes, a view into the input
   using Options = FixedLengthOptions;  ///< see FixedLengthOptions
 
   FixedLengthCodec() = default;

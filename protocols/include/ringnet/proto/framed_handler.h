@@ -32,8 +32,11 @@
 namespace ringnet::proto {
 
 template <Codec C>
-/// An EventHandler that decodes inbound bytes with codec `C` and delivers frames to on_message (see the file comment).
-/// Threads: the callbacks run on the connection's loop thread, as for any EventHandler; the counters (frames_decoded() ... bytes_examined(), write_metrics()) may be read from any thread; codec() is const and shared by every loop.
+/// An EventHandler that decodes inbound bytes with codec `C` and delivers frames to on_message (see
+/// the file comment).
+/// Threads: the callbacks run on the connection's loop thread, as for any EventHandler; the
+/// counters (frames_decoded() ... bytes_examined(), write_metrics()) may be read from any thread;
+/// codec() is const and shared by every loop.
 class FramedHandler : public EventHandler {
  public:
   using Frame = typename C::Frame;  ///< the codec's decoded frame type
@@ -67,7 +70,8 @@ class FramedHandler : public EventHandler {
   /// The codec saw a partial frame with a hint (Decoded::hint != 0); see the codec.
   virtual Action on_need_more(Conn&, uint8_t /*hint*/) { return Action::kNone; }
 
-  /// Loop thread: decodes every complete frame in `conn`'s inbound bytes (read_frames) and updates the counters.
+  /// Loop thread: decodes every complete frame in `conn`'s inbound bytes (read_frames) and updates
+  /// the counters.
   Action on_traffic(Conn& conn) override {
     DecodeWork work;
     Action action = read_frames(

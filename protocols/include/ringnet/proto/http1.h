@@ -212,7 +212,8 @@ RINGNET_PROTO_EXPORT std::string_view format_error_reply(int status,
                                                        std::span<char, kHttpErrorReplyMax> buf);
 
 /// Codec for the server side of HTTP/1.1: bytes in, HttpRequest out (see the file comment).
-/// Threads: decode and encode are const, so one codec object may be shared by every connection on every loop; a State belongs to one connection and is used on that connection's loop thread.
+/// Threads: decode and encode are const, so one codec object may be shared by every connection on
+/// every loop; a State belongs to one connection and is used on that connection's loop thread.
 class RINGNET_PROTO_EXPORT Http1Codec {
  public:
   using Frame = HttpRequest;  ///< see HttpRequest

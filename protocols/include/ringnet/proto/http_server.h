@@ -50,7 +50,8 @@ class RINGNET_PROTO_EXPORT HttpServerHandler : public FramedHandler<Http1Codec> 
   /// `conn` before returning. kClose closes after the queued output is flushed.
   virtual Action on_request(Conn& conn, const HttpRequest& request) = 0;
 
-  /// Calls on_request, then keeps the connection only if the request is keep-alive and the engine is not draining.
+  /// Calls on_request, then keeps the connection only if the request is keep-alive and the engine
+  /// is not draining.
   Action on_message(Conn& conn, const HttpRequest& request) final {
     Action action = on_request(conn, request);
     conn.set_codec_word(conn.codec_word() & ~kContinueSent);  // the next request starts fresh

@@ -43,10 +43,11 @@ struct LengthFieldOptions {
 };
 
 /// Codec for frames that announce their size in a length field (see the file comment).
-/// Threads: decode and encode are const and stateless, so one codec object may be shared by every connection on every loop.
+/// Threads: decode and encode are const and stateless, so one codec object may be shared by every
+/// connection on every loop.
 class RINGNET_PROTO_EXPORT LengthFieldCodec {
  public:
-  using Frame = std::string_view;  ///< the wire frame minus bytes_to_strip, a view into the decoded input
+  using Frame = std::string_view;  ///< wire frame minus bytes_to_strip, a view into the input
   using Options = LengthFieldOptions;  ///< see LengthFieldOptions
 
   LengthFieldCodec() : LengthFieldCodec(Options{}) {}

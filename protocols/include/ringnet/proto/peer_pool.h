@@ -79,7 +79,10 @@ struct PeerPoolStats {
 };
 
 /// A bounded set of reusable client connections per peer address (see the file comment).
-/// Threads: get(), stats() and live() from any thread; on_open/on_close on loop threads from the handler's callbacks (prefer hooks(), valid after the pool is gone); `ready` runs outside the pool's lock on the caller's, the loop's or the destructor's thread. The destructor may run on any thread but must not race with get() or stats().
+/// Threads: get(), stats() and live() from any thread; on_open/on_close on loop threads from the
+/// handler's callbacks (prefer hooks(), valid after the pool is gone); `ready` runs outside the
+/// pool's lock on the caller's, the loop's or the destructor's thread. The destructor may run on
+/// any thread but must not race with get() or stats().
 class RINGNET_PROTO_EXPORT PeerPool {
   struct RINGNET_HIDDEN State;
 

@@ -141,7 +141,9 @@ class RespCommand {
 };
 
 /// Codec for RESP2, server side: decodes client commands, encodes replies (see the file comment).
-/// Threads: decode and encode are const (encode is static), so one codec object may be shared by every connection on every loop; a State belongs to one connection and is used on that connection's loop thread.
+/// Threads: decode and encode are const (encode is static), so one codec object may be shared by
+/// every connection on every loop; a State belongs to one connection and is used on that
+/// connection's loop thread.
 class RINGNET_PROTO_EXPORT RespCodec {
  public:
   using Frame = RespCommand;  ///< see RespCommand

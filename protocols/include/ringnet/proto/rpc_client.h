@@ -105,7 +105,10 @@ struct RpcClientStats {
 };
 
 /// Multiplexed RPC calls over pooled connections, matched by request id (see the file comment).
-/// Threads: call(), cancel(), set_method_timeout() and stats() from any thread; on_traffic/on_close on loop threads (prefer hooks(), valid after the client is gone); `done` runs once, outside the client's lock, on a loop thread, the timer thread, the caller's or the destructor's thread. The destructor may run on any thread but must not race with the other members.
+/// Threads: call(), cancel(), set_method_timeout() and stats() from any thread; on_traffic/on_close
+/// on loop threads (prefer hooks(), valid after the client is gone); `done` runs once, outside the
+/// client's lock, on a loop thread, the timer thread, the caller's or the destructor's thread. The
+/// destructor may run on any thread but must not race with the other members.
 class RINGNET_PROTO_EXPORT RpcClient {
   struct RINGNET_HIDDEN State;
 
@@ -132,7 +135,8 @@ class RINGNET_PROTO_EXPORT RpcClient {
     std::shared_ptr<State> state_;
   };
 
-  /// A client that takes its connections from `pool`, which must outlive it; starts its timer thread.
+  /// A client that takes its connections from `pool`, which must outlive it; starts its timer
+  /// thread.
   RpcClient(PeerPool& pool, RpcClientOptions options = {});
   ~RpcClient();  ///< calls still in flight end with ECANCELED (see "Lifetime" above)
   RpcClient(const RpcClient&) = delete;

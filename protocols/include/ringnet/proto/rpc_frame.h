@@ -107,7 +107,8 @@ struct RpcFrameOptions {
 };
 
 /// Codec for the binary RPC frame (see the file comment).
-/// Threads: immutable after construction; decode and encode are const and may run on every loop at once.
+/// Threads: immutable after construction; decode and encode are const and may run on every loop at
+/// once.
 class RINGNET_PROTO_EXPORT RpcFrameCodec {
  public:
   using Frame = RpcFrame;  ///< see RpcFrame

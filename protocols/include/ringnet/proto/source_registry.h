@@ -34,8 +34,10 @@
 
 namespace ringnet::proto {
 
-/// The live inbound connections of each source IP, for lookups and broadcasts (see the file comment).
-/// Threads: on_open/on_close on loop threads from the handler's callbacks; lookups and broadcast from any thread (16 mutex-guarded shards by source IP).
+/// The live inbound connections of each source IP, for lookups and broadcasts (see the file
+/// comment).
+/// Threads: on_open/on_close on loop threads from the handler's callbacks; lookups and broadcast
+/// from any thread (16 mutex-guarded shards by source IP).
 class RINGNET_PROTO_EXPORT SourceRegistry {
  public:
   /// Loop thread, from the handler's callbacks. Dialed (outbound) connections are skipped.
