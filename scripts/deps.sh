@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(g++ meson ninja-build pkg-config liburing-dev libfmt-dev libgtest-dev
-          libbenchmark-dev python3 "$@")
+          libbenchmark-dev python3 doxygen "$@")
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
-// Included by every public ringnet header, before anything else of ringnet's: the
-// language check and the macros that mark what the shared libraries export.
-//
-// libringnet and libringnet_proto are built with hidden visibility, so only declarations
-// marked here are part of their ABI; engine internals (event loops, pollers, socket
-// helpers...) stay out of the dynamic symbol tables.
+/// @file
+/// Included by every public ringnet header, before anything else of ringnet's: the
+/// language check and the macros that mark what the shared libraries export.
+///
+/// libringnet and libringnet_proto are built with hidden visibility, so only declarations
+/// marked here are part of their ABI; engine internals (event loops, pollers, socket
+/// helpers...) stay out of the dynamic symbol tables.
 #pragma once
 
 // The headers use concepts, requires-clauses, std::span and defaulted comparisons: say so
@@ -18,7 +19,9 @@
 #define RINGNET_VISIBILITY_DEFAULT [[gnu::visibility("default")]]
 #define RINGNET_VISIBILITY_HIDDEN [[gnu::visibility("hidden")]]
 #else
+/// Marks a declaration as exported (visibility "default"); empty on other compilers.
 #define RINGNET_VISIBILITY_DEFAULT
+/// Marks a declaration as library-private (visibility "hidden"); empty on other compilers.
 #define RINGNET_VISIBILITY_HIDDEN
 #endif
 
@@ -37,6 +40,6 @@
 #define RINGNET_PROTO_EXPORT RINGNET_VISIBILITY_DEFAULT
 #endif
 
-// For a library-private type declared inside an exported class (an Impl behind a
-// pointer): a nested class takes its enclosing class's visibility unless told otherwise.
+/// For a library-private type declared inside an exported class (an Impl behind a
+/// pointer): a nested class takes its enclosing class's visibility unless told otherwise.
 #define RINGNET_HIDDEN RINGNET_VISIBILITY_HIDDEN

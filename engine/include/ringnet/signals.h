@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
-// ShutdownOnSignals: SIGTERM/SIGINT start a graceful Engine::shutdown(deadline), the way a
-// pod being replaced expects. Opt-in; construct it on the main thread before
-// Engine::start(): it blocks the two signals in the calling thread — the loop threads
-// created afterwards inherit the mask — and a helper thread takes them with sigwait(), so
-// no asynchronous signal handler ever runs. Destroying it (after wait()) ends that thread.
-// Construct it before ANY other thread exists (a WorkerPool's, your own): a thread
-// created earlier keeps the signals unblocked, the kernel may hand SIGTERM to it, and its
-// default action kills the process with no drain. (Starting a pool in on_boot is safe.)
+/// @file
+/// ShutdownOnSignals: SIGTERM/SIGINT start a graceful Engine::shutdown(deadline), the way a
+/// pod being replaced expects. Opt-in; construct it on the main thread before
+/// Engine::start(): it blocks the two signals in the calling thread — the loop threads
+/// created afterwards inherit the mask — and a helper thread takes them with sigwait(), so
+/// no asynchronous signal handler ever runs. Destroying it (after wait()) ends that thread.
+/// Construct it before ANY other thread exists (a WorkerPool's, your own): a thread
+/// created earlier keeps the signals unblocked, the kernel may hand SIGTERM to it, and its
+/// default action kills the process with no drain. (Starting a pool in on_boot is safe.)
 #pragma once
 
 #include <atomic>
@@ -19,14 +20,17 @@ namespace ringnet {
 
 class Engine;
 
+/// SIGTERM/SIGINT start Engine::shutdown(deadline) (see the file comment).
+/// Threads: construct and destroy it on the main thread, before any other thread exists; received() from any thread.
 class RINGNET_EXPORT ShutdownOnSignals {
  public:
+  /// Blocks SIGTERM/SIGINT and starts the thread that calls engine.shutdown(deadline) on one.
   ShutdownOnSignals(Engine& engine, std::chrono::milliseconds deadline);
   ~ShutdownOnSignals();
   ShutdownOnSignals(const ShutdownOnSignals&) = delete;
   ShutdownOnSignals& operator=(const ShutdownOnSignals&) = delete;
 
-  // The signal that started the drain, or 0.
+  /// The signal that started the drain, or 0.
   int received() const { return received_.load(); }
 
  private:
