@@ -62,8 +62,8 @@ Args parse_args(int argc, char** argv) {
       "when the server cannot be reached or a call failed (no call is started after the "
       "first failure), 2 on a bad command line.");
   t.add_string("--host", "H",
-               "server host; sent to the pool as the address tcp://H:PORT (numeric IPs for "
-               "now; names once Engine::dial resolves them)",
+               "server host, an IP address or a name (looked up off the loops); sent to the "
+               "pool as the address tcp://H:PORT",
                a.host, &a.host);
   t.add_number("--port", "N", "server TCP port", &a.port, 1, 65535, "port");
   t.add_string("--unix", "PATH", "call the server on this Unix-domain socket instead of TCP",

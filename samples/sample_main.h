@@ -278,7 +278,7 @@ struct Flags {
 // The flags every sample server takes, as rows of `table`, stored into `f`.
 inline void add_server_flags(FlagTable& table, Flags& f) {
   ringnet::Options& o = f.options;
-  table.add_string("--host", "H", "numeric IP address to listen on (and the admin listener)",
+  table.add_string("--host", "H", "IP address or host name to listen on (and the admin listener)",
                    f.host, &f.host);
   table.add_number("--port", "N", "TCP port to listen on; 0 picks a free one", &f.port, 0,
                    65535, "port", {}, "0 picks a free port");

@@ -35,7 +35,8 @@ INTERNAL = re.compile(
     r"SourceLimiter|Slab|Listener|ringnet::sockets::|setup_ring|probe_io_uring|make_poller|"
     r"resolve_backend|kernel_at_least|Engine::Impl|"
     r"WorkerPool::Impl|PoolShared|PeerPool::State|RpcClient::State|CallbacksInFlight|"
-    r"LoopCounters|LoopHistogram|UringTag|ChunkLimits")
+    r"LoopCounters|LoopHistogram|UringTag|ChunkLimits|Resolver|resolve_now|"
+    r"parse_named_address|NamedAddress")
 EXPECTED = {
     "engine": [
         "ringnet::Engine::Engine(ringnet::EventHandler&, ringnet::Options)",

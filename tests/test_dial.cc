@@ -266,6 +266,11 @@ TEST_P(DialTest, BadDialsAreRefusedAtOnce) {
   EXPECT_FALSE(server.engine().dial("127.0.0.1:1"));  // not started
   ASSERT_TRUE(server.start());
   EXPECT_FALSE(server.engine().dial("nonsense"));
+  // Not numeric addresses and not names either (no top-level domain is all digits):
+  // refused here, never handed to getaddrinfo's inet_aton reading or to DNS.
+  EXPECT_FALSE(server.engine().dial("tcp://999.1.1.1:80"));
+  EXPECT_FALSE(server.engine().dial("tcp://127.1:80"));
+  EXPECT_FALSE(server.engine().dial("tcp://0x7f.1:80"));
   EXPECT_FALSE(server.engine().dial("127.0.0.1:1", {.loop = 2}));
   server.stop();
   EXPECT_FALSE(server.engine().dial("127.0.0.1:1"));  // stopped

@@ -74,7 +74,7 @@ struct EngineStats {
   uint64_t inbound_overflows = 0; ///< connections closed for holding > max_inbound_buffer
   uint64_t dials = 0;            ///< Engine::dial attempts that reached their loop
   uint64_t dialed = 0;           ///< of those, connected (then counted in open, closed...)
-  uint64_t dial_failures = 0;    ///< never connected (closed with kConnectFailed)
+  uint64_t dial_failures = 0;    ///< never connected (kConnectFailed or kResolveFailed)
   uint64_t traffic_calls = 0;    ///< on_traffic calls for fresh input
   uint64_t conn_writes = 0;      ///< Conn::write/writev calls that queued bytes
   uint64_t queued_tasks = 0;     ///< gauge: cross-thread tasks posted and not yet run

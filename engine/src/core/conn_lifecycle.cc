@@ -151,7 +151,10 @@ void EventLoop::dial_name(const NamedAddress& name, const DialOptions& options) 
   bump(counters_.open);
   c.deadline_ = stamp(now_tick() + capped_ticks(options.timeout) + 1);
   update_timer(c);
-  group_.resolver->resolve(name, [this, id = c.id()](const SockAddr& peer, int gai_error) {
+  const auto deadline = std::chrono::steady_clock::now() + std::max(options.timeout,
+                                                                    std::chrono::milliseconds(0));
+  group_.resolver->resolve(name, deadline, [this, id = c.id()](const SockAddr& peer,
+                                                               int gai_error) {
     // On the resolver's thread. A loop that has left drops it (its dials were closed).
     TaskQueue::Task answer = [this, id, peer, gai_error] { on_resolved(id, peer, gai_error); };
     (void)try_post(answer);

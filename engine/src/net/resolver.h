@@ -5,6 +5,7 @@
 // as a task (EventLoop::dial_name / on_resolved).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -44,12 +45,14 @@ class Resolver {
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
-  // Any thread.
-  void resolve(NamedAddress name, Done done);
+  // Any thread. A lookup still queued at `deadline` is dropped without a call to `done`
+  // (its dial has timed out meanwhile).
+  void resolve(NamedAddress name, std::chrono::steady_clock::time_point deadline, Done done);
 
  private:
   struct Job {
     NamedAddress name;
+    std::chrono::steady_clock::time_point deadline;
     Done done;
   };
   void run();
