@@ -47,9 +47,6 @@ bool kernel_at_least(int want_major, int want_minor) {
   return major > want_major || (major == want_major && minor >= want_minor);
 }
 
-// Incremental provided-buffer consumption exists from kernel 6.12.
-bool kernel_at_least_6_12() { return kernel_at_least(6, 12); }
-
 // Starts an engine that must fail to start; returns the failure.
 Status start_error(const Options& o) {
   EchoHandler handler;
@@ -310,7 +307,7 @@ TEST(UringBackend, IncrementalBuffersCarrySmallReceivesOfManyConnections) {
     TestServer server(handler, o);
     ASSERT_TRUE(server.start());
     const uint64_t rings = 1 + (o.reuse_port ? 0 : 1);  // and the acceptor's
-    if (incremental && kernel_at_least_6_12()) {
+    if (incremental && kernel_at_least(6, 12)) {  // IOU_PBUF_RING_INC: 6.12+
       EXPECT_EQ(server.engine().stats().uring_incremental_rings, rings);
     } else if (!incremental) {
       EXPECT_EQ(server.engine().stats().uring_incremental_rings, 0u);
