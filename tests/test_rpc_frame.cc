@@ -181,7 +181,8 @@ TEST(RpcFrameDecode, RoundTripEveryType) {
       const RpcFrame original{static_cast<RpcType>(t), flags, static_cast<uint16_t>(100 + t),
                               0xDEADBEEF00000000ull + t, body};
       const std::string wire = encode_to_string(codec, original);
-      ASSERT_EQ(wire.size(), kRpcHeaderSize + body.size());
+      const size_t budget = (flags & kRpcFlagBudget) != 0 ? kRpcBudgetSize : 0;
+      ASSERT_EQ(wire.size(), kRpcHeaderSize + budget + body.size());
       RpcFrame decoded;
       Decoded d = codec.decode(wire, decoded);
       ASSERT_EQ(d.kind, Decoded::kFrame) << d.error.reason;

@@ -2,6 +2,8 @@
 // RpcFrameCodec: see rpc_frame.h for the wire format.
 #include "ringnet/proto/rpc_frame.h"
 
+#include <cstring>
+
 namespace ringnet::proto {
 namespace {
 
@@ -58,6 +60,17 @@ RpcHeaderBytes encode_rpc_header(RpcType type, uint16_t flags, uint16_t method,
   return h;
 }
 
+size_t encode_rpc_head(const RpcFrame& frame, char* out) {
+  const bool budget = frame.has_budget();
+  const size_t extra = budget ? kRpcBudgetSize : 0;
+  RpcHeaderBytes h = encode_rpc_header(frame.type, frame.flags, frame.method,
+                                       frame.request_id,
+                                       static_cast<uint32_t>(frame.body.size() + extra));
+  std::memcpy(out, h.data(), h.size());
+  if (budget) write_be(out + kRpcHeaderSize, frame.budget_ms, kRpcBudgetSize);
+  return kRpcHeaderSize + extra;
+}
+
 Decoded RpcFrameCodec::decode(std::string_view in, RpcFrame& frame) const {
   // The fixed fields are checked as soon as their bytes arrive, so input that is not this
   // protocol at all (a text client) is refused without waiting for a whole header.
@@ -86,11 +99,20 @@ Decoded RpcFrameCodec::decode(std::string_view in, RpcFrame& frame) const {
   const uint64_t total = uint64_t{kRpcHeaderSize} + body_length;
   if (have < total) return Decoded::need_more(0, static_cast<size_t>(total));
 
+  const auto flags = static_cast<uint16_t>(read_be(in, kFlagsAt, 2));
+  size_t body_at = kRpcHeaderSize;
+  uint32_t budget_ms = 0;
+  if ((flags & kRpcFlagBudget) != 0) {
+    if (body_length < kRpcBudgetSize) return Decoded::fail(kRpcErrorShortBudget);
+    budget_ms = static_cast<uint32_t>(read_be(in, kRpcHeaderSize, kRpcBudgetSize));
+    body_at += kRpcBudgetSize;
+  }
   frame.type = static_cast<RpcType>(byte_at(in, kTypeAt));
-  frame.flags = static_cast<uint16_t>(read_be(in, kFlagsAt, 2));
+  frame.flags = flags;
   frame.method = static_cast<uint16_t>(read_be(in, kMethodAt, 2));
   frame.request_id = read_be(in, kRequestIdAt, 8);
-  frame.body = in.substr(kRpcHeaderSize, body_length);
+  frame.budget_ms = budget_ms;
+  frame.body = in.substr(body_at, static_cast<size_t>(total) - body_at);
   return Decoded::frame(static_cast<size_t>(total));
 }
 
@@ -98,10 +120,12 @@ Status RpcFrameCodec::check_encodable(const RpcFrame& frame) const {
   if (static_cast<uint8_t>(frame.type) > kMaxType) {
     return Status::invalid("rpc encode: unknown frame type");
   }
-  if (frame.body.size() > options_.max_body) {
+  const uint64_t length =
+      uint64_t{frame.body.size()} + (frame.has_budget() ? kRpcBudgetSize : 0);
+  if (length > options_.max_body) {
     return Status::invalid("rpc encode: body over max_body");
   }
-  if (frame.body.size() < options_.min_body) {
+  if (length < options_.min_body) {
     return Status::invalid("rpc encode: body below min_body");
   }
   return Status::ok();

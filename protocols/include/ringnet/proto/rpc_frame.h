@@ -13,9 +13,20 @@
 ///     u16     u8    u8    u16      u16         u64              u32
 ///
 ///   type:   0 request, 1 response, 2 one-way (no reply), 3 error (body says why)
-///   flags:  bit 0 = idempotent (safe to retry); the other bits are reserved and passed
-///           through untouched by decode and encode
-///   method: application-defined
+///   flags:  bit 0 = idempotent (safe to retry)
+///           bit 1 = budget: a u32 (big-endian) follows the header, the caller's remaining
+///                   time in milliseconds; it counts in body_length, and decode takes it
+///                   out of the body into RpcFrame::budget_ms
+///           bits 2-3 = body compression (RpcCompression, rpc_compression.h): 0 none,
+///                   1 zstd, 2 lz4, 3 reserved; a compressed body starts with its u32
+///                   uncompressed length. The codec passes these bits through; the RPC
+///                   server and client compress and decompress.
+///           the other bits are reserved and passed through untouched
+///   method: application-defined (RpcServer: the method's numeric id)
+///
+/// Frames without the budget flag are the original version-1 frames, accepted as before.
+/// An error frame's body is a u16 (big-endian) status code (RpcCode, rpc_status.h) and a
+/// message (encode_rpc_error_body / decode_rpc_error_body).
 ///
 /// Validation happens before any body byte is waited for: magic, version and type are
 /// checked as soon as their bytes are present (so a stray text client is refused at once
@@ -44,6 +55,12 @@ inline constexpr size_t kRpcHeaderSize = 20;  ///< bytes in a frame header
 inline constexpr uint16_t kRpcMagic = 0x524E;  ///< "RN"
 inline constexpr uint8_t kRpcVersion = 1;  ///< the only version decode accepts
 inline constexpr uint16_t kRpcFlagIdempotent = 0x0001;  ///< flags bit 0: the call is safe to retry
+/// flags bit 1: a 4-byte remaining budget (RpcFrame::budget_ms) follows the header.
+inline constexpr uint16_t kRpcFlagBudget = 0x0002;
+inline constexpr size_t kRpcBudgetSize = 4;  ///< bytes of the budget field
+/// flags bits 2-3: the body's compression (see RpcCompression); 0 = none.
+inline constexpr uint16_t kRpcFlagCompressionMask = 0x000C;
+inline constexpr int kRpcFlagCompressionShift = 2;  ///< where the compression bits start
 /// Default RpcFrameOptions::max_body, in bytes (10 MiB).
 inline constexpr uint32_t kRpcDefaultMaxBody = 10u * 1024 * 1024;
 
@@ -64,6 +81,10 @@ RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorBodyTooSmall[] =
 RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorBodyTooLarge[] =
     "rpc: body_length over max_body";
 
+/// The budget flag is set but body_length is below the 4 bytes of the budget field.
+RINGNET_PROTO_EXPORT inline constexpr char kRpcErrorShortBudget[] =
+    "rpc: budget flag set but body_length below 4";
+
 /// The frame's type byte.
 enum class RpcType : uint8_t {
   kRequest = 0,  ///< a call that expects a response
@@ -82,10 +103,24 @@ struct RpcFrame {
   uint16_t flags = 0;  ///< flag bits (bit 0: idempotent); reserved bits pass through
   uint16_t method = 0;  ///< application-defined method number
   uint64_t request_id = 0;  ///< matches a response to its request
-  std::string_view body;  ///< decode: a view into the input, valid while the input is
+  std::string_view body;  ///< decode: a view into the input (after the budget field),
+                          ///< valid while the input is
+  /// The caller's remaining time in milliseconds; meaningful only with kRpcFlagBudget.
+  uint32_t budget_ms = 0;
 
   /// True when the idempotent flag (kRpcFlagIdempotent) is set.
   bool idempotent() const { return (flags & kRpcFlagIdempotent) != 0; }
+  /// True when the frame carries the caller's budget (kRpcFlagBudget).
+  bool has_budget() const { return (flags & kRpcFlagBudget) != 0; }
+  /// Sets the budget and its flag.
+  void set_budget(uint32_t ms) {
+    flags = static_cast<uint16_t>(flags | kRpcFlagBudget);
+    budget_ms = ms;
+  }
+  /// The compression bits (0 none, 1 zstd, 2 lz4, 3 reserved).
+  uint8_t compression_bits() const {
+    return static_cast<uint8_t>((flags & kRpcFlagCompressionMask) >> kRpcFlagCompressionShift);
+  }
   /// Field-wise equality (the body compared by content).
   bool operator==(const RpcFrame&) const = default;
 };
@@ -97,6 +132,11 @@ using RpcHeaderBytes = std::array<char, kRpcHeaderSize>;
 RINGNET_PROTO_EXPORT RpcHeaderBytes encode_rpc_header(RpcType type, uint16_t flags,
                                                       uint16_t method, uint64_t request_id,
                                                       uint32_t body_length);
+
+/// Writes the header of `frame` (and its budget field when the flag is set) at `out`,
+/// which holds kRpcHeaderSize + kRpcBudgetSize bytes; returns the bytes written. The body
+/// length is frame.body's (plus the budget field's). No checks: see RpcFrameCodec::encode.
+RINGNET_PROTO_EXPORT size_t encode_rpc_head(const RpcFrame& frame, char* out);
 
 /// Options of RpcFrameCodec.
 struct RpcFrameOptions {
@@ -121,16 +161,15 @@ class RINGNET_PROTO_EXPORT RpcFrameCodec {
   /// See codec.h. Never allocates; frame.body is a view into `in`.
   Decoded decode(std::string_view in, RpcFrame& frame) const;
 
-  /// Writes the header (from a stack buffer), then the body. Refuses, writing nothing, a
-  /// frame this codec's decode would reject: an unknown type or a body outside
-  /// [min_body, max_body].
+  /// Writes the header (from a stack buffer; with the budget field when the flag is set),
+  /// then the body. Refuses, writing nothing, a frame this codec's decode would reject: an
+  /// unknown type or a body_length outside [min_body, max_body].
   template <ByteSink S>
   Status encode(const RpcFrame& frame, S& sink) const {
     if (Status s = check_encodable(frame); !s) return s;
-    RpcHeaderBytes header =
-        encode_rpc_header(frame.type, frame.flags, frame.method, frame.request_id,
-                          static_cast<uint32_t>(frame.body.size()));
-    return write_parts(sink, std::string_view(header.data(), header.size()), frame.body);
+    std::array<char, kRpcHeaderSize + kRpcBudgetSize> head;
+    const size_t head_size = encode_rpc_head(frame, head.data());
+    return write_parts(sink, std::string_view(head.data(), head_size), frame.body);
   }
 
   /// The options this codec was built with.

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// Body compression for the RPC frame: none, zstd (libzstd) or lz4 (liblz4), named per
+/// frame by flags bits 2-3 (rpc_frame.h). A compressed body is
+///
+///   u32 uncompressed length (big-endian) + the codec's output (a zstd frame, an lz4 block)
+///
+/// The length comes first so a receiver refuses a body that would inflate past its limit
+/// before decompressing a byte (a compression bomb), and decompresses into a buffer of
+/// exactly that size; a payload that does not inflate to exactly that length is refused.
+///
+/// Threads: free functions without shared state; any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "ringnet/config.h"
+#include "ringnet/proto/rpc_frame.h"
+#include "ringnet/proto/rpc_status.h"
+
+namespace ringnet::proto {
+
+/// The body's compression, the value of the frame's flags bits 2-3.
+enum class RpcCompression : uint8_t {
+  kNone = 0,  ///< the body is sent as is
+  kZstd = 1,  ///< zstd (libzstd)
+  kLz4 = 2,   ///< lz4 block format (liblz4)
+};
+
+/// "none", "zstd", "lz4"; "unknown" otherwise.
+RINGNET_PROTO_EXPORT const char* rpc_compression_name(RpcCompression c);
+
+/// How a sender compresses.
+struct RpcCompressionOptions {
+  RpcCompression codec = RpcCompression::kNone;  ///< kNone: never compress
+  size_t threshold = 1024;  ///< bodies shorter than this are sent raw (flags bits 0)
+  int zstd_level = 1;       ///< zstd's compression level (1 is its fastest)
+};
+
+/// The frame's flags with bits 2-3 set to `c` (the others kept).
+inline uint16_t rpc_flags_with_compression(uint16_t flags, RpcCompression c) {
+  return static_cast<uint16_t>((flags & ~kRpcFlagCompressionMask) |
+                               (static_cast<unsigned>(c) << kRpcFlagCompressionShift));
+}
+
+/// Compresses `body` with options.codec into `out` (replacing its contents) when the body
+/// is at least options.threshold bytes and the result is smaller than the body; returns
+/// the codec used: kNone when the body is to be sent raw (out then untouched).
+RINGNET_PROTO_EXPORT RpcCompression rpc_compress(std::string_view body,
+                                                 const RpcCompressionOptions& options,
+                                                 std::string& out);
+
+/// Decompresses a body sent with `bits` (the frame's compression bits, 0..3) into `out`
+/// (replacing its contents). Refuses, with kResourceExhausted, a body whose declared
+/// length is over `max_size`; with kInvalidArgument an unknown codec (3), a body shorter
+/// than its length field, or a payload that does not inflate to exactly the declared
+/// length. bits 0 is not a call for this function (the body is not compressed): refused
+/// as kInvalidArgument.
+RINGNET_PROTO_EXPORT RpcStatus rpc_decompress(uint8_t bits, std::string_view body,
+                                              size_t max_size, std::string& out);
+
+}  // namespace ringnet::proto
