@@ -153,6 +153,11 @@ class RINGNET_EXPORT Engine {
   /// stop()/shutdown() decides how the engine stops.
   void shutdown(std::chrono::milliseconds deadline);
 
+  /// Any thread: closes every listener (no connection is accepted any more) and nothing
+  /// else: open connections are served as before. For a server that drains at its own
+  /// protocol level (answering new requests with a refusal) before shutdown(). Sockets
+  /// still in a listener's accept queue are reset by the kernel. No-op before start().
+  void stop_accepting();
   /// Any thread, once start() returned: opens an outbound connection on one of the
   /// loops. The result comes to the handler on that loop: on_open (Conn::dialed() is true)
   /// and then the usual callbacks, or, if it never connects, on_close alone with

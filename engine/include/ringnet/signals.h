@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "ringnet/config.h"
@@ -26,6 +27,11 @@ class RINGNET_EXPORT ShutdownOnSignals {
  public:
   /// Blocks SIGTERM/SIGINT and starts the thread that calls engine.shutdown(deadline) on one.
   ShutdownOnSignals(Engine& engine, std::chrono::milliseconds deadline);
+  /// Blocks SIGTERM/SIGINT and starts the thread that calls `on_signal(signal)` on the
+  /// first one (later ones are counted in received() only), for a server whose own drain
+  /// comes before the engine's (RpcServer). It runs on that thread and may block; the
+  /// destructor waits for it.
+  explicit ShutdownOnSignals(std::function<void(int)> on_signal);
   ~ShutdownOnSignals();
   ShutdownOnSignals(const ShutdownOnSignals&) = delete;
   ShutdownOnSignals& operator=(const ShutdownOnSignals&) = delete;

@@ -85,6 +85,8 @@ class EventLoop {
   // Any thread: the loop has left run() (or never ran); work posted now runs only when
   // the engine is joined.
   bool exited() const { return exited_.load(std::memory_order_acquire); }
+  // Closes this loop's listeners (Engine::stop_accepting; the stop paths). Loop thread.
+  void close_listeners();
 
   // ---- loop thread ----
   void adopt(int fd, const SockAddr& peer);
@@ -276,7 +278,6 @@ class EventLoop {
   // handler's or the drain's decision, and the peer may still be sending what nobody will
   // read (bytes in c's buffer or in the kernel, input that came while c was closing).
   static bool lingers_on_close(const Conn& c);
-  void close_listeners();
   void shutdown_all();
   bool handle_fd_exhaustion(Listener& l, int err);
 

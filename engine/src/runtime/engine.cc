@@ -313,6 +313,19 @@ void Engine::shutdown(std::chrono::milliseconds deadline) {
   impl_->request_stop(std::max(deadline, std::chrono::milliseconds(0)));
 }
 
+void Engine::stop_accepting() {
+  Impl& impl = *impl_;
+  if (!impl.is_running.load()) return;
+  // Each loop owns its listeners (the acceptor's, or one per loop with reuse_port) and
+  // closes them itself. A loop that has left (its queue closed) closed them already.
+  auto close_on = [](EventLoop& loop) {
+    TaskQueue::Task task([&loop] { loop.close_listeners(); });
+    if (!loop.exited()) (void)loop.try_post(task);
+  };
+  if (impl.acceptor) close_on(*impl.acceptor);
+  for (auto& loop : impl.loops) close_on(*loop);
+}
+
 bool Engine::running() const { return impl_->is_running.load(); }
 
 Status Engine::dial(std::string_view address, DialOptions options) {
