@@ -164,12 +164,12 @@ int main(int argc, char** argv) {
                                                                        : flags.host;
   if (flags.admin_port >= 0) options.admin = "tcp://" + host + ":" + std::to_string(flags.admin_port);
   ringnet::proto::RpcServer server(options);
-  ringnet::proto::RpcServiceOptions common{
-      .timeout = std::chrono::milliseconds(timeout_ms),
-      .drain_limit = std::chrono::milliseconds(drain_limit_ms),
-      .frame = {.max_body = max_body},
-      .max_decompressed = max_body,
-      .compression = {.codec = compress}};
+  ringnet::proto::RpcServiceOptions common;
+  common.timeout = std::chrono::milliseconds(timeout_ms);
+  common.drain_limit = std::chrono::milliseconds(drain_limit_ms);
+  common.frame.max_body = max_body;
+  common.max_decompressed = max_body;
+  common.compression.codec = compress;
   ringnet::proto::RpcServiceOptions kv_options = common;
   kv_options.name = "kv";
   kv_options.listen = {flags.unix_path.empty() ? "tcp://" + host + ":" + std::to_string(flags.port)

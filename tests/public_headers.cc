@@ -28,7 +28,11 @@
 #include <ringnet/proto/peer_pool.h>
 #include <ringnet/proto/resp.h>
 #include <ringnet/proto/rpc_client.h>
+#include <ringnet/proto/rpc_compression.h>
 #include <ringnet/proto/rpc_frame.h>
+#include <ringnet/proto/rpc_server.h>
+#include <ringnet/proto/rpc_status.h>
+#include <ringnet/proto/rpc_typed.h>
 #include <ringnet/proto/source_registry.h>
 #include <ringnet/signals.h>
 #include <ringnet/status.h>

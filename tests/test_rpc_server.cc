@@ -118,7 +118,9 @@ class RpcServerTest : public testing::TestWithParam<Backend> {
   }
 
   RpcService& make(proto::RpcServiceOptions so) {
-    server_ = std::make_unique<RpcServer>(proto::RpcServerOptions{.engine = test_options(GetParam(), 2)});
+    proto::RpcServerOptions options;
+    options.engine = test_options(GetParam(), 2);
+    server_ = std::make_unique<RpcServer>(options);
     RpcService& svc = server_->add_service(std::move(so));
     EXPECT_TRUE(svc.add_unary("echo", kEcho, [](RpcCall&, std::string_view in, std::string& out) {
       out.assign(in);

@@ -42,7 +42,7 @@ struct RpcCompressionOptions {
 
 /// The frame's flags with bits 2-3 set to `c` (the others kept).
 inline uint16_t rpc_flags_with_compression(uint16_t flags, RpcCompression c) {
-  return static_cast<uint16_t>((flags & ~kRpcFlagCompressionMask) |
+  return static_cast<uint16_t>((unsigned{flags} & ~unsigned{kRpcFlagCompressionMask}) |
                                (static_cast<unsigned>(c) << kRpcFlagCompressionShift));
 }
 

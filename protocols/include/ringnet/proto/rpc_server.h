@@ -190,9 +190,9 @@ struct RpcMethod {
   RpcMethodOptions options;  ///< timeout and where the handler runs
   RpcUnaryHandler unary;     ///< one of the two is set
   RpcAsyncHandler async;     ///< one of the two is set
-  /// Golden signals, updated by the server (any thread).
+  /// Golden signals, updated by the server (any thread); opaque.
   struct Counters;
-  std::shared_ptr<Counters> counters;
+  std::shared_ptr<Counters> counters;  ///< the method's golden signals (see write_metrics)
 };
 
 /// A filter (interceptor) around every call of a server or a service. Every hook may run
@@ -233,8 +233,8 @@ class RINGNET_PROTO_EXPORT RpcConcurrencyLimit final : public RpcServerFilter {
   std::atomic<uint64_t> refused_{0};
 };
 
-/// Logs each finished call at info ("rpc <service>.<method> <code> <latency> from
-/// <peer>"), errors at warn, at most `per_second` lines a second (the rest counted and
+/// Logs each finished call at info (`rpc SERVICE.METHOD CODE LATENCY us from PEER`),
+/// errors at warn, at most `per_second` lines a second (the rest counted and
 /// reported with the next line).
 class RINGNET_PROTO_EXPORT RpcLogFilter final : public RpcServerFilter {
  public:
