@@ -251,8 +251,8 @@ class RINGNET_PROTO_EXPORT RpcLogFilter final : public RpcServerFilter {
 
 /// Options of one service.
 struct RpcServiceOptions {
-  std::string name;                  ///< for logs, metrics (label service) and rpc.list
-  std::vector<std::string> listen;   ///< addresses (Engine::listen forms), at least one
+  std::string name{};                ///< for logs, metrics (label service) and rpc.list
+  std::vector<std::string> listen{}; ///< addresses (Engine::listen forms), at least one
   std::chrono::milliseconds timeout{5000};      ///< default per-call timeout
   std::chrono::milliseconds drain_limit{5000};  ///< shutdown: in-flight calls get this long
   RpcFrameOptions frame{};           ///< body_length bounds (10 MiB cap by default)
@@ -334,7 +334,7 @@ struct RpcServerStats {
 struct RpcServerOptions {
   Options engine{};       ///< the engine serving every service (loops, backend...)
   WorkerPoolOptions pool{.threads = 4, .queue_capacity = 4096, .name = "rpc-pool"};  ///< kPool
-  std::string admin;      ///< admin listener (/metrics, /healthz); empty: none
+  std::string admin{};    ///< admin listener (/metrics, /healthz); empty: none
 };
 
 /// Services over one Engine (see the file comment).
