@@ -127,6 +127,11 @@ void ringnet_public_headers_instantiate(Conn& conn, WorkerPool& pool, Engine& en
   (void)write_response_head(sink, 200, "text/plain", 10, true);
   (void)LengthFieldCodec().encode("body", sink);
   (void)RpcFrameCodec().encode(RpcFrame{}, sink);
+  std::string packed;
+  (void)rpc_compress(out, {.codec = RpcCompression::kZstd}, packed);
+  (void)rpc_decompress(1, packed, 1024, out);
+  (void)rpc_flags_with_compression(kRpcFlagIdempotent, RpcCompression::kLz4);
+  (void)decode_rpc_error_body(encode_rpc_error_body(RpcCode::kInternal, "x")).to_string();
   (void)DelimiterCodec().encode("line", sink);
   (void)FixedLengthCodec({.frame_length = 4}).encode("four", sink);
   (void)Http1Codec().write_error_reply({"bad", 400}, sink);
