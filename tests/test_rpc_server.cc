@@ -527,6 +527,76 @@ TEST_P(RpcServerTest, MetricsNameEveryMethodWithItsCodes) {
   EXPECT_EQ(w.duplicates(), 0);
 }
 
+// Compressed requests are inflated before the handler; the answer goes back with the same
+// codec when it is over the threshold, raw below it.
+TEST_P(RpcServerTest, ZstdAndLz4RoundTripsAndSmallBodiesStayRaw) {
+  make(service_options());
+  start();
+  RawRpc c;
+  ASSERT_TRUE(c.connect(addr()));
+  const std::string big = make_payload(64 * 1024, 3) + std::string(64 * 1024, 'z');
+  uint64_t id = 1;
+  for (auto codec : {proto::RpcCompression::kZstd, proto::RpcCompression::kLz4}) {
+    std::string packed;
+    ASSERT_EQ(proto::rpc_compress(big, {.codec = codec, .threshold = 1024}, packed), codec);
+    ASSERT_LT(packed.size(), big.size());
+    ASSERT_TRUE(c.send_raw(RawRpc::frame(kEcho, id, packed,
+                                         proto::rpc_flags_with_compression(0, codec))));
+    Reply r;
+    ASSERT_TRUE(c.read(&r));
+    EXPECT_EQ(r.id, id);
+    ASSERT_EQ(r.type, RpcType::kResponse);
+    ASSERT_EQ((r.flags & proto::kRpcFlagCompressionMask) >> proto::kRpcFlagCompressionShift,
+              static_cast<int>(codec));
+    std::string back;
+    ASSERT_TRUE(proto::rpc_decompress(static_cast<uint8_t>(codec), r.body, big.size(), back));
+    EXPECT_TRUE(same_bytes(big, back));
+    ++id;
+    // A small answer to a compressed request goes back raw.
+    ASSERT_TRUE(proto::rpc_compress(std::string(2000, 'a'), {.codec = codec, .threshold = 1}, packed) == codec);
+    ASSERT_TRUE(c.send_raw(RawRpc::frame(0, id, packed, proto::rpc_flags_with_compression(0, codec))));
+    ASSERT_TRUE(c.read(&r));  // rpc.list: a short answer, under the 1 KiB threshold
+    EXPECT_EQ(r.type, RpcType::kResponse);
+    EXPECT_EQ(r.flags & proto::kRpcFlagCompressionMask, 0);
+    EXPECT_NE(r.body.find("1 echo\n"), std::string::npos) << r.body;
+    ++id;
+  }
+  // Below the threshold nothing is compressed by a sender: a plain frame stays plain.
+  Reply r;
+  ASSERT_TRUE(c.call(kEcho, id, "short", &r));
+  EXPECT_EQ(r.flags, 0);
+  EXPECT_EQ(r.body, "short");
+}
+
+TEST_P(RpcServerTest, ACompressionBombClosesItsConnectionOnly) {
+  auto so = service_options();
+  so.max_decompressed = 1024 * 1024;
+  make(so);
+  start();
+  RawRpc bomber, other;
+  ASSERT_TRUE(bomber.connect(addr()));
+  ASSERT_TRUE(other.connect(addr()));
+  std::string packed;
+  const std::string zeros(64 * 1024 * 1024, '\0');  // 64 MiB of zeros: a few KiB packed
+  ASSERT_EQ(proto::rpc_compress(zeros, {.codec = proto::RpcCompression::kZstd}, packed),
+            proto::RpcCompression::kZstd);
+  ASSERT_LT(packed.size(), 64u * 1024);
+  ASSERT_TRUE(bomber.send_raw(RawRpc::frame(kEcho, 1, packed,
+                                            proto::rpc_flags_with_compression(0, proto::RpcCompression::kZstd))));
+  Reply r;
+  ASSERT_TRUE(bomber.read(&r));
+  EXPECT_EQ(r.code(), RpcCode::kResourceExhausted);
+  EXPECT_NE(bomber.socket().wait_end(5000ms), End::kData);
+  // Garbage that claims to be lz4 is a bad argument, not a bomb: that connection stays.
+  ASSERT_TRUE(other.send_raw(RawRpc::frame(kEcho, 2, std::string("\0\0\0\x10garbage!", 12),
+                                           proto::rpc_flags_with_compression(0, proto::RpcCompression::kLz4))));
+  ASSERT_TRUE(other.read(&r));
+  EXPECT_EQ(r.code(), RpcCode::kInvalidArgument);
+  ASSERT_TRUE(other.call(kEcho, 3, "alive", &r));
+  EXPECT_EQ(r.body, "alive");
+  EXPECT_TRUE(eventually([&] { return server_->stats().decompress_refused == 2; }));
+}
+
 // Drain: calls in flight when shutdown begins finish or are cancelled at the drain limit;
 // requests read afterwards are refused UNAVAILABLE; every request the server read gets
 // exactly one answer before its connection ends.
