@@ -7,7 +7,10 @@
 # REPEATS interleaved rounds; each round runs, for each size, ringnet then gRPC, every run
 # on a freshly started server:
 #   server     pinned with taskset -c SERVER_CPU (default 0)
-#     ringnet  RINGNET_RPC_SERVER + " --port N" (default: samples/rpc_echo --loops 1),
+#     ringnet      RINGNET_RPC_SERVER + " --port N" (default: bench/rpc_server_bench
+#                  --loops 1, an RpcServer with an inline echo),
+#     ringnet-raw  RAW_RPC_SERVER + " --port N" (default: samples/rpc_echo --loops 1, the
+#                  same frames answered by a FramedHandler, no framework),
 #              called on method RINGNET_RPC_METHOD (default 1, echo)
 #     grpc     bench/grpc_echo_server --port N --api GRPC_API --threads GRPC_THREADS
 #              (default async, 1: one completion queue, one thread; see its file comment)
@@ -30,7 +33,7 @@
 # per call and of calls/s) and the per-run CSV to bench/results/rpc-<timestamp>.md / .csv
 # and bench/results/latest-rpc.md, or with --out-dir (OUT_DIR) to DIR/rpc.md and
 # DIR/rpc-runs.csv. Environment: REPEATS (5), DURATION (5), WARMUP (1), SIZES ("64 4096"),
-# CONNS (50), TARGETS ("ringnet grpc"), RINGNET_RPC_SERVER, RINGNET_RPC_METHOD (1),
+# CONNS (50), TARGETS ("ringnet ringnet-raw grpc"), RINGNET_RPC_SERVER, RAW_RPC_SERVER, RINGNET_RPC_METHOD (1),
 # GRPC_API (async|callback|sync), GRPC_THREADS (1), GRPC_CHANNELS (0), SERVER_CPU (0),
 # LOAD_CPU (1), PORT_BASE (19400), BUILD_DIR (build-release), SKIP_BUILD, OUT_DIR.
 # gRPC is optional in the build: without libgrpc++-dev / protobuf-compiler-grpc the gRPC
@@ -45,8 +48,10 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 SIZES=${SIZES:-64 4096}
 CONNS=${CONNS:-50}
-TARGETS=${TARGETS:-ringnet grpc}
-RINGNET_RPC_SERVER=${RINGNET_RPC_SERVER:-$BUILD_DIR/samples/rpc_echo --loops 1}
+TARGETS=${TARGETS:-ringnet ringnet-raw grpc}
+RINGNET_RPC_SERVER=${RINGNET_RPC_SERVER:-$BUILD_DIR/bench/rpc_server_bench --loops 1}
+# The same frames without the framework: a FramedHandler that answers in place.
+RAW_RPC_SERVER=${RAW_RPC_SERVER:-$BUILD_DIR/samples/rpc_echo --loops 1}
 RINGNET_RPC_METHOD=${RINGNET_RPC_METHOD:-1}
 GRPC_API=${GRPC_API:-async}
 GRPC_THREADS=${GRPC_THREADS:-1}
@@ -139,6 +144,7 @@ start_server() {
   local -a cmd
   case $1 in
     ringnet) read -r -a cmd <<<"$RINGNET_RPC_SERVER"; cmd+=(--port "$PORT") ;;
+    ringnet-raw) read -r -a cmd <<<"$RAW_RPC_SERVER"; cmd+=(--port "$PORT") ;;
     grpc) cmd=("$GRPC_SERVER" --port "$PORT" --api "$GRPC_API" --threads "$GRPC_THREADS") ;;
     *) log "unknown target '$1'"; return 1 ;;
   esac
@@ -178,10 +184,10 @@ measure_once() {
     return
   }
   local -a extra=()
-  [[ $target == ringnet ]] && extra=(--method "$RINGNET_RPC_METHOD")
+  [[ $target == ringnet* ]] && extra=(--method "$RINGNET_RPC_METHOD")
   [[ $target == grpc ]] && extra=(--channels "$GRPC_CHANNELS")
   local line status=ok
-  if ! line=$(taskset -c "$LOAD_CPU" "$RPC_LOAD" --target "$target" --port "$PORT" \
+  if ! line=$(taskset -c "$LOAD_CPU" "$RPC_LOAD" --target "${target%-raw}" --port "$PORT" \
                 --conns "$CONNS" --size "$size" --duration "$DURATION" --warmup "$WARMUP" \
                 --server-pid "$SERVER_PID" "${extra[@]}" 2>"$WORK/load.err"); then
     status=load-failed
@@ -278,6 +284,18 @@ report() {
     for size in $SIZES; do
       echo "| $size | $(ratio "${CPU[$size:ringnet]:-}" "${CPU[$size:grpc]:-}") |" \
            "$(ratio "${RATE[$size:ringnet]:-}" "${RATE[$size:grpc]:-}") |"
+    done
+    echo
+  fi
+  if [[ " $TARGETS " == *" ringnet "* && " $TARGETS " == *" ringnet-raw "* ]]; then
+    echo "The framework's own cost, RpcServer / rpc_echo (the same frames answered by a"
+    echo "FramedHandler in place): server CPU per call and calls/s."
+    echo
+    echo "| size B | server CPU per call | calls/s |"
+    echo "|---|---|---|"
+    for size in $SIZES; do
+      echo "| $size | $(ratio "${CPU[$size:ringnet]:-}" "${CPU[$size:ringnet-raw]:-}") |" \
+           "$(ratio "${RATE[$size:ringnet]:-}" "${RATE[$size:ringnet-raw]:-}") |"
     done
     echo
   fi
