@@ -702,8 +702,8 @@ class DrainConn:
                         self.answers[rid] = ans
                         self.outstanding -= 1
                         self.cv.notify_all()
-        except Exception as e:  # noqa: BLE001 - reported by the main thread
-            self.error = f"reader: {e!r}"
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a failed check() exits;
+            self.error = f"reader: {e}"          # the main thread reports it
             with self.cv:
                 self.ended_at = time.monotonic()
                 self.ended_how = "reader error"
