@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "kv.pb.h"
 #include "sample_main.h"
@@ -78,7 +79,23 @@ ringnet::Status add_kv(ringnet::proto::RpcService& kv, Store& store) {
       });
 }
 
-ringnet::Status add_compute(ringnet::proto::RpcService& compute) {
+// Where "hang" keeps its calls. A call dropped unanswered is answered INTERNAL at once
+// (RpcCall's destructor), so a hang holds its call until its deadline or the drain ends
+// it; ended calls are let go as new ones come.
+class Parking {
+ public:
+  void park(RpcCallPtr call) {
+    std::lock_guard lock(mu_);
+    std::erase_if(calls_, [](const RpcCallPtr& c) { return c->done(); });
+    calls_.push_back(std::move(call));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<RpcCallPtr> calls_;
+};
+
+ringnet::Status add_compute(ringnet::proto::RpcService& compute, Parking& parking) {
   ringnet::Status s = compute.add_unary("echo", 1, [](RpcCall&, std::string_view in, std::string& out) {
     out.assign(in);
     return RpcStatus::ok();
@@ -112,7 +129,7 @@ ringnet::Status add_compute(ringnet::proto::RpcService& compute) {
         },
         {.timeout = 10s, .exec = ringnet::proto::RpcExec::kPool});
   }
-  if (s) s = compute.add_async("hang", 4, [](RpcCallPtr) {});
+  if (s) s = compute.add_async("hang", 4, [&parking](RpcCallPtr call) { parking.park(std::move(call)); });
   if (s) {
     s = compute.add_unary("fail", 5, [](RpcCall&, std::string_view in, std::string&) {
       int code = 0;
@@ -163,6 +180,7 @@ int main(int argc, char** argv) {
   const std::string host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]"
                                                                        : flags.host;
   if (flags.admin_port >= 0) options.admin = "tcp://" + host + ":" + std::to_string(flags.admin_port);
+  Parking parking;  // outlives the server: its calls are answered by then
   ringnet::proto::RpcServer server(options);
   ringnet::proto::RpcServiceOptions common;
   common.timeout = std::chrono::milliseconds(timeout_ms);
@@ -182,7 +200,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rpc_server: %s\n", s.message().c_str());
     return 1;
   }
-  if (ringnet::Status s = add_compute(server.add_service(compute_options)); !s) {
+  if (ringnet::Status s = add_compute(server.add_service(compute_options), parking); !s) {
     std::fprintf(stderr, "rpc_server: %s\n", s.message().c_str());
     return 1;
   }
