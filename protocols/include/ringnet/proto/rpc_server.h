@@ -33,7 +33,8 @@
 ///
 /// Deadlines. When the deadline passes first, the caller gets DEADLINE_EXCEEDED at once,
 /// RpcCall::cancelled() turns true, and the handler's later completion is refused and
-/// counted (late_completions). A handler that never answers is ended the same way.
+/// counted (late_completions). A handler that keeps its call and never answers is ended the
+/// same way; one that drops its last RpcCallPtr unanswered gets INTERNAL at once.
 /// A frame with a budget of 0 is answered DEADLINE_EXCEEDED without running anything.
 ///
 /// Handlers never take the process down: one that throws answers INTERNAL (counted in
@@ -317,7 +318,9 @@ class RINGNET_PROTO_EXPORT RpcService {
 struct RpcServerStats {
   uint64_t calls = 0;                ///< requests and one-way frames dispatched
   uint64_t ok = 0;                   ///< answered with a response
-  uint64_t errors = 0;               ///< answered with an error frame (any code)
+  uint64_t errors = 0;               ///< dispatched calls answered with an error frame (any
+                                     ///< code); refusals before dispatch are counted in
+                                     ///< unknown_method and unavailable instead
   uint64_t deadline_exceeded = 0;    ///< of those, ended by their deadline
   uint64_t cancelled = 0;            ///< ended by the drain limit or their connection's close
   uint64_t unavailable = 0;          ///< refused while draining
