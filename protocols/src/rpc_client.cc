@@ -81,6 +81,7 @@ struct RpcClient::State : std::enable_shared_from_this<RpcClient::State> {
   }
 
   RpcStatus run_filters(Call& c);
+  bool admit(uint64_t id, Call c);
   // Under mu (held by `lock`): sets the call's deadline; an error when it cannot be sent.
   RpcStatus prepare(Call& c);
   void send(uint64_t id);  // (again) through the pool
@@ -198,24 +199,29 @@ uint64_t RpcClient::call(std::string_view address, uint16_t method, std::string 
     st->run_done(lock, std::move(c), refused, {});
     return id;
   }
-  {
-    std::unique_lock lock(st->mu);
-    RpcStatus bad = st->closed ? local_status(RpcCode::kCancelled, ECANCELED,
-                                              "rpc client destroyed")
-                               : st->prepare(c);
-    if (!bad) {
-      ++(bad.code == RpcCode::kCancelled ? st->stats.cancelled : st->stats.errors);
-      st->run_done(lock, std::move(c), bad, {});
-      return id;
-    }
-    auto [it, inserted] = st->calls.emplace(id, std::move(c));
-    (void)inserted;
-    it->second.deadline_it = st->deadlines.emplace(it->second.deadline, id);
-    ++st->stats.in_flight;
-  }
-  st->wake.notify_one();  // the timer may have to wake earlier
-  st->send(id);
+  if (st->admit(id, std::move(c))) st->send(id);
   return id;
+}
+
+// Called without the lock: the call goes into the map, or ends here (too large, or the
+// client is being destroyed). True when it is to be sent.
+bool RpcClient::State::admit(uint64_t id, Call c) {
+  {
+    std::unique_lock lock(mu);
+    RpcStatus bad = closed ? local_status(RpcCode::kCancelled, ECANCELED, "rpc client destroyed")
+                           : prepare(c);
+    if (!bad) {
+      ++(bad.code == RpcCode::kCancelled ? stats.cancelled : stats.errors);
+      run_done(lock, std::move(c), bad, {});
+      return false;
+    }
+    auto [it, inserted] = calls.emplace(id, std::move(c));
+    (void)inserted;
+    it->second.deadline_it = deadlines.emplace(it->second.deadline, id);
+    ++stats.in_flight;
+  }
+  wake.notify_one();  // the timer may have to wake earlier
+  return true;
 }
 
 bool RpcClient::cancel(uint64_t id) {
