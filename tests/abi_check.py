@@ -54,6 +54,7 @@ EXPECTED = {
         "ringnet::proto::RpcClient::call(",
         "ringnet::proto::PeerPool::get(",
         "ringnet::proto::kRpcErrorBadMagic",
+        "ringnet::proto::rpc_decompress(",
     ],
 }
 SONAMES = {"engine": "libringnet.so.0", "proto": "libringnet_proto.so.0"}

@@ -28,7 +28,9 @@
 #include <ringnet/proto/peer_pool.h>
 #include <ringnet/proto/resp.h>
 #include <ringnet/proto/rpc_client.h>
+#include <ringnet/proto/rpc_compression.h>
 #include <ringnet/proto/rpc_frame.h>
+#include <ringnet/proto/rpc_status.h>
 #include <ringnet/proto/source_registry.h>
 #include <ringnet/signals.h>
 #include <ringnet/status.h>
@@ -123,6 +125,11 @@ void ringnet_public_headers_instantiate(Conn& conn, WorkerPool& pool, Engine& en
   (void)write_response_head(sink, 200, "text/plain", 10, true);
   (void)LengthFieldCodec().encode("body", sink);
   (void)RpcFrameCodec().encode(RpcFrame{}, sink);
+  std::string packed;
+  (void)rpc_compress(out, {.codec = RpcCompression::kZstd}, packed);
+  (void)rpc_decompress(1, packed, 1024, out);
+  (void)rpc_flags_with_compression(kRpcFlagIdempotent, RpcCompression::kLz4);
+  (void)decode_rpc_error_body(encode_rpc_error_body(RpcCode::kInternal, "x")).to_string();
   (void)DelimiterCodec().encode("line", sink);
   (void)FixedLengthCodec({.frame_length = 4}).encode("four", sink);
   (void)Http1Codec().write_error_reply({"bad", 400}, sink);

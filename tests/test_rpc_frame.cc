@@ -2,10 +2,13 @@
 // RpcFrameCodec: the exact header bytes, decode of every valid frame split at every byte,
 // several frames in one buffer, each protocol error with only the header (or less)
 // present, the body-size limits at their edges, encode/decode round trips for every type;
-// then FramedHandler<RpcFrameCodec> over real loopback sockets on every backend:
-// pipelined calls answered in order, a bad connection closed while others go on, an
-// oversized body_length refused without waiting for the body.
+// the budget field (flags bit 1): its bytes, its place in body_length and the limits,
+// every split of a budget frame through read_frames; then FramedHandler<RpcFrameCodec>
+// over real loopback sockets on every backend: pipelined calls answered in order, a bad
+// connection closed while others go on, an oversized body_length refused without waiting
+// for the body, a budget frame dribbled in answered with its budget.
 #include <gtest/gtest.h>
+#include <ringnet/proto/frame_reader.h>
 #include <ringnet/proto/framed_handler.h>
 #include <ringnet/proto/rpc_frame.h>
 
@@ -24,6 +27,7 @@
 namespace ringnet::proto {
 namespace {
 
+using namespace std::string_literals;
 using namespace std::string_view_literals;
 
 std::string encode_to_string(const RpcFrameCodec& codec, const RpcFrame& frame) {
@@ -356,6 +360,189 @@ TEST(RpcFrameEncode, SinkErrorIsReturned) {
   EXPECT_EQ(sink.writes, 1);
 }
 
+
+// ---- the budget field (flags bit 1) ------------------------------------------------------
+
+// A frame with the budget flag set and `ms` as its budget.
+RpcFrame budget_frame(uint32_t ms, std::string_view body, uint16_t flags = 0) {
+  RpcFrame f{RpcType::kRequest, flags, 3, 0x1122334455667788ull, body};
+  f.set_budget(ms);
+  return f;
+}
+
+TEST(RpcFrameBudget, SetBudgetSetsTheFlagOnly) {
+  RpcFrame f{RpcType::kRequest, kRpcFlagIdempotent, 1, 1, "x"};
+  EXPECT_FALSE(f.has_budget());
+  f.set_budget(250);
+  EXPECT_TRUE(f.has_budget());
+  EXPECT_EQ(f.flags, kRpcFlagIdempotent | kRpcFlagBudget);
+  EXPECT_EQ(f.budget_ms, 250u);
+  EXPECT_EQ(kRpcFlagBudget, 0x0002);
+  EXPECT_EQ(kRpcBudgetSize, 4u);
+}
+
+// Encode, decode, encode again, for budgets at both ends and bodies empty and not.
+TEST(RpcFrameBudget, RoundTrip) {
+  const RpcFrameCodec codec;
+  for (uint32_t ms : {0u, 1u, 0xFFFFFFFFu}) {
+    for (std::string_view body : {""sv, "hello"sv}) {
+      SCOPED_TRACE("budget " + std::to_string(ms) + " body " + std::string(body));
+      const RpcFrame original = budget_frame(ms, body);
+      const std::string wire = encode_to_string(codec, original);
+      ASSERT_EQ(wire.size(), kRpcHeaderSize + kRpcBudgetSize + body.size());
+      RpcFrame decoded;
+      Decoded d = codec.decode(wire, decoded);
+      ASSERT_EQ(d.kind, Decoded::kFrame) << d.error.reason;
+      EXPECT_EQ(d.consumed, wire.size());
+      EXPECT_TRUE(decoded.has_budget());
+      EXPECT_EQ(decoded.budget_ms, ms);
+      EXPECT_EQ(decoded.body, body);
+      EXPECT_EQ(decoded, original);
+      EXPECT_EQ(encode_to_string(codec, decoded), wire);
+    }
+  }
+}
+
+// The budget is the 4 bytes after the header, big-endian, counted in body_length; the body
+// follows it, and decode's body view starts there.
+TEST(RpcFrameBudget, WireBytesAtFixedOffsets) {
+  const std::string wire = encode_to_string(
+      budget_frame(0x0A0B0C0D, "abc", kRpcFlagIdempotent));
+  const std::string expected(
+      "RN\x01\x00"                         // magic, version, type request
+      "\x00\x03"                           // flags: idempotent | budget
+      "\x00\x03"                           // method
+      "\x11\x22\x33\x44\x55\x66\x77\x88"   // request_id
+      "\x00\x00\x00\x07"                   // body_length = 4 (budget) + 3 (body)
+      "\x0A\x0B\x0C\x0D"                   // budget_ms at offset 20
+      "abc",                               // body at offset 24
+      27);
+  EXPECT_EQ(wire, expected);
+
+  RpcFrame f;
+  Decoded d = RpcFrameCodec{}.decode(wire, f);
+  ASSERT_EQ(d.kind, Decoded::kFrame) << d.error.reason;
+  EXPECT_EQ(f.budget_ms, 0x0A0B0C0Du);
+  EXPECT_EQ(f.body, "abc");
+  EXPECT_EQ(f.body.data(), wire.data() + kRpcHeaderSize + kRpcBudgetSize);
+
+  // encode_rpc_head writes the same 24 bytes; without the flag, 20 and no budget.
+  std::array<char, kRpcHeaderSize + kRpcBudgetSize> head{};
+  ASSERT_EQ(encode_rpc_head(f, head.data()), kRpcHeaderSize + kRpcBudgetSize);
+  EXPECT_EQ(std::string(head.data(), head.size()), expected.substr(0, 24));
+  RpcFrame plain = f;
+  plain.flags = 0;
+  ASSERT_EQ(encode_rpc_head(plain, head.data()), kRpcHeaderSize);
+  EXPECT_EQ(std::string(head.data() + 16, 4), std::string("\x00\x00\x00\x03", 4));
+}
+
+// A budget ignored without its flag: budget_ms is neither sent nor decoded.
+TEST(RpcFrameBudget, NoFlagNoBudgetBytes) {
+  RpcFrame f{RpcType::kRequest, 0, 1, 1, "body"};
+  f.budget_ms = 1234;  // without set_budget
+  const std::string wire = encode_to_string(f);
+  EXPECT_EQ(wire.size(), kRpcHeaderSize + 4);
+  RpcFrame decoded;
+  decoded.budget_ms = 99;
+  ASSERT_EQ(RpcFrameCodec{}.decode(wire, decoded).kind, Decoded::kFrame);
+  EXPECT_EQ(decoded.body, "body");
+  EXPECT_EQ(decoded.budget_ms, 0u);
+}
+
+// Every prefix of a budget frame needs more (the split inside the budget field included),
+// and read_frames, the adapter's decode loop, gives the frame whole from two arrivals split
+// at any byte, and from one byte per arrival with the buffer moving between them.
+TEST(RpcFrameBudget, EverySplitPointThroughTheAdapterLoop) {
+  const RpcFrameCodec codec;
+  const std::string big_body = test::make_payload(300, 11);
+  for (std::string_view body : {""sv, "hello"sv, std::string_view(big_body)}) {
+    const RpcFrame original = budget_frame(0xC0FFEE, body);
+    const std::string wire = encode_to_string(codec, original);
+    SCOPED_TRACE("frame of " + std::to_string(wire.size()) + " bytes");
+    ASSERT_TRUE(test::needs_more_at_every_prefix(codec, wire, wire.size()));
+
+    auto feed = [&](const std::vector<std::string_view>& arrivals) {
+      StringInput input;
+      DecodeWork work;
+      std::vector<RpcFrame> got;
+      std::vector<std::string> bodies;  // the views die with each callback
+      for (std::string_view a : arrivals) {
+        input.arrive(a);
+        read_frames(
+            codec, input, work,
+            [&](const RpcFrame& f) {
+              got.push_back(f);
+              bodies.emplace_back(f.body);
+              return Action::kNone;
+            },
+            [](uint8_t) { return Action::kNone; },
+            [&](const ProtocolError& e) {
+              ADD_FAILURE() << "protocol error " << e.reason;
+              input.discard();
+              return Action::kClose;
+            });
+        input.relocate();
+      }
+      EXPECT_TRUE(input.peek().empty()) << input.peek().size() << " bytes left";
+      EXPECT_EQ(got.size(), 1u);
+      if (got.size() != 1) return false;
+      got[0].body = bodies[0];
+      EXPECT_EQ(got[0], original);
+      return got[0] == original;
+    };
+    for (size_t cut = 0; cut <= wire.size(); ++cut) {
+      const std::string_view w = wire;
+      ASSERT_TRUE(feed({w.substr(0, cut), w.substr(cut)})) << "split at " << cut;
+    }
+    std::vector<std::string_view> bytes;
+    for (size_t i = 0; i < wire.size(); ++i) bytes.push_back(std::string_view(wire).substr(i, 1));
+    ASSERT_TRUE(feed(bytes)) << "one byte per arrival";
+  }
+}
+
+// body_length 0..3 with the flag cannot hold the budget: refused from the header alone,
+// whether the short body is there yet or not.
+TEST(RpcFrameBudget, ShortBudgetRefusedFromHeader) {
+  const RpcFrameCodec codec;
+  for (uint32_t length = 0; length < kRpcBudgetSize; ++length) {
+    SCOPED_TRACE("body_length " + std::to_string(length));
+    const RpcHeaderBytes h = encode_rpc_header(RpcType::kRequest, kRpcFlagBudget, 1, 1, length);
+    const std::string header(h.data(), h.size());
+    expect_error(codec, header, kRpcErrorShortBudget);
+    expect_error(codec, header + std::string(length, '\x01'), kRpcErrorShortBudget);
+  }
+  // 4 is enough: a zero-length body after the budget.
+  const RpcHeaderBytes h = encode_rpc_header(RpcType::kRequest, kRpcFlagBudget, 1, 1, 4);
+  RpcFrame f;
+  Decoded d = codec.decode(std::string(h.data(), h.size()) + "\0\0\0\x05"s, f);
+  ASSERT_EQ(d.kind, Decoded::kFrame) << d.error.reason;
+  EXPECT_EQ(f.budget_ms, 5u);
+  EXPECT_TRUE(f.body.empty());
+}
+
+// max_body and min_body bound body_length, so the 4 budget bytes count against them, on
+// encode and on decode alike.
+TEST(RpcFrameBudget, LimitsApplyToBodyPlusBudget) {
+  const RpcFrameCodec codec(RpcFrameOptions{.min_body = 0, .max_body = 8});
+  EXPECT_EQ(encode_to_string(codec, budget_frame(1, "1234")).size(), kRpcHeaderSize + 8);
+  expect_encode_refused(codec, budget_frame(1, "12345"));  // 4 + 5 > 8, though 5 <= 8
+
+  const std::string fits = encode_to_string(budget_frame(1, "1234"));
+  RpcFrame f;
+  EXPECT_EQ(codec.decode(fits, f).kind, Decoded::kFrame);
+  const std::string over = encode_to_string(budget_frame(1, "12345"));
+  expect_error(codec, std::string_view(over).substr(0, kRpcHeaderSize), kRpcErrorBodyTooLarge);
+  expect_error(codec, over, kRpcErrorBodyTooLarge);
+
+  // min_body 4: an empty body with a budget has body_length 4 and passes.
+  const RpcFrameCodec at_least_4(RpcFrameOptions{.min_body = 4, .max_body = 64});
+  const std::string empty = encode_to_string(at_least_4, budget_frame(7, ""));
+  EXPECT_EQ(at_least_4.decode(empty, f).kind, Decoded::kFrame);
+  const RpcFrameCodec at_least_5(RpcFrameOptions{.min_body = 5, .max_body = 64});
+  expect_encode_refused(at_least_5, budget_frame(7, ""));
+  expect_error(at_least_5, empty, kRpcErrorBodyTooSmall);
+}
+
 }  // namespace
 }  // namespace ringnet::proto
 
@@ -487,6 +674,30 @@ TEST_P(RpcFramedTest, FrameSentByteByByteIsAnsweredOnce) {
   std::string got;
   ASSERT_TRUE(c.recv_exact(wire.size(), &got));
   EXPECT_TRUE(same_bytes(encode({RpcType::kResponse, 0, 2, 55, body}), got));
+  EXPECT_FALSE(c.readable_within(Millis(50)));
+  EXPECT_EQ(handler_.frames_decoded(), 1u);
+}
+
+// A budget frame dribbled in a byte at a time is answered once, and the echo carries the
+// same budget and body: the handler got budget_ms and a body without the budget bytes.
+TEST_P(RpcFramedTest, BudgetFrameSentByteByByteKeepsItsBudget) {
+  ASSERT_TRUE(start(1));
+  RpcFrame request{RpcType::kRequest, 0, 4, 77, "deadline"};
+  request.set_budget(1500);
+  RpcFrame reply = request;
+  reply.type = RpcType::kResponse;
+  const std::string wire = encode(request);
+  ASSERT_EQ(wire.size(), proto::kRpcHeaderSize + proto::kRpcBudgetSize + 8);
+  Client c;
+  ASSERT_TRUE(c.connect_tcp(port()));
+  c.set_nodelay();
+  for (char ch : wire) {
+    ASSERT_TRUE(c.send_all(std::string_view(&ch, 1)));
+    std::this_thread::sleep_for(Millis(1));
+  }
+  std::string got;
+  ASSERT_TRUE(c.recv_exact(wire.size(), &got));
+  EXPECT_TRUE(same_bytes(encode(reply), got));
   EXPECT_FALSE(c.readable_within(Millis(50)));
   EXPECT_EQ(handler_.frames_decoded(), 1u);
 }

@@ -90,20 +90,22 @@ Decoded RpcFrameCodec::decode(std::string_view in, RpcFrame& frame) const {
   // Once the checked bytes are in, nothing can change before the whole header is.
   if (have < kRpcHeaderSize) return Decoded::need_more(0, have > kTypeAt ? kRpcHeaderSize : 0);
 
-  // Limits come from the header alone: an oversized frame fails before its body is read.
+  // Limits come from the header alone: an oversized frame fails before its body is read, and
+  // so does a budget flag with no room for the budget (the peer may never send those bytes).
   const auto body_length = static_cast<uint32_t>(read_be(in, kBodyLengthAt, 4));
   if (body_length < options_.min_body) return Decoded::fail(kRpcErrorBodyTooSmall);
   if (body_length > options_.max_body) return Decoded::fail(kRpcErrorBodyTooLarge);
+  const auto flags = static_cast<uint16_t>(read_be(in, kFlagsAt, 2));
+  const bool has_budget = (flags & kRpcFlagBudget) != 0;
+  if (has_budget && body_length < kRpcBudgetSize) return Decoded::fail(kRpcErrorShortBudget);
 
   // 64-bit arithmetic: header + a 4 GiB body must not wrap a 32-bit size_t.
   const uint64_t total = uint64_t{kRpcHeaderSize} + body_length;
   if (have < total) return Decoded::need_more(0, static_cast<size_t>(total));
 
-  const auto flags = static_cast<uint16_t>(read_be(in, kFlagsAt, 2));
   size_t body_at = kRpcHeaderSize;
   uint32_t budget_ms = 0;
-  if ((flags & kRpcFlagBudget) != 0) {
-    if (body_length < kRpcBudgetSize) return Decoded::fail(kRpcErrorShortBudget);
+  if (has_budget) {
     budget_ms = static_cast<uint32_t>(read_be(in, kRpcHeaderSize, kRpcBudgetSize));
     body_at += kRpcBudgetSize;
   }

@@ -3,7 +3,8 @@
 // more or fails, under two codecs (default limits, and tight ones so the limit paths are
 // reached), and aborts on any broken invariant:
 //   - a frame consumes header + body_length bytes, no more than are left, and its body is
-//     a view into the input right after the header;
+//     a view into the input right after the header (and after the 4-byte budget field
+//     when flags bit 1 is set, whose value is then budget_ms; 0 without the flag);
 //   - re-encoding a frame gives back exactly the bytes it was decoded from, and decoding
 //     those gives the same frame (the format has one encoding per frame);
 //   - every prefix of a decoded frame needs more (checked for short frames);
@@ -31,11 +32,20 @@ void require(bool ok) {
 
 void check_frame(const RpcFrameCodec& codec, std::string_view in, const Decoded& d,
                  const RpcFrame& frame) {
+  using ringnet::proto::kRpcHeaderSize;
+  // body_length counts the budget field; decode takes it out of the body.
+  const size_t budget = frame.has_budget() ? ringnet::proto::kRpcBudgetSize : 0;
+  const size_t body_length = budget + frame.body.size();
   require(d.consumed <= in.size());
-  require(d.consumed == ringnet::proto::kRpcHeaderSize + frame.body.size());
-  require(frame.body.data() == in.data() + ringnet::proto::kRpcHeaderSize);
-  require(frame.body.size() >= codec.options().min_body);
-  require(frame.body.size() <= codec.options().max_body);
+  require(d.consumed == kRpcHeaderSize + body_length);
+  require(frame.body.data() == in.data() + kRpcHeaderSize + budget);
+  require(body_length >= codec.options().min_body);
+  require(body_length <= codec.options().max_body);
+  uint32_t budget_ms = 0;
+  for (size_t i = 0; i < budget; ++i) {
+    budget_ms = (budget_ms << 8) | static_cast<uint8_t>(in[kRpcHeaderSize + i]);
+  }
+  require(frame.budget_ms == budget_ms);
 
   std::string again;
   ringnet::proto::StringSink sink{again};

@@ -40,25 +40,34 @@ struct RpcCompressionOptions {
   int zstd_level = 1;       ///< zstd's compression level (1 is its fastest)
 };
 
-/// The frame's flags with bits 2-3 set to `c` (the others kept).
+/// The frame's flags with bits 2-3 set to `c` (the others kept; a value of `c` wider than
+/// two bits is cut to them).
 inline uint16_t rpc_flags_with_compression(uint16_t flags, RpcCompression c) {
-  return static_cast<uint16_t>((flags & ~kRpcFlagCompressionMask) |
-                               (static_cast<unsigned>(c) << kRpcFlagCompressionShift));
+  // In unsigned arithmetic throughout: ~ of a promoted uint16_t is a negative int.
+  const unsigned kept = unsigned{flags} & ~unsigned{kRpcFlagCompressionMask};
+  const unsigned bits =
+      (static_cast<unsigned>(c) << kRpcFlagCompressionShift) & kRpcFlagCompressionMask;
+  return static_cast<uint16_t>(kept | bits);
 }
 
 /// Compresses `body` with options.codec into `out` (replacing its contents) when the body
 /// is at least options.threshold bytes and the result is smaller than the body; returns
-/// the codec used: kNone when the body is to be sent raw (out then untouched).
+/// the codec used: kNone when the body is to be sent raw (out then untouched), which is
+/// also the answer for codec kNone or a value that names no codec, and for a body over
+/// the u32 length field (or lz4's LZ4_MAX_INPUT_SIZE).
 RINGNET_PROTO_EXPORT RpcCompression rpc_compress(std::string_view body,
                                                  const RpcCompressionOptions& options,
                                                  std::string& out);
 
 /// Decompresses a body sent with `bits` (the frame's compression bits, 0..3) into `out`
 /// (replacing its contents). Refuses, with kResourceExhausted, a body whose declared
-/// length is over `max_size`; with kInvalidArgument an unknown codec (3), a body shorter
-/// than its length field, or a payload that does not inflate to exactly the declared
-/// length. bits 0 is not a call for this function (the body is not compressed): refused
-/// as kInvalidArgument.
+/// length is over `max_size` (max_size itself is allowed), before allocating or decoding
+/// anything; with kInvalidArgument an unknown codec (3), a body shorter than its length
+/// field, or a payload that does not inflate to exactly the declared length (an empty
+/// payload included: it is no codec's output; a zstd payload must be one frame). bits 0
+/// is not a call for this function (the body is not compressed): refused as
+/// kInvalidArgument. The bits are judged first, then the length field, then the payload.
+/// After a refusal `out` is empty and the status has a short message saying why.
 RINGNET_PROTO_EXPORT RpcStatus rpc_decompress(uint8_t bits, std::string_view body,
                                               size_t max_size, std::string& out);
 

@@ -30,8 +30,9 @@
 ///
 /// Validation happens before any body byte is waited for: magic, version and type are
 /// checked as soon as their bytes are present (so a stray text client is refused at once
-/// instead of waiting for 20 bytes), body_length against [min_body, max_body] as soon as
-/// the header is complete; then Decoded::need asks for the whole frame, so the adapter waits
+/// instead of waiting for 20 bytes), body_length against [min_body, max_body] (and against
+/// the 4 bytes of the budget field when its flag is set) as soon as the header is
+/// complete; then Decoded::need asks for the whole frame, so the adapter waits
 /// for it without decoding again. Each failure has its own reason string (kRpcError* below).
 /// Protocol errors get no answer on the wire: the header could not be trusted, so there is
 /// no request_id to answer to; the adapter closes the connection.
