@@ -10,15 +10,17 @@
 // each send carries the time left (the budget), a retry less, none without a timeout.
 // UNAVAILABLE error frames are retried for idempotent calls only, up to max_attempts.
 // Filters: on_call in order (body and options changes reach the server), on_result in
-// reverse, a refusal that sends nothing. Then the client is destroyed with calls in each
-// state (waiting for a dial that times out or is refused, sent, waiting out a retry
-// backoff, with writes and responses queued on its loop), from its own `done` (loop
-// thread, timer thread) and under load: every call ends once, with CANCELLED unless it
-// had ended, none after the destructor returned (run these under ASan).
+// reverse, a refusal that sends nothing. Compression: zstd and lz4 round trips, a body
+// under the threshold sent raw, responses that do not decompress. Then the client is
+// destroyed with calls in each state (waiting for a dial that times out or is refused,
+// sent, waiting out a retry backoff, with writes and responses queued on its loop), from
+// its own `done` (loop thread, timer thread) and under load: every call ends once, with
+// CANCELLED unless it had ended, none after the destructor returned (run these under ASan).
 #include <gtest/gtest.h>
 #include <ringnet/proto/framed_handler.h>
 #include <ringnet/proto/peer_pool.h>
 #include <ringnet/proto/rpc_client.h>
+#include <ringnet/proto/rpc_compression.h>
 #include <ringnet/proto/rpc_frame.h>
 
 #include <atomic>
@@ -38,7 +40,7 @@ namespace {
 using namespace ringnet::proto;
 
 constexpr uint16_t kEcho = 1, kReversedBatch = 2, kError = 5, kResetOnce = 7, kNever = 9,
-                   kHeld = 11, kUnavailableOnce = 13;
+                   kHeld = 11, kUnavailableOnce = 13, kBadCompressed = 15;
 
 // What the server saw of one request frame.
 struct Seen {
@@ -52,8 +54,9 @@ struct Seen {
 // answered last-first; 5 an error frame NOT_FOUND "no such key"; 7 closes the connection
 // the first time (reset_next), echoes after; 9 never answered (counted in never_seen);
 // 11 held until the test calls answer_held(); 13 an error frame UNAVAILABLE "draining"
-// while unavailable_next > 0 (counted down), echoes after. Every frame is recorded
-// (seen()) before it is answered.
+// while unavailable_next > 0 (counted down), echoes after; 15 a response flagged zstd
+// whose body does not decompress (body "bomb": declares 4 GiB; else a bad payload).
+// Every frame is recorded (seen()) before it is answered.
 class TestRpcServer : public FramedHandler<RpcFrameCodec> {
  public:
   Action on_message(Conn& c, const RpcFrame& f) override {
@@ -82,6 +85,11 @@ class TestRpcServer : public FramedHandler<RpcFrameCodec> {
         error_body = encode_rpc_error_body(RpcCode::kNotFound, "no such key");
         reply.type = RpcType::kError;
         reply.body = error_body;
+        return codec().encode(reply, c).is_ok() ? Action::kNone : Action::kClose;
+      case kBadCompressed:
+        reply.flags = rpc_flags_with_compression(0, RpcCompression::kZstd);
+        reply.body = f.body == "bomb" ? std::string_view("\xff\xff\xff\xffzz", 6)
+                                      : std::string_view("\0\0\0\x08garbage!", 12);
         return codec().encode(reply, c).is_ok() ? Action::kNone : Action::kClose;
       case kUnavailableOnce:
         if (unavailable_next.fetch_sub(1) > 0) {
@@ -618,6 +626,62 @@ TEST_P(RpcClientTest, AFilterMaySetTheTimeoutAndFiltersAreFixedAtTheFirstCall) {
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_TRUE(seen[0].flags & kRpcFlagBudget);
   EXPECT_LE(seen[0].budget_ms, 200u);
+}
+
+// ---- compression -------------------------------------------------------------------------
+
+// A body over the threshold goes out compressed (flags bits 2-3 name the codec, the body
+// is smaller); the test server echoes it with the same flags, and `done` gets the body
+// decompressed. A body under the threshold goes out as is.
+TEST_P(RpcClientTest, CompressedRequestsAndResponsesRoundTrip) {
+  for (RpcCompression codec : {RpcCompression::kZstd, RpcCompression::kLz4}) {
+    SCOPED_TRACE(rpc_compression_name(codec));
+    RpcTestClient c(GetParam(), {.default_timeout = 3000ms,
+                                 .compression = {.codec = codec, .threshold = 64}});
+    ASSERT_TRUE(c.engine.start());
+    const size_t before = app_.seen().size();
+    std::string text;
+    while (text.size() < 4096) text += "the quick brown fox " + std::to_string(text.size() % 7);
+    Outcome big, small;
+    c.rpc->call(addr(), kEcho, text, {}, big.done());
+    ASSERT_TRUE(big.wait());
+    ASSERT_TRUE(big.status) << big.status.to_string();
+    EXPECT_TRUE(same_bytes(text, big.body));
+    c.rpc->call(addr(), kEcho, "tiny", {}, small.done());
+    ASSERT_TRUE(small.wait());
+    ASSERT_TRUE(small.status) << small.status.to_string();
+    EXPECT_EQ(small.body, "tiny");
+    std::vector<Seen> seen = app_.seen();
+    ASSERT_EQ(seen.size(), before + 2);
+    const Seen& sent_big = seen[before];
+    const Seen& sent_small = seen[before + 1];
+    EXPECT_EQ((sent_big.flags & kRpcFlagCompressionMask) >> kRpcFlagCompressionShift,
+              static_cast<unsigned>(codec));
+    EXPECT_LT(sent_big.body.size(), text.size() / 2);
+    EXPECT_TRUE(sent_big.flags & kRpcFlagBudget);  // compression and budget together
+    EXPECT_EQ(sent_small.flags & kRpcFlagCompressionMask, 0);
+    EXPECT_EQ(sent_small.body, "tiny");
+  }
+}
+
+// A response that does not decompress ends its call with rpc_decompress's status; one
+// that declares more than max_body is refused before anything is inflated.
+TEST_P(RpcClientTest, AResponseThatDoesNotDecompressEndsTheCall) {
+  RpcTestClient c(GetParam(), {.default_timeout = 3000ms});
+  ASSERT_TRUE(c.engine.start());
+  Outcome bad, bomb;
+  c.rpc->call(addr(), kBadCompressed, "x", {}, bad.done());
+  c.rpc->call(addr(), kBadCompressed, "bomb", {}, bomb.done());
+  ASSERT_TRUE(bad.wait());
+  ASSERT_TRUE(bomb.wait());
+  EXPECT_EQ(bad.status.code, RpcCode::kInvalidArgument) << bad.status.to_string();
+  EXPECT_EQ(bomb.status.code, RpcCode::kResourceExhausted) << bomb.status.to_string();
+  EXPECT_EQ(bad.body, "");
+  EXPECT_EQ(c.rpc->stats().errors, 2u);
+  Outcome fine;  // the connection is still good
+  c.rpc->call(addr(), kEcho, "after", {}, fine.done());
+  ASSERT_TRUE(fine.wait());
+  EXPECT_TRUE(fine.status) << fine.status.to_string();
 }
 
 // ---- destroying the client with calls in flight (issue #19) ------------------------------

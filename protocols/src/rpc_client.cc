@@ -56,6 +56,8 @@ struct RpcClient::State : std::enable_shared_from_this<RpcClient::State> {
     std::string address;
     uint16_t method = 0;
     std::string body;  // as the filters left it
+    std::string compressed;  // the body as sent when compression is not kNone
+    RpcCompression compression = RpcCompression::kNone;
     RpcCallOptions options;
     Done done;
     Clock::time_point started;
@@ -68,7 +70,9 @@ struct RpcClient::State : std::enable_shared_from_this<RpcClient::State> {
     std::multimap<Clock::time_point, uint64_t>::iterator deadline_it;
 
     RpcClientCall view() { return RpcClientCall{address, method, body, options}; }
-    std::string_view wire_body() const { return body; }
+    std::string_view wire_body() const {
+      return compression == RpcCompression::kNone ? std::string_view(body) : compressed;
+    }
   };
   using Counter = uint64_t RpcClientStats::*;
 
@@ -199,6 +203,9 @@ uint64_t RpcClient::call(std::string_view address, uint16_t method, std::string 
     st->run_done(lock, std::move(c), refused, {});
     return id;
   }
+  if (st->options.compression.codec != RpcCompression::kNone) {  // once, for every attempt
+    c.compression = rpc_compress(c.body, st->options.compression, c.compressed);
+  }
   if (st->admit(id, std::move(c))) st->send(id);
   return id;
 }
@@ -314,7 +321,8 @@ void RpcClient::State::on_ready(uint64_t id, const ConnHandle& h, const Status& 
     const Call& c = it->second;
     RpcFrame f;
     f.type = RpcType::kRequest;
-    f.flags = c.options.idempotent ? kRpcFlagIdempotent : 0;
+    f.flags = rpc_flags_with_compression(c.options.idempotent ? kRpcFlagIdempotent : 0,
+                                         c.compression);
     f.method = c.method;
     f.request_id = id;
     f.body = c.wire_body();
@@ -410,7 +418,8 @@ void RpcClient::State::end(Call& call, const RpcStatus& s, std::string_view body
   if (call.done) call.done(s, s ? body : std::string_view());
 }
 
-// Loop thread, no lock: one response or error frame from the server.
+// Loop thread, no lock: one response or error frame from the server. A compressed body
+// (either type) is decompressed first; one that does not decompress ends the call.
 void RpcClient::State::on_response(const RpcFrame& f) {
   {
     std::lock_guard lock(mu);
@@ -419,10 +428,17 @@ void RpcClient::State::on_response(const RpcFrame& f) {
       return;
     }
   }
-  if (f.type == RpcType::kResponse) {
-    return finish(f.request_id, RpcStatus::ok(), f.body, &RpcClientStats::ok);
+  std::string_view body = f.body;
+  std::string inflated;
+  if (f.compression_bits() != 0) {
+    RpcStatus s = rpc_decompress(f.compression_bits(), f.body, options.codec.max_body, inflated);
+    if (!s) return finish(f.request_id, s, {}, &RpcClientStats::errors);
+    body = inflated;
   }
-  RpcStatus s = decode_rpc_error_body(f.body);
+  if (f.type == RpcType::kResponse) {
+    return finish(f.request_id, RpcStatus::ok(), body, &RpcClientStats::ok);
+  }
+  RpcStatus s = decode_rpc_error_body(body);
   // A draining server answers kUnavailable: another attempt may find a server that serves.
   const bool retryable = s.code == RpcCode::kUnavailable;
   fail_or_retry(f.request_id, s, retryable, &RpcClientStats::errors);

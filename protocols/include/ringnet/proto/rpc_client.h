@@ -31,6 +31,8 @@
 ///                        body as sent plus the budget field) over codec.max_body;
 ///                        nothing is sent
 ///   a filter refused     the filter's status, as it made it (see RpcClientFilter)     filtered
+///   bad compressed body  the status rpc_decompress returned (kInvalidArgument,        errors
+///                        kResourceExhausted)
 /// The body passed to `done` is empty unless the status is ok.
 ///
 /// Deadlines on the wire. A call with an effective timeout sends, in every request frame
@@ -45,6 +47,11 @@
 /// backoff doubling from `backoff`, while the retry can start before their deadline. Other
 /// calls are never retried. A response that comes after its call ended (timed out,
 /// cancelled) is counted and dropped.
+///
+/// Compression. With options.compression.codec set, a request body of at least its
+/// threshold is compressed (rpc_compression.h) when that makes it smaller, and flagged in
+/// bits 2-3; a response flagged so is decompressed (at most codec.max_body bytes) before
+/// `done` sees it.
 ///
 /// Filters (RpcClientFilter, add_filter) see every call: on_call in the order added,
 /// before anything is sent, on the thread that called call(); on_result in the reverse
@@ -87,6 +94,7 @@
 #include "ringnet/conn.h"
 #include "ringnet/handler.h"
 #include "ringnet/proto/peer_pool.h"
+#include "ringnet/proto/rpc_compression.h"
 #include "ringnet/proto/rpc_frame.h"
 #include "ringnet/proto/rpc_status.h"
 #include "ringnet/status.h"
@@ -101,6 +109,9 @@ struct RpcClientOptions {
   std::chrono::milliseconds backoff{10};    ///< before the first retry, doubled after
   /// Response size limits; max_body also bounds a request's body_length (kInvalidArgument).
   RpcFrameOptions codec{};
+  /// How request bodies are compressed (default: never); responses are decompressed
+  /// whatever this says.
+  RpcCompressionOptions compression{};
 };
 
 /// Options of one RpcClient::call.
@@ -149,8 +160,8 @@ struct RpcClientStats {
   /** @var ok
       Calls answered with a response frame (kOk). */
   /** @var errors
-      Calls ended by an error frame (the server's code), a request over max_body, or a
-      dial failure without an errno. */
+      Calls ended by an error frame (the server's code), a request over max_body, a
+      response that did not decompress, or a dial failure without an errno. */
   /** @var timeouts
       Calls ended by kDeadlineExceeded. */
   /** @var connection_failures
