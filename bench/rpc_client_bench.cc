@@ -84,7 +84,7 @@ Result run_mode(const std::string& addr, Backend backend, int callers, size_t pe
     loop->next = [&, weak] {
       if (!running.load(std::memory_order_relaxed)) return;
       Clock::time_point t0 = Clock::now();
-      rpc->call(addr, 1, body, {}, [&, weak, t0](const Status& s, std::string_view) {
+      rpc->call(addr, 1, body, {}, [&, weak, t0](const RpcStatus& s, std::string_view) {
         if (!s) errors.fetch_add(1);
         if (measuring.load(std::memory_order_relaxed)) {
           auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();

@@ -15,9 +15,9 @@ int main() {
   if (!engine.start()) return 1;
   std::promise<bool> done;                   // `done` runs on a loop thread
   rpc.call("tcp://127.0.0.1:9000", 1, "hello", {},
-           [&](const ringnet::Status& s, std::string_view body) {
+           [&](const ringnet::proto::RpcStatus& s, std::string_view body) {
              if (s) std::printf("reply: %.*s\n", static_cast<int>(body.size()), body.data());
-             else std::fprintf(stderr, "call failed: %s\n", s.message().c_str());
+             else std::fprintf(stderr, "call failed: %s\n", s.to_string().c_str());
              done.set_value(s.is_ok());
            });
   return done.get_future().get() ? 0 : 1;    // then rpc, pool, engine go, in that order

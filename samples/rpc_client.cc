@@ -38,6 +38,7 @@
 namespace {
 
 using ringnet::Status;
+using ringnet::proto::RpcStatus;
 using Clock = std::chrono::steady_clock;
 
 struct Args {
@@ -140,14 +141,16 @@ class CallDriver {
   void start(uint64_t n) {
     const Clock::time_point sent = Clock::now();
     rpc_.call(address_, args_.method, body_of(n, args_.size), {},
-              [this, n, sent](const Status& s, std::string_view body) { ended(n, sent, s, body); });
+              [this, n, sent](const RpcStatus& s, std::string_view body) {
+                ended(n, sent, s, body);
+              });
   }
 
-  void ended(uint64_t n, Clock::time_point sent, const Status& s, std::string_view body) {
+  void ended(uint64_t n, Clock::time_point sent, const RpcStatus& s, std::string_view body) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent);
     std::string failure;
     if (!s) {
-      failure = s.message();
+      failure = s.to_string();  // "UNAVAILABLE: dial tcp://...: Connection refused"
     } else if (!body_matches(n, args_.method, body, args_.size)) {
       failure = "wrong body (" + std::to_string(body.size()) + " bytes)";
     }

@@ -4,7 +4,8 @@
 //   rpc_echo --port 9000 [--max-body N] [--pool-threads N] [--loops N] [--backend ...] ...
 //
 // Requests:
-//   method 1  echo:    a response with the request's request_id, flags, method and body
+//   method 1  echo:    a response with the request's request_id, flags (but the budget
+//                      flag: a response carries no budget field), method and body
 //   method 2  reverse: the same, with the body bytes in reverse order
 //   method 3  sleep:   blocking work on the worker pool (--pool-threads, default 4): the
 //             body starts with a 4-byte big-endian millisecond count (at most 10000),
@@ -13,7 +14,7 @@
 //   method 4  hang:    taken and never answered, as by a handler stuck on a downstream
 //             call. The connection is held (Conn::hold), so a drain waits for it until
 //             its deadline closes it.
-//   other     an error frame with the request's request_id and method, body
+//   other     an error frame with the request's request_id and method: UNKNOWN_METHOD
 //             "unknown method N"
 // Methods 1, 2 and errors are answered at once, in arrival order on their connection.
 // One-way frames get no reply, whatever their method; they are counted.
@@ -22,7 +23,9 @@
 // an answer. A malformed header (bad magic, version or type, body_length over --max-body,
 // 10 MiB by default) closes the connection the same way, before any body is read.
 //
-// A sleep request that cannot be queued (pool full) gets an error frame "busy".
+// Error frame bodies are rpc_status.h's (a u16 code, then the message): a sleep request
+// with a bad body gets INVALID_ARGUMENT, one that cannot be queued (pool full)
+// RESOURCE_EXHAUSTED "busy".
 //
 // On SIGINT/SIGTERM it drains (requests received are answered, --drain-timeout), prints one
 // line of totals and exits 0:
@@ -31,6 +34,7 @@
 #include <ringnet/proto/framed_handler.h>
 #include <ringnet/proto/loop_counter.h>
 #include <ringnet/proto/rpc_frame.h>
+#include <ringnet/proto/rpc_status.h>
 #include <ringnet/worker_pool.h>
 
 #include <charconv>
@@ -47,6 +51,7 @@ namespace {
 using ringnet::Action;
 using ringnet::Conn;
 using ringnet::Status;
+using ringnet::proto::RpcCode;
 using ringnet::proto::RpcFrame;
 using ringnet::proto::RpcFrameCodec;
 using ringnet::proto::RpcType;
@@ -102,9 +107,18 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
   }
 
  private:
-  bool answer(Conn& conn, const RpcFrame& request) {
+  // The response to `request`: its flags, method, request_id and body, but no budget (the
+  // caller's remaining time is the request's alone).
+  static RpcFrame response_to(const RpcFrame& request) {
     RpcFrame reply = request;
     reply.type = RpcType::kResponse;
+    reply.flags = static_cast<uint16_t>(request.flags & ~unsigned{ringnet::proto::kRpcFlagBudget});
+    reply.budget_ms = 0;
+    return reply;
+  }
+
+  bool answer(Conn& conn, const RpcFrame& request) {
+    RpcFrame reply = response_to(request);
     switch (request.method) {
       case kMethodEcho:
         return codec().encode(reply, conn).is_ok();
@@ -122,8 +136,19 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
     char text[32] = "unknown method ";
     constexpr size_t kPrefix = sizeof("unknown method ") - 1;
     auto [end, ec] = std::to_chars(text + kPrefix, text + sizeof(text), request.method);
+    return write_error(conn, request, RpcCode::kUnknownMethod,
+                       std::string_view(text, static_cast<size_t>(end - text)));
+  }
+
+  // An error frame answering `request`: its request_id and method, flags 0, the body
+  // rpc_status.h's (code, message).
+  bool write_error(Conn& conn, const RpcFrame& request, RpcCode code, std::string_view message) {
+    const std::string body = ringnet::proto::encode_rpc_error_body(code, message);
+    RpcFrame reply;
     reply.type = RpcType::kError;
-    reply.body = std::string_view(text, static_cast<size_t>(end - text));
+    reply.method = request.method;
+    reply.request_id = request.request_id;
+    reply.body = body;
     return codec().encode(reply, conn).is_ok();
   }
 
@@ -132,7 +157,7 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
   // request's, which the codec already held to max_body.
   static bool write_reversed(Conn& conn, const RpcFrame& request) {
     const ringnet::proto::RpcHeaderBytes header = ringnet::proto::encode_rpc_header(
-        RpcType::kResponse, request.flags, request.method, request.request_id,
+        RpcType::kResponse, response_to(request).flags, request.method, request.request_id,
         static_cast<uint32_t>(request.body.size()));
     if (!conn.write(std::string_view(header.data(), header.size()))) return false;
     char piece[4096];
@@ -151,11 +176,10 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
     const auto* b = reinterpret_cast<const unsigned char*>(request.body.data());
     uint32_t ms = request.body.size() < 4 ? 0 : (uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 |
                                                  uint32_t{b[2]} << 8 | uint32_t{b[3]});
-    RpcFrame reply = request;
+    RpcFrame reply = response_to(request);
     if (request.body.size() < 4 || ms > kMaxSleepMs) {
-      reply.type = RpcType::kError;
-      reply.body = "sleep: body must start with a big-endian u32 of at most 10000 ms";
-      return codec().encode(reply, conn).is_ok();
+      return write_error(conn, request, RpcCode::kInvalidArgument,
+                         "sleep: body must start with a big-endian u32 of at most 10000 ms");
     }
     // The frame is a view into the inbound buffer: the job takes copies.
     Status s = pool_.submit(
@@ -165,14 +189,11 @@ class RpcEchoHandler final : public ringnet::proto::FramedHandler<RpcFrameCodec>
           return std::move(body);
         },
         [this, reply](Conn& c, std::string&& body) mutable {
-          reply.type = RpcType::kResponse;
           reply.body = body;
           if (!codec().encode(reply, c)) c.close();
         });
     if (s) return true;
-    reply.type = RpcType::kError;
-    reply.body = "busy";  // the pool's queue is full
-    return codec().encode(reply, conn).is_ok();
+    return write_error(conn, request, RpcCode::kResourceExhausted, "busy");  // queue full
   }
 
   ringnet::WorkerPool& pool_;

@@ -153,6 +153,7 @@ void ringnet_public_headers_instantiate(Conn& conn, WorkerPool& pool, Engine& en
   hello.write_metrics(w, "http");
   PeerPool peers(engine);
   RpcClient client(peers);
+  (void)client.add_filter(std::make_shared<RpcClientFilter>());
   RpcClientHandler handler;
   handler.attach(peers, client);
   LoopCounter counter;

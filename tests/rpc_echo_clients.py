@@ -6,7 +6,8 @@
    echo calls and 20,000 reverse calls of 100 bytes with a window of 64, then 16 calls of
    1 MiB each way; its exit status and the counts it prints are checked.
 2. An independent implementation of the frame in Python (struct.pack, not the codec):
-   echo, reverse, unknown method, one-way (no reply), an empty body, a body of exactly
+   echo, reverse, unknown method (UNKNOWN_METHOD error body), a budget field (not echoed),
+   one-way (no reply), an empty body, a body of exactly
    --max-body, 1,000 pipelined requests in one sendall matched by id, and the refusals:
    bad magic and body_length over --max-body and a response sent to the server each close
    that connection (recv gives b"") while another connection keeps working.
@@ -31,6 +32,9 @@ VERSION = 1
 REQUEST, RESPONSE, ONE_WAY, ERROR = 0, 1, 2, 3
 HEADER = struct.Struct(">HBBHHQI")  # magic, version, type, flags, method, request_id, length
 assert HEADER.size == 20
+BUDGET_FLAG = 0x0002  # a u32 of remaining milliseconds follows the header
+# Error frame bodies: a u16 status code (gRPC's numbers, rpc_status.h), then the message.
+INVALID_ARGUMENT, UNKNOWN_METHOD = 3, 12
 MAX_BODY = 2 * 1024 * 1024
 TIMEOUT = 10.0
 
@@ -45,6 +49,10 @@ def frame(ftype, method, request_id, body=b"", flags=0, magic=MAGIC, version=VER
     if length is None:
         length = len(body)
     return HEADER.pack(magic, version, ftype, flags, method, request_id, length) + body
+
+
+def error_body(code, message):
+    return struct.pack(">H", code) + message
 
 
 def recv_exact(sock, n):
@@ -127,14 +135,24 @@ def check_methods(port, counts):
                     "body": b"fed\xffcba"}, f"reverse: {r}")
         r = call(s, 7, 8, b"payload")
         check(r == {"type": ERROR, "flags": 0, "method": 7, "id": 8,
-                    "body": b"unknown method 7"}, f"unknown method: {r}")
+                    "body": error_body(UNKNOWN_METHOD, b"unknown method 7")},
+              f"unknown method: {r}")
         r = call(s, 65535, 9, b"")
-        check(r["type"] == ERROR and r["id"] == 9 and r["body"] == b"unknown method 65535",
+        check(r["type"] == ERROR and r["id"] == 9 and
+              r["body"] == error_body(UNKNOWN_METHOD, b"unknown method 65535"),
               f"unknown method 65535: {r}")
         r = call(s, 1, 10, b"")
         check(r == {"type": RESPONSE, "flags": 0, "method": 1, "id": 10, "body": b""},
               f"empty body: {r}")
-        counts.requests += 5
+        # A request with a budget (the caller's remaining ms, counted in body_length):
+        # echoed and reversed without it; a response carries no budget.
+        r = call(s, 1, 21, struct.pack(">I", 1500) + b"timed", flags=BUDGET_FLAG | 1)
+        check(r == {"type": RESPONSE, "flags": 1, "method": 1, "id": 21, "body": b"timed"},
+              f"echo with a budget: {r}")
+        r = call(s, 2, 22, struct.pack(">I", 1500) + b"timed", flags=BUDGET_FLAG)
+        check(r == {"type": RESPONSE, "flags": 0, "method": 2, "id": 22, "body": b"demit"},
+              f"reverse with a budget: {r}")
+        counts.requests += 7
         counts.unknown_method += 2
 
         # One-way frames (any method) get no reply: the next reply answers the request.
@@ -165,16 +183,18 @@ def check_methods(port, counts):
         check(r == {"type": RESPONSE, "flags": 0, "method": 3, "id": 16,
                     "body": struct.pack(">I", 20) + b"slept"}, f"sleep: {r}")
         r = call(s, 3, 17, b"\x00\x01")
-        check(r["type"] == ERROR and r["id"] == 17 and b"big-endian u32" in r["body"],
-              f"sleep with a short body: {r}")
+        check(r["type"] == ERROR and r["id"] == 17 and
+              r["body"][:2] == struct.pack(">H", INVALID_ARGUMENT) and
+              b"big-endian u32" in r["body"], f"sleep with a short body: {r}")
         r = call(s, 3, 18, struct.pack(">I", 10001))
-        check(r["type"] == ERROR and r["id"] == 18, f"sleep over 10 s: {r}")
+        check(r["type"] == ERROR and r["id"] == 18 and
+              r["body"][:2] == struct.pack(">H", INVALID_ARGUMENT), f"sleep over 10 s: {r}")
         # A later request overtakes a sleeping one: answers are matched by id.
         s.sendall(frame(REQUEST, 3, 19, struct.pack(">I", 300)) + frame(REQUEST, 1, 20, b"fast"))
         first, second = read_frame(s), read_frame(s)
         check((first["id"], second["id"]) == (20, 19), f"sleep not overtaken: {first} {second}")
         counts.requests += 5
-    print("ok: echo, reverse, unknown method, one-way, empty body, body == --max-body, "
+    print("ok: echo, reverse, unknown method, budget, one-way, empty body, body == --max-body, "
           "sleep on the pool (overtaken by a later echo)")
 
 
@@ -191,7 +211,7 @@ def check_pipelining(port, counts, n=1000):
         elif method == 2:
             expected[request_id] = (RESPONSE, body[::-1])
         else:
-            expected[request_id] = (ERROR, b"unknown method 33")
+            expected[request_id] = (ERROR, error_body(UNKNOWN_METHOD, b"unknown method 33"))
     check(len(expected) == n, "request ids collide")
     counts.requests += n
     counts.unknown_method += n // 3

@@ -1,18 +1,26 @@
 // SPDX-License-Identifier: MIT
 // RpcClient over loopback on both backends, against a FramedHandler<RpcFrameCodec> test
-// server: 1,000 calls from 50 threads share one connection; responses sent out of order
-// reach their callers; a missing response times out only its own call, after the
-// smallest of the default, method and call timeouts; an idempotent call survives its
-// connection dying (one retry, a second connection) while a plain call fails at once;
-// error frames, cancellation, and "every call ends exactly once". Then the client is
+// server that records every request frame: 1,000 calls from 50 threads share one
+// connection; responses sent out of order reach their callers; a missing response times
+// out only its own call (DEADLINE_EXCEEDED), after the smallest of the default, method and
+// call timeouts; an idempotent call survives its connection dying (one retry, a second
+// connection) while a plain call fails at once (UNAVAILABLE, ECONNRESET); error frames
+// (the server's code and message), cancellation (CANCELLED), a request over max_body
+// (INVALID_ARGUMENT, not sent), and "every call ends exactly once". Deadlines on the wire:
+// each send carries the time left (the budget), a retry less, none without a timeout.
+// UNAVAILABLE error frames are retried for idempotent calls only, up to max_attempts.
+// Filters: on_call in order (body and options changes reach the server), on_result in
+// reverse, a refusal that sends nothing. Compression: zstd and lz4 round trips, a body
+// under the threshold sent raw, responses that do not decompress. Then the client is
 // destroyed with calls in each state (waiting for a dial that times out or is refused,
 // sent, waiting out a retry backoff, with writes and responses queued on its loop), from
 // its own `done` (loop thread, timer thread) and under load: every call ends once, with
-// ECANCELED unless it had ended, none after the destructor returned (run these under ASan).
+// CANCELLED unless it had ended, none after the destructor returned (run these under ASan).
 #include <gtest/gtest.h>
 #include <ringnet/proto/framed_handler.h>
 #include <ringnet/proto/peer_pool.h>
 #include <ringnet/proto/rpc_client.h>
+#include <ringnet/proto/rpc_compression.h>
 #include <ringnet/proto/rpc_frame.h>
 
 #include <atomic>
@@ -21,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "test_support.h"
@@ -31,16 +40,33 @@ namespace {
 using namespace ringnet::proto;
 
 constexpr uint16_t kEcho = 1, kReversedBatch = 2, kError = 5, kResetOnce = 7, kNever = 9,
-                   kHeld = 11;
+                   kHeld = 11, kUnavailableOnce = 13, kBadCompressed = 15;
 
-// method 1 echo; 2 held until 10 arrived, then answered last-first; 5 an error frame;
-// 7 closes the connection the first time (reset_next), echoes after; 9 never answered
-// (counted in never_seen); 11 held until the test calls answer_held().
+// What the server saw of one request frame.
+struct Seen {
+  uint16_t method = 0;
+  uint16_t flags = 0;
+  uint32_t budget_ms = 0;  // when flags has kRpcFlagBudget
+  std::string body;
+};
+
+// method 1 echo (the reply keeps the request's flags); 2 held until 10 arrived, then
+// answered last-first; 5 an error frame NOT_FOUND "no such key"; 7 closes the connection
+// the first time (reset_next), echoes after; 9 never answered (counted in never_seen);
+// 11 held until the test calls answer_held(); 13 an error frame UNAVAILABLE "draining"
+// while unavailable_next > 0 (counted down), echoes after; 15 a response flagged zstd
+// whose body does not decompress (body "bomb": declares 4 GiB; else a bad payload).
+// Every frame is recorded (seen()) before it is answered.
 class TestRpcServer : public FramedHandler<RpcFrameCodec> {
  public:
   Action on_message(Conn& c, const RpcFrame& f) override {
+    {
+      std::lock_guard lock(mu_);
+      seen_.push_back({f.method, f.flags, f.budget_ms, std::string(f.body)});
+    }
     RpcFrame reply = f;
     reply.type = RpcType::kResponse;
+    std::string error_body;
     switch (f.method) {
       case kEcho:
         return codec().encode(reply, c).is_ok() ? Action::kNone : Action::kClose;
@@ -56,8 +82,22 @@ class TestRpcServer : public FramedHandler<RpcFrameCodec> {
         return Action::kNone;
       }
       case kError:
+        error_body = encode_rpc_error_body(RpcCode::kNotFound, "no such key");
         reply.type = RpcType::kError;
-        reply.body = "no such key";
+        reply.body = error_body;
+        return codec().encode(reply, c).is_ok() ? Action::kNone : Action::kClose;
+      case kBadCompressed:
+        reply.flags = rpc_flags_with_compression(0, RpcCompression::kZstd);
+        reply.body = f.body == "bomb" ? std::string_view("\xff\xff\xff\xffzz", 6)
+                                      : std::string_view("\0\0\0\x08garbage!", 12);
+        return codec().encode(reply, c).is_ok() ? Action::kNone : Action::kClose;
+      case kUnavailableOnce:
+        if (unavailable_next.fetch_sub(1) > 0) {
+          error_body = encode_rpc_error_body(RpcCode::kUnavailable, "draining");
+          reply.type = RpcType::kError;
+          reply.flags = 0;
+          reply.body = error_body;
+        }
         return codec().encode(reply, c).is_ok() ? Action::kNone : Action::kClose;
       case kResetOnce:
         if (reset_next.exchange(false)) return Action::kClose;
@@ -88,8 +128,22 @@ class TestRpcServer : public FramedHandler<RpcFrameCodec> {
     held_count_ = 0;
     return n;
   }
+  // Any thread: the request frames received so far, in order.
+  std::vector<Seen> seen() const {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+  // Any thread: the ones of `method`.
+  std::vector<Seen> seen(uint16_t method) const {
+    std::vector<Seen> out;
+    for (Seen& s : seen()) {
+      if (s.method == method) out.push_back(std::move(s));
+    }
+    return out;
+  }
   std::atomic<bool> reset_next{false};
   std::atomic<int> never_seen{0};
+  std::atomic<int> unavailable_next{0};
 
  private:
   static std::string encode_reply(const RpcFrame& f) {
@@ -102,6 +156,7 @@ class TestRpcServer : public FramedHandler<RpcFrameCodec> {
   int held_count_ = 0;
   ConnHandle held_conn_;
   std::vector<std::pair<uint64_t, std::string>> held_;  // one loop in these tests
+  std::vector<Seen> seen_;
 };
 
 struct RpcTestClient {
@@ -127,11 +182,11 @@ struct RpcTestClient {
 struct Outcome {
   std::mutex mu;
   int ends = 0;
-  Status status;
+  RpcStatus status;
   std::string body;
   Clock::time_point at;
   RpcClient::Done done() {
-    return [this](const Status& s, std::string_view b) {
+    return [this](const RpcStatus& s, std::string_view b) {
       std::lock_guard lock(mu);
       ++ends;
       status = s;
@@ -164,7 +219,7 @@ TEST_P(RpcClientTest, FiftyCallersShareOneConnection) {
     callers.emplace_back([&, t] {
       for (int i = 0; i < 20; ++i) {
         std::string body = make_payload(16 + (t * 20 + i) % 200, uint64_t(t * 1000 + i));
-        c.rpc->call(addr(), kEcho, body, {}, [&, body](const Status& s, std::string_view b) {
+        c.rpc->call(addr(), kEcho, body, {}, [&, body](const RpcStatus& s, std::string_view b) {
           (s.is_ok() && b == body ? ok : bad).fetch_add(1);
         });
       }
@@ -190,7 +245,7 @@ TEST_P(RpcClientTest, OutOfOrderResponsesReachTheirCallers) {
   }
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(out[i]->wait()) << i;
-    EXPECT_TRUE(out[i]->status) << out[i]->status.message();
+    EXPECT_TRUE(out[i]->status) << out[i]->status.to_string();
     EXPECT_EQ(out[i]->body, "call " + std::to_string(i));
   }
   EXPECT_LT(out[9]->at, out[0]->at + 1s);  // sanity: one batch
@@ -215,8 +270,10 @@ TEST_P(RpcClientTest, MissingResponseTimesOutOnlyItsCallAfterTheSmallestTimeout)
   }
   ASSERT_TRUE(by_call.wait());
   ASSERT_TRUE(by_method.wait());
-  EXPECT_EQ(by_call.status.code(), ETIMEDOUT);
-  EXPECT_EQ(by_method.status.code(), ETIMEDOUT);
+  EXPECT_EQ(by_call.status.code, RpcCode::kDeadlineExceeded);
+  EXPECT_EQ(by_call.status.error, ETIMEDOUT);
+  EXPECT_EQ(by_method.status.code, RpcCode::kDeadlineExceeded);
+  EXPECT_EQ(by_method.status.error, ETIMEDOUT);
   EXPECT_GE(by_call.at - t0, 140ms);
   EXPECT_LT(by_call.at - t0, 380ms);  // the call's 150 ms, not the method's 400 ms
   EXPECT_GE(by_method.at - t0, 390ms);
@@ -232,7 +289,7 @@ TEST_P(RpcClientTest, IdempotentCallIsRetriedOnANewConnectionPlainCallFailsAtOnc
   Outcome retried;
   c.rpc->call(addr(), kResetOnce, "again", {.idempotent = true}, retried.done());
   ASSERT_TRUE(retried.wait());
-  EXPECT_TRUE(retried.status) << retried.status.message();
+  EXPECT_TRUE(retried.status) << retried.status.to_string();
   EXPECT_EQ(retried.body, "again");
   EXPECT_EQ(c.rpc->stats().retries, 1u);
   EXPECT_EQ(server_.engine().stats().accepted, 2u);
@@ -242,7 +299,8 @@ TEST_P(RpcClientTest, IdempotentCallIsRetriedOnANewConnectionPlainCallFailsAtOnc
   Clock::time_point t0 = Clock::now();
   c.rpc->call(addr(), kResetOnce, "once", {}, plain.done());
   ASSERT_TRUE(plain.wait());
-  EXPECT_EQ(plain.status.code(), ECONNRESET) << plain.status.message();
+  EXPECT_EQ(plain.status.code, RpcCode::kUnavailable) << plain.status.to_string();
+  EXPECT_EQ(plain.status.error, ECONNRESET);
   EXPECT_LT(plain.at - t0, 1000ms);  // at once, not at the 3 s timeout
   EXPECT_EQ(c.rpc->stats().connection_failures, 1u);
 }
@@ -253,15 +311,19 @@ TEST_P(RpcClientTest, ErrorFramesCancelAndEveryCallEndsOnce) {
   Outcome err;
   c.rpc->call(addr(), kError, "k", {}, err.done());
   ASSERT_TRUE(err.wait());
-  EXPECT_EQ(err.status.code(), EPROTO);
-  EXPECT_NE(err.status.message().find("no such key"), std::string::npos);
+  EXPECT_EQ(err.status.code, RpcCode::kNotFound) << err.status.to_string();
+  EXPECT_EQ(err.status.message, "no such key");
+  EXPECT_EQ(err.status.error, 0);
+  EXPECT_EQ(err.body, "");
+  EXPECT_EQ(c.rpc->stats().errors, 1u);
 
   Outcome cancelled;
   uint64_t id = c.rpc->call(addr(), kNever, "x", {}, cancelled.done());
   EXPECT_TRUE(c.rpc->cancel(id));
   EXPECT_FALSE(c.rpc->cancel(id));  // ended already
   ASSERT_TRUE(cancelled.wait());
-  EXPECT_EQ(cancelled.status.code(), ECANCELED);
+  EXPECT_EQ(cancelled.status.code, RpcCode::kCancelled);
+  EXPECT_EQ(cancelled.status.error, ECANCELED);
   std::this_thread::sleep_for(500ms);  // past its timeout: no second end
   std::lock_guard lock(cancelled.mu);
   EXPECT_EQ(cancelled.ends, 1);
@@ -276,7 +338,8 @@ TEST_P(RpcClientTest, RefusedAddressFailsTheCall) {
   Outcome o;
   c.rpc->call(dead, kEcho, "x", {.idempotent = true}, o.done());
   ASSERT_TRUE(o.wait());
-  EXPECT_EQ(o.status.code(), ECONNREFUSED) << o.status.message();
+  EXPECT_EQ(o.status.code, RpcCode::kUnavailable) << o.status.to_string();
+  EXPECT_EQ(o.status.error, ECONNREFUSED);
 }
 
 // A host name that does not resolve is not a connection failure worth retrying: an
@@ -289,8 +352,10 @@ TEST_P(RpcClientTest, ANameThatDoesNotResolveFailsOnceWithoutRetries) {
   c.rpc->call("tcp://nosuch.invalid:9", kEcho, "x", {.idempotent = true}, bad.done());
   ASSERT_TRUE(bad.wait());
   EXPECT_FALSE(bad.status);
-  EXPECT_NE(bad.status.message().find("cannot resolve host"), std::string::npos)
-      << bad.status.message();
+  EXPECT_EQ(bad.status.code, RpcCode::kUnavailable);
+  EXPECT_EQ(bad.status.error, -1);  // no errno: Status::invalid from the pool
+  EXPECT_NE(bad.status.message.find("cannot resolve host"), std::string::npos)
+      << bad.status.to_string();
   RpcClientStats st = c.rpc->stats();
   EXPECT_EQ(st.retries, 0u);
   EXPECT_EQ(st.connection_failures, 0u);
@@ -299,8 +364,324 @@ TEST_P(RpcClientTest, ANameThatDoesNotResolveFailsOnceWithoutRetries) {
   c.rpc->call("tcp://localhost:" + addr().substr(addr().rfind(':') + 1), kEcho, "by name",
               {}, good.done());
   ASSERT_TRUE(good.wait());
-  EXPECT_TRUE(good.status) << good.status.message();
+  EXPECT_TRUE(good.status) << good.status.to_string();
   EXPECT_EQ(good.body, "by name");
+}
+
+// A request whose body_length (body + the 4-byte budget field) is over codec.max_body
+// ends with INVALID_ARGUMENT at once, and nothing is sent: the next call, which fits, is
+// the first frame the server sees.
+TEST_P(RpcClientTest, ARequestOverMaxBodyIsAnInvalidArgumentAndNotSent) {
+  RpcTestClient c(GetParam(), {.default_timeout = 3000ms, .codec = {.max_body = 100}});
+  ASSERT_TRUE(c.engine.start());
+  Outcome big;
+  c.rpc->call(addr(), kEcho, std::string(97, 'x'), {}, big.done());  // 97 + 4 > 100
+  ASSERT_TRUE(big.wait());
+  EXPECT_EQ(big.status.code, RpcCode::kInvalidArgument) << big.status.to_string();
+  EXPECT_EQ(big.status.error, EMSGSIZE);
+  Outcome fits;
+  c.rpc->call(addr(), kEcho, std::string(96, 'y'), {}, fits.done());
+  ASSERT_TRUE(fits.wait());
+  EXPECT_TRUE(fits.status) << fits.status.to_string();
+  std::vector<Seen> seen = app_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body, std::string(96, 'y'));
+  EXPECT_EQ(c.rpc->stats().errors, 1u);
+}
+
+// ---- deadlines on the wire ---------------------------------------------------------------
+
+// A call with a timeout sends the time it has left (the budget field), rounded up: never
+// more than the timeout, and close to it on the first send; its retry, after the backoff,
+// sends less.
+TEST_P(RpcClientTest, EachSendCarriesTheTimeLeftAsItsBudget) {
+  RpcTestClient c(GetParam(), {.default_timeout = 5000ms, .backoff = 100ms});
+  ASSERT_TRUE(c.engine.start());
+  app_.unavailable_next.store(1);
+  Outcome o;
+  c.rpc->call(addr(), kUnavailableOnce, "twice", {.timeout = 2000ms, .idempotent = true},
+              o.done());
+  ASSERT_TRUE(o.wait());
+  ASSERT_TRUE(o.status) << o.status.to_string();
+  std::vector<Seen> seen = app_.seen(kUnavailableOnce);
+  ASSERT_EQ(seen.size(), 2u);
+  for (const Seen& s : seen) {
+    EXPECT_TRUE(s.flags & kRpcFlagBudget);
+    EXPECT_TRUE(s.flags & kRpcFlagIdempotent);
+    EXPECT_EQ(s.body, "twice");  // the budget field is not part of the body
+  }
+  EXPECT_LE(seen[0].budget_ms, 2000u);  // the call's 2 s, not the default 5 s
+  EXPECT_GE(seen[0].budget_ms, 1500u);
+  EXPECT_LE(seen[1].budget_ms, seen[0].budget_ms - 90);  // after a 100 ms backoff
+  EXPECT_GE(seen[1].budget_ms, 1u);
+}
+
+// Without an effective timeout there is no budget; the smallest timeout is the one sent.
+TEST_P(RpcClientTest, ABudgetOnlyWithATimeoutAndTheSmallestOne) {
+  RpcTestClient c(GetParam(), {.default_timeout = 0ms});
+  c.rpc->set_method_timeout(kResetOnce, 300ms);
+  ASSERT_TRUE(c.engine.start());
+  Outcome none, by_method;
+  c.rpc->call(addr(), kEcho, "no timeout", {}, none.done());
+  c.rpc->call(addr(), kResetOnce, "method timeout", {.timeout = 4000ms}, by_method.done());
+  ASSERT_TRUE(none.wait());
+  ASSERT_TRUE(by_method.wait());
+  ASSERT_TRUE(none.status) << none.status.to_string();
+  ASSERT_TRUE(by_method.status) << by_method.status.to_string();
+  std::vector<Seen> echo = app_.seen(kEcho), reset = app_.seen(kResetOnce);
+  ASSERT_EQ(echo.size(), 1u);
+  EXPECT_FALSE(echo[0].flags & kRpcFlagBudget);
+  EXPECT_EQ(echo[0].body, "no timeout");
+  ASSERT_EQ(reset.size(), 1u);
+  EXPECT_TRUE(reset[0].flags & kRpcFlagBudget);
+  EXPECT_LE(reset[0].budget_ms, 300u);
+  EXPECT_GE(reset[0].budget_ms, 1u);
+}
+
+// ---- retries after UNAVAILABLE -----------------------------------------------------------
+
+// A draining server answers UNAVAILABLE: an idempotent call is sent again (after the
+// backoff) and gets its answer; a plain call ends with the server's status, once.
+TEST_P(RpcClientTest, UnavailableErrorFrameIsRetriedOnlyForIdempotentCalls) {
+  RpcTestClient c(GetParam(), {.default_timeout = 3000ms});
+  ASSERT_TRUE(c.engine.start());
+  app_.unavailable_next.store(1);
+  Outcome retried;
+  c.rpc->call(addr(), kUnavailableOnce, "again", {.idempotent = true}, retried.done());
+  ASSERT_TRUE(retried.wait());
+  EXPECT_TRUE(retried.status) << retried.status.to_string();
+  EXPECT_EQ(retried.body, "again");
+  EXPECT_EQ(c.rpc->stats().retries, 1u);
+  EXPECT_EQ(app_.seen(kUnavailableOnce).size(), 2u);
+
+  app_.unavailable_next.store(1);
+  Outcome plain;
+  c.rpc->call(addr(), kUnavailableOnce, "once", {}, plain.done());
+  ASSERT_TRUE(plain.wait());
+  EXPECT_EQ(plain.status.code, RpcCode::kUnavailable) << plain.status.to_string();
+  EXPECT_EQ(plain.status.message, "draining");
+  EXPECT_EQ(plain.status.error, 0);
+  RpcClientStats st = c.rpc->stats();
+  EXPECT_EQ(st.retries, 1u);
+  EXPECT_EQ(st.errors, 1u);
+  EXPECT_EQ(st.ok, 1u);
+}
+
+// An idempotent call that keeps getting UNAVAILABLE gives up after max_attempts sends.
+TEST_P(RpcClientTest, UnavailableRetriesStopAtMaxAttempts) {
+  RpcTestClient c(GetParam(), {.default_timeout = 3000ms, .max_attempts = 3});
+  ASSERT_TRUE(c.engine.start());
+  app_.unavailable_next.store(100);
+  Outcome o;
+  c.rpc->call(addr(), kUnavailableOnce, "x", {.idempotent = true}, o.done());
+  ASSERT_TRUE(o.wait());
+  EXPECT_EQ(o.status.code, RpcCode::kUnavailable) << o.status.to_string();
+  EXPECT_EQ(c.rpc->stats().retries, 2u);
+  EXPECT_EQ(app_.seen(kUnavailableOnce).size(), 3u);
+}
+
+// ---- filters -----------------------------------------------------------------------------
+
+// A filter that logs its hooks to a shared list; it may prefix the body, refuse one
+// method, or set a timeout.
+class LogFilter : public RpcClientFilter {
+ public:
+  LogFilter(std::string name, std::shared_ptr<std::vector<std::string>> log,
+            std::shared_ptr<std::mutex> mu)
+      : name_(std::move(name)), log_(std::move(log)), mu_(std::move(mu)) {}
+  RpcStatus on_call(RpcClientCall& call) override {
+    note(name_ + ".call");
+    if (refuse_method != 0 && call.method == refuse_method) {
+      return RpcStatus::make(RpcCode::kPermissionDenied, name_ + " says no");
+    }
+    call.body = prefix + call.body;
+    if (timeout.count() > 0) call.options.timeout = timeout;
+    return RpcStatus::ok();
+  }
+  void on_result(const RpcClientCall& call, const RpcStatus& status,
+                 std::chrono::nanoseconds latency) override {
+    note(name_ + ".result " + rpc_code_name(status.code) + " " + call.body);
+    std::lock_guard lock(*mu_);
+    last_latency = latency;
+  }
+  uint16_t refuse_method = 0;
+  std::string prefix;
+  Millis timeout{0};
+  std::chrono::nanoseconds last_latency{0};  // under *mu_
+
+ private:
+  void note(std::string what) {
+    std::lock_guard lock(*mu_);
+    log_->push_back(std::move(what));
+  }
+  std::string name_;
+  std::shared_ptr<std::vector<std::string>> log_;
+  std::shared_ptr<std::mutex> mu_;
+};
+
+struct FilterLog {
+  std::shared_ptr<std::vector<std::string>> lines = std::make_shared<std::vector<std::string>>();
+  std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();
+  std::shared_ptr<LogFilter> make(std::string name) {
+    return std::make_shared<LogFilter>(std::move(name), lines, mu);
+  }
+  // `done` that logs "done <code>", then reports to `o`.
+  RpcClient::Done done(Outcome& o) {
+    return [this, d = o.done()](const RpcStatus& s, std::string_view body) {
+      {
+        std::lock_guard lock(*mu);
+        lines->push_back(std::string("done ") + rpc_code_name(s.code));
+      }
+      d(s, body);
+    };
+  }
+  std::vector<std::string> take() {
+    std::lock_guard lock(*mu);
+    return std::exchange(*lines, {});
+  }
+};
+
+// on_call in the order added, each seeing the body as the one before left it; the server
+// gets the last body; on_result in the reverse order, then `done`; a latency above zero.
+TEST_P(RpcClientTest, FiltersRunInOrderAndSeeTheResultInReverse) {
+  RpcTestClient c(GetParam(), {.default_timeout = 3000ms});
+  FilterLog log;
+  auto a = log.make("a"), b = log.make("b");
+  a->prefix = "A:";
+  b->prefix = "B:";
+  ASSERT_TRUE(c.rpc->add_filter(a));
+  ASSERT_TRUE(c.rpc->add_filter(b));
+  ASSERT_TRUE(c.engine.start());
+  Outcome o;
+  c.rpc->call(addr(), kEcho, "body", {}, log.done(o));
+  ASSERT_TRUE(o.wait());
+  ASSERT_TRUE(o.status) << o.status.to_string();
+  EXPECT_EQ(o.body, "B:A:body");
+  std::vector<Seen> seen = app_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body, "B:A:body");
+  EXPECT_EQ(log.take(), (std::vector<std::string>{"a.call", "b.call", "b.result OK B:A:body",
+                                                  "a.result OK B:A:body", "done OK"}));
+  std::lock_guard lock(*log.mu);
+  EXPECT_GT(a->last_latency.count(), 0);
+  EXPECT_GT(b->last_latency.count(), 0);
+}
+
+// A filter that refuses ends the call with its status at once: later filters never see
+// it, the earlier ones see the result, and nothing reaches the server (the next call,
+// which the filter lets through, is the first frame it gets). Filters see failures too.
+TEST_P(RpcClientTest, AFilterThatRefusesEndsTheCallAndNothingIsSent) {
+  RpcTestClient c(GetParam(), {.default_timeout = 3000ms});
+  FilterLog log;
+  auto a = log.make("a"), b = log.make("b"), z = log.make("z");
+  b->refuse_method = kNever;
+  ASSERT_TRUE(c.rpc->add_filter(a));
+  ASSERT_TRUE(c.rpc->add_filter(b));
+  ASSERT_TRUE(c.rpc->add_filter(z));
+  ASSERT_TRUE(c.engine.start());
+  Outcome refused;
+  c.rpc->call(addr(), kNever, "secret", {}, log.done(refused));
+  ASSERT_TRUE(refused.wait());
+  EXPECT_EQ(refused.status.code, RpcCode::kPermissionDenied);
+  EXPECT_EQ(refused.status.message, "b says no");
+  EXPECT_EQ(log.take(), (std::vector<std::string>{"a.call", "b.call",
+                                                  "a.result PERMISSION_DENIED secret",
+                                                  "done PERMISSION_DENIED"}));
+  EXPECT_EQ(c.rpc->stats().filtered, 1u);
+  EXPECT_EQ(c.rpc->stats().in_flight, 0u);
+
+  Outcome err;
+  c.rpc->call(addr(), kError, "k", {}, log.done(err));
+  ASSERT_TRUE(err.wait());
+  EXPECT_EQ(err.status.code, RpcCode::kNotFound);
+  EXPECT_EQ(log.take(), (std::vector<std::string>{"a.call", "b.call", "z.call",
+                                                  "z.result NOT_FOUND k", "b.result NOT_FOUND k",
+                                                  "a.result NOT_FOUND k", "done NOT_FOUND"}));
+  std::vector<Seen> seen = app_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].method, kError);
+  EXPECT_EQ(app_.never_seen.load(), 0);
+}
+
+// A filter may set the call's options: its timeout becomes the call's (and its budget).
+// add_filter is refused once calls have started.
+TEST_P(RpcClientTest, AFilterMaySetTheTimeoutAndFiltersAreFixedAtTheFirstCall) {
+  RpcTestClient c(GetParam(), {.default_timeout = 0ms});
+  FilterLog log;
+  auto t = log.make("t");
+  t->timeout = 200ms;
+  ASSERT_TRUE(c.rpc->add_filter(t));
+  EXPECT_FALSE(c.rpc->add_filter(nullptr));
+  ASSERT_TRUE(c.engine.start());
+  Outcome o;
+  Clock::time_point t0 = Clock::now();
+  c.rpc->call(addr(), kNever, "x", {}, o.done());
+  EXPECT_FALSE(c.rpc->add_filter(log.make("late")));
+  ASSERT_TRUE(o.wait());
+  EXPECT_EQ(o.status.code, RpcCode::kDeadlineExceeded);
+  EXPECT_GE(o.at - t0, 190ms);
+  EXPECT_LT(o.at - t0, 2000ms);
+  ASSERT_TRUE(eventually([&] { return app_.never_seen.load() == 1; }));
+  std::vector<Seen> seen = app_.seen(kNever);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(seen[0].flags & kRpcFlagBudget);
+  EXPECT_LE(seen[0].budget_ms, 200u);
+}
+
+// ---- compression -------------------------------------------------------------------------
+
+// A body over the threshold goes out compressed (flags bits 2-3 name the codec, the body
+// is smaller); the test server echoes it with the same flags, and `done` gets the body
+// decompressed. A body under the threshold goes out as is.
+TEST_P(RpcClientTest, CompressedRequestsAndResponsesRoundTrip) {
+  for (RpcCompression codec : {RpcCompression::kZstd, RpcCompression::kLz4}) {
+    SCOPED_TRACE(rpc_compression_name(codec));
+    RpcTestClient c(GetParam(), {.default_timeout = 3000ms,
+                                 .compression = {.codec = codec, .threshold = 64}});
+    ASSERT_TRUE(c.engine.start());
+    const size_t before = app_.seen().size();
+    std::string text;
+    while (text.size() < 4096) text += "the quick brown fox " + std::to_string(text.size() % 7);
+    Outcome big, small;
+    c.rpc->call(addr(), kEcho, text, {}, big.done());
+    ASSERT_TRUE(big.wait());
+    ASSERT_TRUE(big.status) << big.status.to_string();
+    EXPECT_TRUE(same_bytes(text, big.body));
+    c.rpc->call(addr(), kEcho, "tiny", {}, small.done());
+    ASSERT_TRUE(small.wait());
+    ASSERT_TRUE(small.status) << small.status.to_string();
+    EXPECT_EQ(small.body, "tiny");
+    std::vector<Seen> seen = app_.seen();
+    ASSERT_EQ(seen.size(), before + 2);
+    const Seen& sent_big = seen[before];
+    const Seen& sent_small = seen[before + 1];
+    EXPECT_EQ((sent_big.flags & kRpcFlagCompressionMask) >> kRpcFlagCompressionShift,
+              static_cast<unsigned>(codec));
+    EXPECT_LT(sent_big.body.size(), text.size() / 2);
+    EXPECT_TRUE(sent_big.flags & kRpcFlagBudget);  // compression and budget together
+    EXPECT_EQ(sent_small.flags & kRpcFlagCompressionMask, 0);
+    EXPECT_EQ(sent_small.body, "tiny");
+  }
+}
+
+// A response that does not decompress ends its call with rpc_decompress's status; one
+// that declares more than max_body is refused before anything is inflated.
+TEST_P(RpcClientTest, AResponseThatDoesNotDecompressEndsTheCall) {
+  RpcTestClient c(GetParam(), {.default_timeout = 3000ms});
+  ASSERT_TRUE(c.engine.start());
+  Outcome bad, bomb;
+  c.rpc->call(addr(), kBadCompressed, "x", {}, bad.done());
+  c.rpc->call(addr(), kBadCompressed, "bomb", {}, bomb.done());
+  ASSERT_TRUE(bad.wait());
+  ASSERT_TRUE(bomb.wait());
+  EXPECT_EQ(bad.status.code, RpcCode::kInvalidArgument) << bad.status.to_string();
+  EXPECT_EQ(bomb.status.code, RpcCode::kResourceExhausted) << bomb.status.to_string();
+  EXPECT_EQ(bad.body, "");
+  EXPECT_EQ(c.rpc->stats().errors, 2u);
+  Outcome fine;  // the connection is still good
+  c.rpc->call(addr(), kEcho, "after", {}, fine.done());
+  ASSERT_TRUE(fine.wait());
+  EXPECT_TRUE(fine.status) << fine.status.to_string();
 }
 
 // ---- destroying the client with calls in flight (issue #19) ------------------------------
@@ -308,7 +689,7 @@ TEST_P(RpcClientTest, ANameThatDoesNotResolveFailsOnceWithoutRetries) {
 // A `done` that reports to an EndRecorder.
 RpcClient::Done record(EndRecorder& ends) {
   size_t i = ends.add();
-  return [&ends, i](const Status& s, std::string_view) { ends.end(i, s.code()); };
+  return [&ends, i](const RpcStatus& s, std::string_view) { ends.end(i, s.error); };
 }
 
 // Destroys the client while its engine runs (a watchdog bounds the destructor: it must not
@@ -446,7 +827,7 @@ TEST_P(RpcClientTest, DestroyedWithWorkQueuedOnItsLoopCancelsEachCallOnce) {
   Outcome warm;
   c.rpc->call(addr(), kEcho, "warm", {}, warm.done());
   ASSERT_TRUE(warm.wait());
-  ASSERT_TRUE(warm.status) << warm.status.message();
+  ASSERT_TRUE(warm.status) << warm.status.to_string();
   EndRecorder ends;
   for (int i = 0; i < 5; ++i) c.rpc->call(addr(), kHeld, "held", {}, record(ends));
   ASSERT_TRUE(wait_until([&] { return app_.held_count() == 5; }, 5000ms));
@@ -479,7 +860,7 @@ TEST_P(RpcClientTest, DestroyedFromADoneOnALoopThreadCancelsTheOthers) {
   for (int i = 0; i < 3; ++i) c.rpc->call(addr(), kNever, "x", {}, record(ends));
   std::atomic<int> first{0};
   std::atomic<bool> destroyed{false};
-  c.rpc->call(addr(), kHeld, "last", {}, [&](const Status& s, std::string_view body) {
+  c.rpc->call(addr(), kHeld, "last", {}, [&](const RpcStatus& s, std::string_view body) {
     first.store(s && body == "last" ? 1 : 2);
     c.rpc.reset();
     ends.mark_destroyed();
@@ -504,8 +885,8 @@ TEST_P(RpcClientTest, DestroyedFromADoneOnTheTimerThreadCancelsTheOthers) {
   ASSERT_TRUE(wait_until([&] { return app_.never_seen.load() == 3; }, 5000ms));
   std::atomic<int> first{0};
   std::atomic<bool> destroyed{false};
-  c.rpc->call(addr(), kNever, "late", {.timeout = 100ms}, [&](const Status& s, std::string_view) {
-    first.store(s.code());
+  c.rpc->call(addr(), kNever, "late", {.timeout = 100ms}, [&](const RpcStatus& s, std::string_view) {
+    first.store(s.error);
     c.rpc.reset();
     ends.mark_destroyed();
     destroyed.store(true);
@@ -525,7 +906,7 @@ TEST_P(RpcClientTest, DestructorWaitsForADoneRunningOnALoopThread) {
   EndRecorder ends;
   for (int i = 0; i < 3; ++i) c.rpc->call(addr(), kNever, "x", {}, record(ends));
   std::atomic<bool> entered{false}, returned{false};
-  c.rpc->call(addr(), kHeld, "slow", {}, [&](const Status&, std::string_view) {
+  c.rpc->call(addr(), kHeld, "slow", {}, [&](const RpcStatus&, std::string_view) {
     entered.store(true);
     std::this_thread::sleep_for(300ms);
     returned.store(true);
