@@ -237,7 +237,9 @@ class Rpc:
             rid = 1000 + i
             method = self.REVERSE if i % 3 == 2 else self.ECHO
             body = blob(f"{tag}:{i}", n)
-            flags = i % 7
+            # Flag bits that pass through unchanged: idempotent and reserved ones (bit 1
+            # is the budget field, bits 2-3 the compression: they change the wire).
+            flags = (0, 0x1, 0x10, 0x11, 0x8000, 0x8001, 0x20)[i % 7]
             reqs.append(self.frame(self.REQUEST, method, rid, body, flags))
             back = body[::-1] if method == self.REVERSE else body
             answers.append(self.frame(self.RESPONSE, method, rid, back, flags))
