@@ -652,6 +652,136 @@ TEST_P(RpcServerTest, ShutdownAnswersEveryCallItRead) {
   server_.reset();
 }
 
+// A reset connection cancels its calls. (A FIN alone does not: a half-closed peer may
+// still read the answer, and the engine keeps a held connection for it.)
+TEST_P(RpcServerTest, AResetConnectionCancelsItsCalls) {
+  make(service_options());
+  start();
+  {
+    RawRpc c;
+    ASSERT_TRUE(c.connect(addr()));
+    ASSERT_TRUE(c.send(kHang, 1, "x"));
+    ASSERT_TRUE(eventually([&] { return parked() == 1; }));
+    c.socket().reset();
+  }
+  RpcCallPtr call = take_parked();
+  EXPECT_TRUE(eventually([&] { return call->cancelled(); }));
+  EXPECT_FALSE(call->reply("nobody listens"));
+  EXPECT_TRUE(eventually([&] { return server_->stats().cancelled == 1; }));
+}
+
+TEST_P(RpcServerTest, AnInlineHandlerThatRepliesItselfIsNotADoubleCompletion) {
+  RpcService& svc = make(service_options());
+  ASSERT_TRUE(svc.add_unary("self", 43, [](RpcCall& call, std::string_view, std::string&) {
+    call.reply("said it myself");
+    return RpcStatus::ok();
+  }).is_ok());
+  start();
+  RawRpc c;
+  ASSERT_TRUE(c.connect(addr()));
+  Reply r;
+  ASSERT_TRUE(c.call(43, 1, "", &r));
+  EXPECT_EQ(r.body, "said it myself");
+  ASSERT_TRUE(c.call(kEcho, 2, "next", &r));  // exactly one answer came for id 1
+  EXPECT_EQ(r.body, "next");
+  EXPECT_EQ(server_->stats().double_completions, 0u);
+}
+
+TEST_P(RpcServerTest, HugeTimeoutsDoNotOverflowTheDeadline) {
+  auto so = service_options();
+  so.timeout = std::chrono::milliseconds::max();
+  make(so);
+  start();
+  RawRpc c;
+  ASSERT_TRUE(c.connect(addr()));
+  Reply r;
+  ASSERT_TRUE(c.call(kEcho, 1, "fine", &r));
+  EXPECT_EQ(r.body, "fine");
+  ASSERT_TRUE(c.call(kHang, 2, "x", &r, 100u));
+  EXPECT_EQ(r.code(), RpcCode::kDeadlineExceeded);
+}
+
+TEST_P(RpcServerTest, ShutdownFromAHandlerDrainsWithoutDeadlock) {
+  for (RpcExec exec : {RpcExec::kInline, RpcExec::kPool}) {
+    RpcService& svc = make(service_options());
+    ASSERT_TRUE(svc.add_unary("quit", 44,
+                              [this](RpcCall&, std::string_view, std::string& out) {
+                                server_->shutdown(2000ms);  // returns at once from here
+                                out = "bye";
+                                return RpcStatus::ok();
+                              },
+                              {.exec = exec})
+                    .is_ok());
+    start();
+    RawRpc c;
+    ASSERT_TRUE(c.connect(addr()));
+    Reply r;
+    ASSERT_TRUE(c.call(44, 1, "", &r));
+    EXPECT_EQ(r.body, "bye");
+    Watchdog dog(10000ms, "the drain started from a handler");
+    server_->wait();  // the drain ends: nothing waits for itself
+    EXPECT_NE(c.socket().wait_end(5000ms), End::kData);
+    server_.reset();
+  }
+}
+
+TEST_P(RpcServerTest, AShutdownBeforeStartIsKeptForStart) {
+  make(service_options());
+  server_->shutdown(1000ms);  // a signal that came while starting
+  start();
+  Watchdog dog(10000ms, "a drain asked for before start");
+  server_->wait();
+  RawRpc c;
+  EXPECT_FALSE(c.connect(addr()));  // it stopped listening
+}
+
+TEST_P(RpcServerTest, TheDrainEndsWhenTheLastCallsDeadlinePasses) {
+  auto so = service_options();
+  so.drain_limit = 5000ms;
+  make(so);
+  start();
+  RawRpc c;
+  ASSERT_TRUE(c.connect(addr()));
+  ASSERT_TRUE(c.send(kHang, 1, "x", 200u));
+  ASSERT_TRUE(eventually([&] { return parked() == 1; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  server_->shutdown(10000ms);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, 3000ms);  // woken by the deadline, not by the 5 s drain limit
+  Reply r;
+  ASSERT_TRUE(c.read(&r));
+  EXPECT_EQ(r.code(), RpcCode::kDeadlineExceeded);
+}
+
+// Two servers in one process: an answer completed on one server's loop thread for the
+// other's call goes to the other's connection.
+TEST_P(RpcServerTest, TwoServersNeverCrossTheirConnections) {
+  make(service_options());
+  start();
+  proto::RpcServerOptions other_options;
+  other_options.engine = test_options(GetParam(), 2);
+  RpcServer other(other_options);
+  RpcService& svc = other.add_service({.name = "other", .listen = {"tcp://127.0.0.1:0"}});
+  ASSERT_TRUE(svc.add_unary("finish_parked", 1, [this](RpcCall&, std::string_view, std::string& out) {
+    RpcCallPtr parked = take_parked();
+    out = parked && parked->reply("for-main") ? "done" : "none";
+    return RpcStatus::ok();
+  }).is_ok());
+  ASSERT_TRUE(other.start().is_ok());
+  RawRpc main_client, other_client;
+  ASSERT_TRUE(main_client.connect(addr()));
+  ASSERT_TRUE(other_client.connect(svc.addrs().at(0)));
+  ASSERT_TRUE(main_client.send(kHang, 7, "x"));
+  ASSERT_TRUE(eventually([&] { return parked() == 1; }));
+  Reply r;
+  ASSERT_TRUE(other_client.call(1, 1, "", &r));
+  EXPECT_EQ(r.body, "done");
+  ASSERT_TRUE(main_client.read(&r));
+  EXPECT_EQ(r.id, 7u);
+  EXPECT_EQ(r.body, "for-main");
+  other.shutdown(0ms);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RpcServerTest, testing::ValuesIn(test_backends()),
                          backend_param_name);
 INSTANTIATE_TEST_SUITE_P(Backends, RpcDeadlineTest, testing::ValuesIn(test_backends()),

@@ -10,9 +10,8 @@ namespace ringnet::proto {
 
 namespace {
 
-// The connection whose frames the current loop callback is dispatching: an answer for it
-// is written directly instead of through the loop's task queue.
-thread_local Conn* tls_conn = nullptr;
+thread_local RpcCurrentConn tls_current;
+thread_local const RpcServerCore* tls_core = nullptr;
 
 uint64_t since_ns(RpcCall::Clock::time_point t) {
   auto d = RpcCall::Clock::now() - t;
@@ -22,11 +21,19 @@ uint64_t since_ns(RpcCall::Clock::time_point t) {
 
 }  // namespace
 
-// Set while RpcServer dispatches `conn`'s frames (rpc_server.cc).
-Conn* rpc_current_conn(Conn* conn) {
-  Conn* prev = tls_conn;
-  tls_conn = conn;
+RpcCurrentConn rpc_set_current(RpcCurrentConn now) {
+  RpcCurrentConn prev = tls_current;
+  tls_current = now;
   return prev;
+}
+
+const RpcServerCore* rpc_current_core() { return tls_core; }
+void rpc_set_current_core(const RpcServerCore* core) { tls_core = core; }
+
+void RpcServerCore::notify_drain() {
+  if (!draining.load(std::memory_order_acquire)) return;
+  { std::lock_guard lock(mu); }  // a waiter between its check and its sleep sees this
+  drained_cv.notify_all();
 }
 
 Log2Histogram AtomicLog2::snapshot() const {
@@ -66,15 +73,18 @@ bool RpcCall::cancelled() const {
 bool RpcCall::done() const { return state_.load(std::memory_order_acquire) != kCallPending; }
 
 bool RpcCall::reply(std::string body) {
+  if (core_ == nullptr) return false;  // not a server's call
   return core_->complete(*this, RpcStatus::ok(), std::move(body), kCallAnswered);
 }
 
 bool RpcCall::fail(RpcCode code, std::string_view message) {
+  if (core_ == nullptr) return false;
   if (code == RpcCode::kOk) code = RpcCode::kUnknown;  // an error must not read as success
   return core_->complete(*this, RpcStatus::make(code, message), {}, kCallAnswered);
 }
 
 bool RpcCall::finish(const RpcStatus& status, std::string body) {
+  if (core_ == nullptr) return false;
   return core_->complete(*this, status, std::move(body), kCallAnswered);
 }
 
@@ -113,7 +123,8 @@ bool RpcServerCore::complete(RpcCall& call, RpcStatus status, std::string body,
 void RpcServerCore::send(RpcCall& call, const RpcStatus& status, std::string& body) {
   RpcMethod::Counters* counters = call.method_ != nullptr ? call.method_->counters.get() : nullptr;
   if (call.one_way_) {
-    if (call.held_) {  // nothing to write, but the hold must go
+    std::shared_lock lock(engine_mu);
+    if (call.held_ && !engine_gone) {  // nothing to write, but the hold must go
       call.conn_.dispatch([](Conn* c) {
         if (c != nullptr) c->release();
       });
@@ -142,34 +153,30 @@ void RpcServerCore::send(RpcCall& call, const RpcStatus& status, std::string& bo
     packed = encode_rpc_error_body(status.code, status.message);
     frame.body = packed;
   }
+  if (frame.body.size() > svc.reply_codec_.options().max_body) {
+    packed = encode_rpc_error_body(RpcCode::kResourceExhausted, "response over max_body");
+    frame.type = RpcType::kError;  // the caller hears why rather than nothing
+    frame.flags = 0;
+    frame.body = packed;
+  }
   if (counters != nullptr) {
     counters->bytes_out_wire.fetch_add(frame.body.size(), std::memory_order_relaxed);
   }
-  Conn* here = tls_conn;
+  Conn* here = tls_current.core == this ? tls_current.conn : nullptr;
   if (here != nullptr && here->loop_index() == call.loop_ && here->id() == call.conn_.id()) {
-    // On the connection's own loop, inside its callback: straight to its output.
-    if (Status s = svc.codec_.encode(frame, *here); !s) {
-      RpcFrame refusal = frame;  // a response over max_body: the caller hears why
-      refusal.type = RpcType::kError;
-      refusal.flags = 0;
-      std::string why = encode_rpc_error_body(RpcCode::kResourceExhausted, "response over max_body");
-      refusal.body = why;
-      if (!svc.codec_.encode(refusal, *here)) here->close();
-    }
+    // On the connection's own loop, inside its callback: straight to its output (refused
+    // only when the connection is closing anyway).
+    if (!svc.reply_codec_.encode(frame, *here)) here->close();
     if (call.held_) here->release();
     return;
   }
   std::string bytes;
   std::array<char, kRpcHeaderSize + kRpcBudgetSize> head;
-  if (frame.body.size() > svc.codec_.options().max_body) {
-    packed = encode_rpc_error_body(RpcCode::kResourceExhausted, "response over max_body");
-    frame.type = RpcType::kError;
-    frame.flags = 0;
-    frame.body = packed;
-  }
   const size_t n = encode_rpc_head(frame, head.data());
   bytes.reserve(n + frame.body.size());
   bytes.append(head.data(), n).append(frame.body);
+  std::shared_lock lock(engine_mu);
+  if (engine_gone) return;  // the server is gone, and its connections with it
   call.conn_.dispatch([bytes = std::move(bytes), held = call.held_](Conn* c) {
     if (c == nullptr) return;  // closed meanwhile: nobody to answer
     if (!c->write(bytes)) c->close();
@@ -204,6 +211,9 @@ void RpcServerCore::account(RpcCall& call, const RpcStatus& status) {
       handler_exceptions.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  // Last: the drain counts a call as running until its filters have seen its end.
+  call.service_->in_flight_.fetch_sub(1, std::memory_order_seq_cst);
+  notify_drain();
 }
 
 // ---------------------------------------------------------------- deadline registry
@@ -252,7 +262,7 @@ void RpcServerCore::timer_main() {
     if (!call) continue;
     lock.unlock();
     complete(*call, RpcStatus::make(RpcCode::kDeadlineExceeded, "deadline exceeded"), {},
-             kCallExpired);
+             kCallExpired);  // account() wakes a drain waiting for it
     call.reset();
     lock.lock();
   }

@@ -4,6 +4,8 @@
 #include "ringnet/proto/rpc_server.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <exception>
 
 #include "ringnet/log.h"
@@ -13,11 +15,31 @@
 
 namespace ringnet::proto {
 
-Conn* rpc_current_conn(Conn* conn);  // rpc_call.cc
-
 namespace {
 
 using Clock = RpcCall::Clock;
+
+// Timeouts past this are taken as this: a deadline must stay representable.
+constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(24 * 30);
+
+std::chrono::milliseconds capped(std::chrono::milliseconds t) { return std::min(t, kMaxTimeout); }
+
+// What the server keeps per connection (Conn::context), on its loop: the service, and the
+// calls that may outlive the callback that read them, to cancel when it closes.
+struct RpcConnState {
+  RpcService* service = nullptr;
+  std::vector<std::weak_ptr<RpcCall>> held;
+
+  void add(const std::shared_ptr<RpcCall>& call) {
+    if (held.size() >= 64 && held.size() == held.capacity()) {  // amortised pruning
+      std::erase_if(held, [](const std::weak_ptr<RpcCall>& w) {
+        auto c = w.lock();
+        return !c || c->done();
+      });
+    }
+    held.push_back(call);
+  }
+};
 
 // The service whose listener accepted `conn`: its bound address, or a wildcard one
 // (0.0.0.0, ::) on the same port and family.
@@ -59,24 +81,44 @@ class RpcServerHandler final : public EventHandler {
   Action on_open(Conn& conn) override {
     RpcService* svc = service_for(core_.services, conn.local_addr());
     if (svc == nullptr) return Action::kClose;  // not one of ours (cannot happen)
-    conn.set_context(svc);
+    auto* state = new RpcConnState;
+    state->service = svc;
+    conn.set_context(state);
     return Action::kNone;
   }
 
   Action on_traffic(Conn& conn) override {
-    auto* svc = static_cast<RpcService*>(conn.context());
-    if (svc == nullptr) {
+    auto* state = static_cast<RpcConnState*>(conn.context());
+    if (state == nullptr) {
       conn.discard();
       return Action::kClose;
     }
+    RpcService& svc = *state->service;
     DecodeWork work;
-    Conn* prev = rpc_current_conn(&conn);
+    const RpcCurrentConn prev = rpc_set_current({&core_, &conn});
+    const RpcServerCore* prev_core = rpc_current_core();
+    rpc_set_current_core(&core_);
     Action action = read_frames(
-        svc->codec_, conn, work, [&](const RpcFrame& f) { return dispatch(conn, *svc, f); },
+        svc.codec_, conn, work, [&](const RpcFrame& f) { return dispatch(conn, *state, f); },
         [](uint8_t) { return Action::kNone; },
         [&](const ProtocolError& error) { return protocol_error(conn, error.reason); });
-    rpc_current_conn(prev);
+    rpc_set_current_core(prev_core);
+    rpc_set_current(prev);
     return action;
+  }
+
+  // The calls still running for this connection are cancelled: nobody is left to answer.
+  void on_close(Conn& conn, CloseInfo) override {
+    auto* state = static_cast<RpcConnState*>(conn.context());
+    if (state == nullptr) return;
+    conn.set_context(nullptr);
+    for (auto& weak : state->held) {
+      if (auto call = weak.lock()) {
+        core_.complete(*call, RpcStatus::make(RpcCode::kCancelled, "connection closed"), {},
+                       kCallCancelled);
+      }
+    }
+    delete state;
   }
 
  private:
@@ -95,10 +137,11 @@ class RpcServerHandler final : public EventHandler {
     if (f.type == RpcType::kOneWay) return;
     std::string body = encode_rpc_error_body(code, message);
     RpcFrame answer{RpcType::kError, 0, f.method, f.request_id, body};
-    if (!svc.codec_.encode(answer, conn)) conn.close();
+    if (!svc.reply_codec_.encode(answer, conn)) conn.close();
   }
 
-  Action dispatch(Conn& conn, RpcService& svc, const RpcFrame& f) {
+  Action dispatch(Conn& conn, RpcConnState& state, const RpcFrame& f) {
+    RpcService& svc = *state.service;
     if (f.type == RpcType::kResponse || f.type == RpcType::kError) {
       return protocol_error(conn, "rpc: response/error frame sent to a server");
     }
@@ -110,7 +153,12 @@ class RpcServerHandler final : public EventHandler {
              "unknown method " + std::to_string(f.method) + " on service " + svc.name());
       return Action::kNone;
     }
-    if (core_.draining.load(std::memory_order_acquire)) {
+    // Counted before the draining check (both sequentially consistent): a drain that
+    // sees no call of this service running cannot miss one that is past the check.
+    svc.in_flight_.fetch_add(1, std::memory_order_seq_cst);
+    if (core_.draining.load(std::memory_order_seq_cst)) {
+      svc.in_flight_.fetch_sub(1, std::memory_order_seq_cst);
+      core_.notify_drain();
       core_.unavailable.fetch_add(1, std::memory_order_relaxed);
       m->counters->codes[static_cast<size_t>(RpcCode::kUnavailable)].fetch_add(1, std::memory_order_relaxed);
       refuse(conn, svc, f, RpcCode::kUnavailable, "server draining");
@@ -134,7 +182,7 @@ class RpcServerHandler final : public EventHandler {
     call.one_way_ = f.type == RpcType::kOneWay;
     call.peer_ = conn.remote_addr();
     call.start_ = Clock::now();
-    auto timeout = svc.options_.timeout;
+    auto timeout = capped(svc.options_.timeout);
     if (m->options.timeout.count() > 0 && m->options.timeout < timeout) timeout = m->options.timeout;
     if (f.has_budget() && std::chrono::milliseconds(f.budget_ms) < timeout) {
       timeout = std::chrono::milliseconds(f.budget_ms);
@@ -148,6 +196,7 @@ class RpcServerHandler final : public EventHandler {
     if (later) {
       call.held_ = true;  // the drain waits for the answer
       conn.hold();
+      state.add(shared);  // its connection's close cancels it
     }
 
     // Decompression is the chain's first step.
@@ -202,6 +251,7 @@ class RpcServerHandler final : public EventHandler {
     std::string out;
     try {
       st = m->unary(call, call.request_, out);
+      if (call.done()) return Action::kNone;  // it answered through call.reply() itself
     } catch (...) {
       core_.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
       st = RpcStatus::make(RpcCode::kInternal, "handler threw: " + what_of(std::current_exception()));
@@ -236,13 +286,17 @@ class RpcServerHandler final : public EventHandler {
         core_.complete(call, std::move(st), {}, kCallAnswered);
         return false;
       }
-      call.passed_ = static_cast<uint8_t>(i + 1);
+      call.passed_ = static_cast<uint16_t>(i + 1);
     }
     return true;
   }
 
   static void run_on_pool(const std::shared_ptr<RpcCall>& call) {
     RpcServerCore& core = *call->core_;
+    rpc_set_current_core(&core);  // a shutdown() from the handler must not wait for it
+    struct Reset {
+      ~Reset() { rpc_set_current_core(nullptr); }
+    } reset;
     const auto waited = Clock::now() - call->queued_;
     call->method_->counters->queue_ns.add(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count()));
@@ -254,7 +308,7 @@ class RpcServerHandler final : public EventHandler {
       } else {
         std::string out;
         RpcStatus st = m.unary(*call, call->request_, out);
-        call->finish(st, std::move(out));
+        if (!call->done()) call->finish(st, std::move(out));
       }
     } catch (...) {
       core.handler_exceptions.fetch_add(1, std::memory_order_relaxed);
@@ -269,7 +323,9 @@ class RpcServerHandler final : public EventHandler {
 // ---------------------------------------------------------------- RpcService
 
 RpcService::RpcService(RpcServiceOptions options)
-    : options_(std::move(options)), codec_(options_.frame) {
+    : options_(std::move(options)),
+      codec_(options_.frame),
+      reply_codec_(RpcFrameOptions{.min_body = 0, .max_body = options_.frame.max_body}) {
   add_list_method();
 }
 
@@ -358,8 +414,20 @@ struct RpcServer::Impl {
   RpcServerCore& core;
   RpcServerHandler handler;
   Engine engine;
-  std::atomic<bool> started{false};
-  std::atomic<bool> shutting_down{false};
+
+  // The server's life: configured -> started -> draining -> stopped. One lock, so that a
+  // shutdown() racing start() (a signal during start) is neither lost nor run twice.
+  std::mutex life_mu;
+  std::condition_variable life_cv;
+  bool started = false;
+  bool start_failed = false;
+  bool drain_begun = false;
+  bool stopped = false;  // the drain is over
+  bool stop_pending = false;  // shutdown() came before start() finished
+  std::chrono::milliseconds pending_deadline{0};
+  std::thread drainer;  // a drain started from a handler runs here
+
+  void drain(std::chrono::milliseconds deadline);
 };
 
 RpcServerCore::RpcServerCore(RpcServerOptions opts) : options(std::move(opts)) {}
@@ -372,16 +440,27 @@ void RpcServerCore::stop_timer() {
     timer_stop = true;
   }
   cv.notify_all();
-  if (timer.joinable()) timer.join();
+  if (timer.joinable() && timer.get_id() != std::this_thread::get_id()) timer.join();
 }
 
 RpcServer::RpcServer(RpcServerOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 RpcServer::~RpcServer() {
-  if (impl_->started.load()) shutdown(std::chrono::milliseconds(0));
-  if (impl_->core.pool) impl_->core.pool->shutdown();
-  impl_->core.stop_timer();  // here, not when the last shared call lets the core go
+  Impl& impl = *impl_;
+  bool started = false;
+  {
+    std::lock_guard lock(impl.life_mu);
+    started = impl.started;
+  }
+  if (started) shutdown(std::chrono::milliseconds(0));  // waits for one in progress too
+  if (impl.drainer.joinable()) impl.drainer.join();
+  if (impl.core.pool) impl.core.pool->shutdown();
+  impl.core.stop_timer();  // here, not when the last shared call lets the core go
+  // Calls that outlive the server (RpcCallPtr kept by the application) must not reach
+  // for the engine, which goes with this object.
+  std::unique_lock lock(impl.core.engine_mu);
+  impl.core.engine_gone = true;
 }
 
 RpcService& RpcServer::add_service(RpcServiceOptions options) {
@@ -398,22 +477,38 @@ void RpcServer::add_filter(std::shared_ptr<RpcServerFilter> filter) {
 Status RpcServer::start() {
   Impl& impl = *impl_;
   RpcServerCore& core = impl.core;
-  if (impl.started.load()) return Status::invalid("rpc server: already started");
-  if (core.services.empty()) return Status::invalid("rpc server: no services");
+  {
+    std::lock_guard lock(impl.life_mu);
+    if (impl.started || impl.start_failed) {
+      return Status::invalid("rpc server: start() may be called once");
+    }
+  }
+  auto failed = [&impl](Status s) {
+    std::lock_guard lock(impl.life_mu);
+    impl.start_failed = true;
+    impl.stopped = true;
+    impl.life_cv.notify_all();
+    return s;
+  };
+  if (core.services.empty()) return failed(Status::invalid("rpc server: no services"));
   bool needs_pool = false;
   size_t listened = 0;
   for (const auto& svc : core.services) {
     if (svc->options_.listen.empty()) {
-      return Status::invalid("rpc server: service '" + svc->name() + "' has no address");
+      return failed(Status::invalid("rpc server: service '" + svc->name() + "' has no address"));
+    }
+    if (svc->options_.timeout.count() <= 0) {
+      return failed(Status::invalid("rpc server: service '" + svc->name() +
+                                    "': timeout must be positive"));
     }
     for (const auto& other : core.services) {
       if (other != svc && other->name() == svc->name()) {
-        return Status::invalid("rpc server: two services named '" + svc->name() + "'");
+        return failed(Status::invalid("rpc server: two services named '" + svc->name() + "'"));
       }
     }
     for (const auto& m : svc->methods_) needs_pool |= m->options.exec == RpcExec::kPool;
     for (const std::string& address : svc->options_.listen) {
-      if (Status s = impl.engine.listen(address); !s) return s;
+      if (Status s = impl.engine.listen(address); !s) return failed(s);
     }
   }
   const std::vector<SockAddr> bound = impl.engine.listen_addrs();
@@ -423,23 +518,40 @@ Status RpcServer::start() {
     listened += svc->options_.listen.size();
   }
   if (!core.options.admin.empty()) {
-    if (Status s = impl.engine.listen_admin(core.options.admin); !s) return s;
+    if (Status s = impl.engine.listen_admin(core.options.admin); !s) return failed(s);
   }
   if (needs_pool) {
     core.pool = std::make_unique<WorkerPool>(core.options.pool);
-    if (Status s = core.pool->start(); !s) return s;
+    if (Status s = core.pool->start(); !s) return failed(s);
   }
   impl.engine.add_metrics([this](MetricsWriter& w) {
     write_metrics(w);
     if (impl_->core.pool) impl_->core.pool->write_metrics(w);
   });
   core.timer = std::thread([&core] { core.timer_main(); });
-  if (Status s = impl.engine.start(); !s) return s;
-  impl.started.store(true);
+  if (Status s = impl.engine.start(); !s) return failed(s);
+  bool pending = false;
+  std::chrono::milliseconds deadline{0};
+  {
+    std::lock_guard lock(impl.life_mu);
+    impl.started = true;
+    pending = impl.stop_pending;
+    deadline = impl.pending_deadline;
+  }
+  if (pending) shutdown(deadline);  // asked for while starting (a signal): drain now
   return Status::ok();
 }
 
-void RpcServer::wait() { impl_->engine.wait(); }
+void RpcServer::wait() {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard lock(impl.life_mu);
+    if (!impl.started) return;
+  }
+  impl.engine.wait();
+  std::unique_lock lock(impl.life_mu);
+  if (impl.drain_begun) impl.life_cv.wait(lock, [&impl] { return impl.stopped; });
+}
 
 Status RpcServer::run_until_signal(std::chrono::milliseconds deadline) {
   ShutdownOnSignals signals([this, deadline](int sig) {
@@ -453,32 +565,50 @@ Status RpcServer::run_until_signal(std::chrono::milliseconds deadline) {
 
 void RpcServer::shutdown(std::chrono::milliseconds deadline) {
   Impl& impl = *impl_;
-  RpcServerCore& core = impl.core;
-  if (!impl.started.load() || impl.shutting_down.exchange(true)) {
-    impl.engine.wait();  // a second caller waits for the first
-    return;
+  deadline = std::clamp(deadline, std::chrono::milliseconds(0), kMaxTimeout);
+  {
+    std::unique_lock lock(impl.life_mu);
+    if (!impl.started) {
+      if (!impl.start_failed) {  // remembered: start() drains as soon as it is done
+        impl.stop_pending = true;
+        impl.pending_deadline = deadline;
+      }
+      return;
+    }
+    if (impl.drain_begun) {  // a second caller waits for the first (not from a handler)
+      if (rpc_current_core() != &impl.core) impl.life_cv.wait(lock, [&impl] { return impl.stopped; });
+      return;
+    }
+    impl.drain_begun = true;
+    if (rpc_current_core() == &impl.core) {
+      // From a handler: the drain waits for calls (this one too) and joins the pool, so
+      // it cannot run on this thread.
+      impl.drainer = std::thread([&impl, deadline] { impl.drain(deadline); });
+      return;
+    }
   }
+  impl.drain(deadline);
+}
+
+void RpcServer::Impl::drain(std::chrono::milliseconds deadline) {
   const auto t0 = Clock::now();
-  const auto end = t0 + std::max(deadline, std::chrono::milliseconds(0));
+  const auto end = t0 + deadline;
   // 1. No new connections; 2. new requests on open ones are refused (UNAVAILABLE).
-  impl.engine.stop_accepting();
-  core.draining.store(true, std::memory_order_release);
-  // 3. Each service's calls in flight get until its drain limit, shortest limit first;
-  //    those still running then are cancelled (their callers hear CANCELLED).
+  engine.stop_accepting();
+  core.draining.store(true, std::memory_order_seq_cst);
+  // 3. Each service's calls get until its drain limit, shortest limit first; those still
+  //    running then are cancelled (their callers hear CANCELLED).
   std::vector<RpcService*> order;
   for (const auto& svc : core.services) order.push_back(svc.get());
   std::stable_sort(order.begin(), order.end(), [](RpcService* a, RpcService* b) {
     return a->options_.drain_limit < b->options_.drain_limit;
   });
   for (RpcService* svc : order) {
-    const auto limit = std::min(t0 + svc->options_.drain_limit, end);
+    const auto limit = std::min(t0 + capped(svc->options_.drain_limit), end);
     {
       std::unique_lock lock(core.mu);
-      core.drained_cv.wait_until(lock, limit, [&] {
-        for (const auto& [when, call] : core.registry) {
-          if (call->service_ == svc) return false;
-        }
-        return true;
+      core.drained_cv.wait_until(lock, limit, [svc] {
+        return svc->in_flight_.load(std::memory_order_seq_cst) == 0;
       });
       svc->drain_cancelled_ = true;  // a call tracked from now on is cancelled at once
     }
@@ -491,9 +621,12 @@ void RpcServer::shutdown(std::chrono::milliseconds deadline) {
   // 4. Answers flush and connections close; the engine keeps at least a moment for the
   //    last answers (the cancellations) even when the deadline is spent.
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
-  impl.engine.shutdown(std::max(left, std::chrono::milliseconds(100)));
-  impl.engine.wait();
+  engine.shutdown(std::max(left, std::chrono::milliseconds(100)));
+  engine.wait();
   if (core.pool) core.pool->shutdown(WorkerPool::ShutdownMode::kDiscardQueued);
+  std::lock_guard lock(life_mu);
+  stopped = true;
+  life_cv.notify_all();
 }
 
 RpcService* RpcServer::service(std::string_view name) {

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <thread>
 #include <utility>
 
@@ -86,6 +87,14 @@ struct RpcServerCore {
       unavailable{0}, unknown_method{0}, late_completions{0}, double_completions{0},
       handler_exceptions{0}, protocol_errors{0}, decompress_refused{0}, in_flight{0};
 
+  // The engine's life, for answers sent from other threads (ConnHandle::dispatch needs
+  // the Engine object): shared while dispatching, exclusive when the server lets it go.
+  std::shared_mutex engine_mu;
+  bool engine_gone = false;
+
+  // Wakes a drain waiting for a service's calls (after any call ended while draining).
+  void notify_drain();
+
   std::mutex mu;  // guards the registry and the timer thread's state
   std::condition_variable cv;
   std::condition_variable drained_cv;  // a tracked call ended (shutdown waits on it)
@@ -94,6 +103,18 @@ struct RpcServerCore {
   std::thread timer;
   LogRateLimit error_log{10};
 };
+
+// The connection whose frames the current loop callback dispatches for `core` (set by
+// RpcServer around read_frames; rpc_call.cc): an answer for it is written in place.
+struct RpcCurrentConn {
+  const RpcServerCore* core = nullptr;
+  Conn* conn = nullptr;
+};
+RpcCurrentConn rpc_set_current(RpcCurrentConn now);
+// The server this thread is working for (a loop callback or a pool job), or nullptr:
+// shutdown() from there must not wait for itself.
+const RpcServerCore* rpc_current_core();
+void rpc_set_current_core(const RpcServerCore* core);
 
 // The ringnet_rpc_* families (rpc_server_metrics.cc).
 void write_rpc_metrics(const RpcServerCore& core, MetricsWriter& w);

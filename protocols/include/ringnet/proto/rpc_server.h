@@ -4,11 +4,12 @@
 ///
 ///   ringnet::proto::RpcServer server({.engine = {.loops = 2}});
 ///   auto& kv = server.add_service({.name = "kv", .listen = {"tcp://0.0.0.0:9000"},
-///                                  .timeout = 500ms, .drain_limit = 2s});
+///                                  .timeout = 2s, .drain_limit = 2s});
 ///   kv.add_unary("get", 1, [&](RpcCall&, std::string_view key, std::string& out) {
 ///     return lookup(key, out) ? RpcStatus::ok() : RpcStatus::make(RpcCode::kNotFound, "");
 ///   });
-///   kv.add_unary("scan", 2, scan, {.exec = RpcExec::kPool, .timeout = 2s});
+///   kv.add_unary("get_fast", 2, get_cached, {.timeout = 50ms});  // min(2 s, 50 ms)
+///   kv.add_unary("scan", 3, scan, {.exec = RpcExec::kPool});      // may block: the pool
 ///   server.run_until_signal(5s);  // SIGTERM/SIGINT: shutdown(5s), then returns
 ///
 /// A server owns services; each listens on its own addresses (one Engine serves them all;
@@ -31,7 +32,9 @@
 ///           (reverse order) ─> compress ─> response or error frame on the loop
 ///        ─> filters' on_complete (reverse order, each filter whose on_request ran)
 ///
-/// Deadlines. When the deadline passes first, the caller gets DEADLINE_EXCEEDED at once,
+/// Deadlines. A method's timeout can only shorten its service's (the smallest of the three
+/// wins); timeouts are capped at 30 days, and a service timeout must be positive. When the
+/// deadline passes first, the caller gets DEADLINE_EXCEEDED at once,
 /// RpcCall::cancelled() turns true, and the handler's later completion is refused and
 /// counted (late_completions). A handler that keeps its call and never answers is ended the
 /// same way; one that drops its last RpcCallPtr unanswered gets INTERNAL at once.
@@ -47,9 +50,14 @@
 /// (Engine::shutdown) and shutdown() returns, so the application's own clean-up runs
 /// after it. No call the server read ends in silence.
 ///
-/// Threads: configuration (add_service, add_method, add_filter) before start(); start(),
-/// wait() and run_until_signal() on the owning thread; shutdown() and stats() from any
-/// thread. Handlers run on loop threads (kInline: must not block) or pool threads (kPool).
+/// A connection that dies (reset, error, timeout) cancels its calls still running
+/// (cancelled() turns true; nothing is sent), as a gRPC client's cancellation would. An
+/// orderly half-close (FIN) does not: the peer may still read, and gets its answers.
+///
+/// Threads: configuration (add_service, add_unary/add_async, add_filter) before start();
+/// start(), wait() and run_until_signal() on the owning thread; shutdown() and stats() from
+/// any thread, a handler included (from a loop or pool thread shutdown() starts the drain
+/// on a thread of its own and returns at once). Handlers run on loop threads (kInline: must not block) or pool threads (kPool).
 #pragma once
 
 #include <atomic>
@@ -162,7 +170,7 @@ class RINGNET_PROTO_EXPORT RpcCall : public std::enable_shared_from_this<RpcCall
   bool one_way_ = false;
   bool held_ = false;                   // the connection is held until the answer is out
   bool registered_ = false;             // in the deadline registry (its lock guards this)
-  uint8_t passed_ = 0;                  // filters whose on_request passed the call on
+  uint16_t passed_ = 0;                 // filters whose on_request passed the call on
   RpcCompression reply_codec_ = RpcCompression::kNone;
   std::atomic<uint8_t> state_{0};       // pending, then one final state (rpc_server.cc)
   std::string_view request_;
@@ -223,7 +231,7 @@ class RINGNET_PROTO_EXPORT RpcConcurrencyLimit final : public RpcServerFilter {
   explicit RpcConcurrencyLimit(uint64_t max_in_flight) : max_(max_in_flight) {}
   RpcStatus on_request(RpcCall&) override;
   void on_complete(const RpcCall&, const RpcStatus&, std::chrono::nanoseconds) override;
-  /// Calls in flight now, and refused so far.
+  /// Calls in flight now (passed by this filter and not ended).
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   /// Calls refused with RESOURCE_EXHAUSTED so far.
   uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
@@ -310,8 +318,10 @@ class RINGNET_PROTO_EXPORT RpcService {
   std::vector<const RpcMethod*> by_id_;  // index = id (sparse, grown on demand)
   std::vector<std::shared_ptr<RpcServerFilter>> filters_;
   std::vector<SockAddr> addrs_;
+  RpcFrameCodec reply_codec_;     // answers: max_body only (min_body is for requests)
   int index_ = 0;
   bool drain_cancelled_ = false;  // shutdown passed its drain limit (the server's lock)
+  mutable std::atomic<uint64_t> in_flight_{0};  // dispatched and not ended: the drain waits
 };
 
 /// Counters of an RpcServer (RpcServer::stats), merged over services and methods.
@@ -358,14 +368,16 @@ class RINGNET_PROTO_EXPORT RpcServer {
   /// Binds every service's addresses, starts the pool and the engine. Errors (an address
   /// in use, a service without addresses, two services with one name) come back here.
   Status start();
-  /// Blocks until the engine has stopped (after shutdown()).
+  /// Blocks until the server has stopped: the engine, and a shutdown() in progress.
   void wait();
   /// start(), then waits for SIGTERM/SIGINT and runs shutdown(deadline) on it; returns
   /// once the drain is over. Construct the server, and call this, before any other thread
   /// exists (see ShutdownOnSignals).
   Status run_until_signal(std::chrono::milliseconds deadline);
-  /// Any thread: the drain of the file comment; returns when the engine has stopped. A
-  /// second call waits for the first.
+  /// Any thread: the drain of the file comment; returns when it is over (a second call
+  /// waits for the first). From a handler (a loop or pool thread of this server) it starts
+  /// the drain on its own thread and returns at once. Before start() it is remembered:
+  /// start() then drains at once.
   void shutdown(std::chrono::milliseconds deadline);
 
   /// The service with this name, or nullptr.
