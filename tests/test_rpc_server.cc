@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
 
+#include "ringnet/proto/peer_pool.h"
+#include "ringnet/proto/rpc_client.h"
 #include "ringnet/proto/rpc_server.h"
 #include "test_support.h"
 
@@ -780,6 +783,54 @@ TEST_P(RpcServerTest, TwoServersNeverCrossTheirConnections) {
   EXPECT_EQ(r.id, 7u);
   EXPECT_EQ(r.body, "for-main");
   other.shutdown(0ms);
+}
+
+// ringnet's own client against the server: the client's timeout travels as the budget,
+// so the server ends the call at the same moment (its own timeout is 5 s); compressed
+// calls round-trip; error codes arrive as codes.
+TEST_P(RpcServerTest, RpcClientAndServerAgree) {
+  make(service_options());
+  start();
+  proto::RpcClientHandler handler;
+  Engine engine(handler, test_options(GetParam(), 1));
+  proto::PeerPool pool(engine);
+  proto::RpcClient rpc(pool, {.default_timeout = 5000ms,
+                              .compression = {.codec = proto::RpcCompression::kLz4,
+                                              .threshold = 512}});
+  handler.attach(pool, rpc);
+  ASSERT_TRUE(engine.start().is_ok());
+  const std::string address = "tcp://" + addr().to_string();
+  struct Result {
+    std::promise<std::pair<proto::RpcStatus, std::string>> p;
+    proto::RpcClient::Done done() {
+      return [this](const proto::RpcStatus& s, std::string_view b) { p.set_value({s, std::string(b)}); };
+    }
+  };
+  Result hang, big, status;
+  const auto t0 = std::chrono::steady_clock::now();
+  rpc.call(address, kHang, "x", {.timeout = 300ms}, hang.done());
+  const std::string body = make_payload(100000, 9) + std::string(100000, 'q');
+  rpc.call(address, kEcho, body, {}, big.done());
+  rpc.call(address, kStatus, "5", {}, status.done());
+  auto got = big.p.get_future().get();
+  EXPECT_TRUE(got.first.is_ok()) << got.first.to_string();
+  EXPECT_TRUE(same_bytes(body, got.second));
+  got = status.p.get_future().get();
+  EXPECT_EQ(got.first.code, RpcCode::kNotFound);
+  EXPECT_EQ(got.first.message, "asked for 5");
+  got = hang.p.get_future().get();
+  EXPECT_EQ(got.first.code, RpcCode::kDeadlineExceeded);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3000ms);
+  // The server ended it by the budget the client sent, not by its own 5 s timeout.
+  EXPECT_TRUE(eventually([&] { return server_->stats().deadline_exceeded == 1; }, 3000ms));
+  MetricsWriter w;
+  server_->write_metrics(w);
+  // The echo came in compressed and went out compressed: fewer wire bytes than body bytes.
+  const std::string& t = w.text();
+  EXPECT_NE(t.find("method=\"echo\",direction=\"in\",stage=\"body\"} 200000"), std::string::npos) << t;
+  EXPECT_EQ(t.find("method=\"echo\",direction=\"in\",stage=\"wire\"} 200000"), std::string::npos);
+  engine.stop();
+  engine.wait();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RpcServerTest, testing::ValuesIn(test_backends()),
