@@ -105,14 +105,8 @@ NEXT_PORT=$PORT_BASE
 
 # ---- process hygiene: whatever happens, nothing we started outlives the script ----------
 
-stop_pid() {  # SIGTERM, then SIGKILL after 3 s
-  local pid=$1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=compare_lib.sh
+source "$ROOT/bench/compare_lib.sh"
 
 cleanup() {
   exec 9>&-
@@ -141,15 +135,6 @@ build() {
 
 # ---- servers -----------------------------------------------------------------------------
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A fresh port per server start: no TIME_WAIT or half-dead listener from the last run.
-next_free_port() {
-  while port_in_use "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-  PORT=$NEXT_PORT
-  NEXT_PORT=$((NEXT_PORT + 1))
-}
-
 # start_server ringnet-epoll|ringnet-uring|bare: sets SERVER_PID and PORT, returns once
 # the port accepts.
 start_server() {
@@ -176,22 +161,8 @@ start_server() {
     libuv) cmd=("$LIBUV" --port "$PORT" --threads "$PEER_THREADS") ;;
     *) log "unknown server '$1'"; return 1 ;;
   esac
-  taskset -c "$SERVER_CPU" "${cmd[@]}" >"$WORK/server.out" 2>"$WORK/server.err" &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "$1 server exited at start: $(cat "$WORK/server.err")"
-      SERVER_PID=""
-      return 1
-    fi
-    port_in_use "$PORT" && return 0
-    sleep 0.05
-  done
-  log "$1 server did not accept on port $PORT within 5 s"
-  return 1
+  launch_server "$1" "${cmd[@]}"
 }
-
-stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=""; }
 
 # True when echo_server can start on the io_uring backend here.
 uring_works() {
@@ -203,17 +174,6 @@ vmrss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 # ---- statistics --------------------------------------------------------------------------
-
-# "median min max" of a space-separated list of numbers.
-median_min_max() {
-  local -a v
-  read -r -a v <<<"$1"
-  [[ ${#v[@]} -gt 0 ]] || { echo "nan nan nan"; return; }
-  printf '%s\n' "${v[@]}" | sort -g | awk '{ v[NR] = $1 }
-    END { if (NR == 0) { print "nan nan nan"; exit }
-          m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-          print m, v[1], v[NR] }'
-}
 
 declare -A RATE P99 CPU BUSY IDLE_RSS  # keyed "scenario:server" (IDLE_RSS: server)
 
@@ -261,22 +221,6 @@ measure_once() {
 }
 
 # ---- reports -----------------------------------------------------------------------------
-
-fmt_cell() {  # fmt_cell FORMAT "LIST": "median (min–max)", numbers printed with FORMAT
-  local f=$1 m lo hi
-  read -r m lo hi <<<"$(median_min_max "$2")"
-  [[ $m == nan ]] && { echo "n/a"; return; }
-  # shellcheck disable=SC2059  # the format is ours, one of %.0f / %.3f
-  printf "$f ($f–$f)" "$m" "$lo" "$hi"
-}
-
-ratio() {  # median(a)/median(b) for two lists
-  local a b
-  a=$(median_min_max "$1" | cut -d' ' -f1)
-  b=$(median_min_max "$2" | cut -d' ' -f1)
-  awk -v a="$a" -v b="$b" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a";
-                                   else printf "%.2f", a / b }'
-}
 
 throughput_report() {
   echo "### Echo throughput and CPU per message"

@@ -365,13 +365,20 @@ Status RpcService::add(std::unique_ptr<RpcMethod> method) {
   return Status::ok();
 }
 
-Status RpcService::add_unary(std::string name, uint16_t id, RpcUnaryHandler handler,
-                             RpcMethodOptions options) {
-  if (!handler) return Status::invalid("rpc: empty handler");
+namespace {
+std::unique_ptr<RpcMethod> new_method(std::string name, uint16_t id, RpcMethodOptions options) {
   auto m = std::make_unique<RpcMethod>();
   m->name = std::move(name);
   m->id = id;
   m->options = options;
+  return m;
+}
+}  // namespace
+
+Status RpcService::add_unary(std::string name, uint16_t id, RpcUnaryHandler handler,
+                             RpcMethodOptions options) {
+  if (!handler) return Status::invalid("rpc: empty handler");
+  auto m = new_method(std::move(name), id, options);
   m->unary = std::move(handler);
   return add(std::move(m));
 }
@@ -379,10 +386,7 @@ Status RpcService::add_unary(std::string name, uint16_t id, RpcUnaryHandler hand
 Status RpcService::add_async(std::string name, uint16_t id, RpcAsyncHandler handler,
                              RpcMethodOptions options) {
   if (!handler) return Status::invalid("rpc: empty handler");
-  auto m = std::make_unique<RpcMethod>();
-  m->name = std::move(name);
-  m->id = id;
-  m->options = options;
+  auto m = new_method(std::move(name), id, options);
   m->async = std::move(handler);
   return add(std::move(m));
 }
