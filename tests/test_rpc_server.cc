@@ -155,6 +155,12 @@ class RpcServerTest : public testing::TestWithParam<Backend> {
   }
 
   void start() { ASSERT_TRUE(server_->start().is_ok()); }
+  // A client connected to the main service (a failed connect fails the test).
+  RawRpc connected() {
+    RawRpc c;
+    EXPECT_TRUE(c.connect(addr()));
+    return c;
+  }
   SockAddr addr(const char* service = "main", size_t i = 0) {
     return server_->service(service)->addrs().at(i);
   }
@@ -179,8 +185,7 @@ class RpcServerTest : public testing::TestWithParam<Backend> {
 TEST_P(RpcServerTest, DispatchesByIdAndListsMethodsByName) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(kEcho, 7, "hello", &r));
   EXPECT_EQ(r.type, RpcType::kResponse);
@@ -215,8 +220,7 @@ TEST_P(RpcServerTest, RegistrationRefusesTakenIdsNamesAndIdZero) {
 TEST_P(RpcServerTest, UnknownMethodIsAnErrorAndTheConnectionStays) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(777, 1, "x", &r));
   EXPECT_EQ(r.type, RpcType::kError);
@@ -230,8 +234,7 @@ TEST_P(RpcServerTest, UnknownMethodIsAnErrorAndTheConnectionStays) {
 TEST_P(RpcServerTest, EveryStatusCodeTravelsEndToEnd) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   for (int code = 1; code < proto::kRpcCodeCount; ++code) {
     Reply r;
     ASSERT_TRUE(c.call(kStatus, static_cast<uint64_t>(code), std::to_string(code), &r));
@@ -244,8 +247,7 @@ TEST_P(RpcServerTest, EveryStatusCodeTravelsEndToEnd) {
 TEST_P(RpcServerTest, AThrowingHandlerAnswersInternalAndTheServerServesOn) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(kThrow, 1, "", &r));
   EXPECT_EQ(r.code(), RpcCode::kInternal);
@@ -258,8 +260,7 @@ TEST_P(RpcServerTest, AThrowingHandlerAnswersInternalAndTheServerServesOn) {
 TEST_P(RpcServerTest, HandlersCompletedFromOtherThreads) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   // Several in flight at once on one connection: answers match by id.
   for (uint64_t id = 1; id <= 20; ++id) {
     ASSERT_TRUE(c.send(id % 2 ? kPoolEcho : kThreadEcho, id, std::to_string(id)));
@@ -298,8 +299,7 @@ class RpcDeadlineTest : public RpcServerTest {
                               {.timeout = std::chrono::milliseconds(d.method_ms)})
                     .is_ok());
     start();
-    RawRpc c;
-    ASSERT_TRUE(c.connect(addr()));
+    RawRpc c = connected();
     const auto t0 = std::chrono::steady_clock::now();
     ASSERT_TRUE(c.send(40, 1, "x", d.budget_ms));
     Reply r;
@@ -331,8 +331,7 @@ TEST_P(RpcDeadlineTest, NoBudgetUsesTheTimeouts) { run({3000, 250, std::nullopt,
 TEST_P(RpcServerTest, ZeroBudgetIsRefusedWithoutRunningTheHandler) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(kHang, 1, "x", &r, 0u));
   EXPECT_EQ(r.code(), RpcCode::kDeadlineExceeded);
@@ -342,8 +341,7 @@ TEST_P(RpcServerTest, ZeroBudgetIsRefusedWithoutRunningTheHandler) {
 TEST_P(RpcServerTest, ASecondCompletionIsRefusedAndCounted) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   ASSERT_TRUE(c.send(kHang, 1, "x"));
   ASSERT_TRUE(eventually([&] { return parked() == 1; }));
   RpcCallPtr call = take_parked();
@@ -364,8 +362,7 @@ TEST_P(RpcServerTest, ADroppedCallIsAnsweredInternalAtOnce) {
   RpcService& svc = make(so);
   ASSERT_TRUE(svc.add_async("drop", 41, [](RpcCallPtr) {}).is_ok());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(41, 1, "x", &r));
   EXPECT_EQ(r.code(), RpcCode::kInternal);
@@ -409,8 +406,7 @@ TEST_P(RpcServerTest, FiltersRunInOrderAndCanShortCircuit) {
   server_->add_filter(std::make_shared<OrderFilter>("a", &log, &mu));
   svc.add_filter(std::make_shared<OrderFilter>("b", &log, &mu));
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(kEcho, 1, "x", &r));
   EXPECT_EQ(r.body, "x+a+b+a");  // a changed the request; b then a changed the answer
@@ -431,8 +427,7 @@ TEST_P(RpcServerTest, AFilterThatRefusesSkipsLaterFiltersAndTheHandler) {
   svc.add_filter(std::make_shared<OrderFilter>("deny", &log, &mu, RpcCode::kPermissionDenied));
   svc.add_filter(std::make_shared<OrderFilter>("c", &log, &mu));
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(kHang, 1, "x", &r));
   EXPECT_EQ(r.code(), RpcCode::kPermissionDenied);
@@ -447,8 +442,7 @@ TEST_P(RpcServerTest, ConcurrencyLimitRefusesOverItsLimit) {
   auto limit = std::make_shared<proto::RpcConcurrencyLimit>(2);
   svc.add_filter(limit);
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   ASSERT_TRUE(c.send(kHang, 1, "a"));
   ASSERT_TRUE(c.send(kHang, 2, "b"));
   ASSERT_TRUE(eventually([&] { return parked() == 2; }));
@@ -510,8 +504,7 @@ TEST_P(RpcServerTest, MalformedFramesCloseOnlyTheirConnection) {
 TEST_P(RpcServerTest, MetricsNameEveryMethodWithItsCodes) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(kEcho, 1, "12345", &r));
   ASSERT_TRUE(c.call(kStatus, 2, "5", &r));
@@ -536,8 +529,7 @@ TEST_P(RpcServerTest, MetricsNameEveryMethodWithItsCodes) {
 TEST_P(RpcServerTest, ZstdAndLz4RoundTripsAndSmallBodiesStayRaw) {
   make(service_options());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   const std::string big = make_payload(64 * 1024, 3) + std::string(64 * 1024, 'z');
   uint64_t id = 1;
   for (auto codec : {proto::RpcCompression::kZstd, proto::RpcCompression::kLz4}) {
@@ -661,8 +653,7 @@ TEST_P(RpcServerTest, AResetConnectionCancelsItsCalls) {
   make(service_options());
   start();
   {
-    RawRpc c;
-    ASSERT_TRUE(c.connect(addr()));
+    RawRpc c = connected();
     ASSERT_TRUE(c.send(kHang, 1, "x"));
     ASSERT_TRUE(eventually([&] { return parked() == 1; }));
     c.socket().reset();
@@ -680,8 +671,7 @@ TEST_P(RpcServerTest, AnInlineHandlerThatRepliesItselfIsNotADoubleCompletion) {
     return RpcStatus::ok();
   }).is_ok());
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(43, 1, "", &r));
   EXPECT_EQ(r.body, "said it myself");
@@ -695,8 +685,7 @@ TEST_P(RpcServerTest, HugeTimeoutsDoNotOverflowTheDeadline) {
   so.timeout = std::chrono::milliseconds::max();
   make(so);
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   Reply r;
   ASSERT_TRUE(c.call(kEcho, 1, "fine", &r));
   EXPECT_EQ(r.body, "fine");
@@ -716,8 +705,7 @@ TEST_P(RpcServerTest, ShutdownFromAHandlerDrainsWithoutDeadlock) {
                               {.exec = exec})
                     .is_ok());
     start();
-    RawRpc c;
-    ASSERT_TRUE(c.connect(addr()));
+    RawRpc c = connected();
     Reply r;
     ASSERT_TRUE(c.call(44, 1, "", &r));
     EXPECT_EQ(r.body, "bye");
@@ -743,8 +731,7 @@ TEST_P(RpcServerTest, TheDrainEndsWhenTheLastCallsDeadlinePasses) {
   so.drain_limit = 5000ms;
   make(so);
   start();
-  RawRpc c;
-  ASSERT_TRUE(c.connect(addr()));
+  RawRpc c = connected();
   ASSERT_TRUE(c.send(kHang, 1, "x", 200u));
   ASSERT_TRUE(eventually([&] { return parked() == 1; }));
   const auto t0 = std::chrono::steady_clock::now();
