@@ -251,14 +251,8 @@ def start_server(binary, backend, *args, admin=False):
             ports["admin"] = int(m.group(1))
     if set(ports) == {"kv", "compute"} | ({"admin"} if admin else set()):
         return proc, ports["kv"], ports["compute"], ports.get("admin"), err_file
-    proc.kill()
-    proc.wait()
-    err_file.seek(0)
-    err = err_file.read().decode(errors="replace")
-    if backend == "io_uring" and "io_uring unavailable" in err:
-        print(f"skip: {err.strip()}")
-        sys.exit(77)
-    fail(f"rpc_server did not report its ports: {lines!r} {err}")
+    sample_server.start_failed(proc, backend, f"rpc_server did not report its ports: {lines!r}",
+                               err_file)
 
 
 def stderr_text(err_file):

@@ -43,6 +43,12 @@ def start(binary, backend, *args, stderr_file=None):
     m = re.search(r":(\d+) ", line)
     if m:
         return proc, int(m.group(1))
+    start_failed(proc, backend, f"{name} did not report its port: {line!r}", stderr_file)
+
+
+def start_failed(proc, backend, what, stderr_file=None):
+    """A server that did not report its port(s): kills it, exits 77 (skip) when io_uring
+    was asked for and is unavailable, else fails with `what` and its stderr."""
     proc.kill()
     proc.wait()
     if stderr_file is None:
@@ -53,7 +59,7 @@ def start(binary, backend, *args, stderr_file=None):
     if backend == "io_uring" and "io_uring unavailable" in err:
         print(f"skip: {err.strip()}")
         sys.exit(77)
-    fail(f"{name} did not report its port: {line!r} {err}")
+    fail(f"{what} {err}")
 
 
 def start_admin(binary, backend, *args, stderr_file=None):
