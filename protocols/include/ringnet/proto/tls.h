@@ -2,10 +2,10 @@
 /// @file
 /// TLS under every codec: OpenSSL 3 as a ringnet Transport (see `<ringnet/transport.h>`).
 ///
-///   ringnet::TlsConfig cfg;
+///   ringnet::proto::TlsConfig cfg;
 ///   cfg.cert_file = "server.pem";  cfg.key_file = "server.key";
-///   std::shared_ptr<ringnet::TlsContext> tls;
-///   if (ringnet::Status s = ringnet::TlsContext::server(cfg, &tls); !s) { ...s.message()... }
+///   std::shared_ptr<ringnet::proto::TlsContext> tls;
+///   if (ringnet::Status s = ringnet::proto::TlsContext::server(cfg, &tls); !s) { ... }
 ///   engine.listen("tcp://0.0.0.0:8443", {.transport = tls});
 ///
 /// The handler sees plaintext; on_open comes after the handshake. Dials take a client
@@ -33,7 +33,7 @@
 #include "ringnet/status.h"
 #include "ringnet/transport.h"
 
-namespace ringnet {
+namespace ringnet::proto {
 
 /// The oldest protocol version a context accepts.
 enum class TlsVersion { kTls12, kTls13 };
@@ -161,4 +161,4 @@ RINGNET_PROTO_EXPORT const TlsInfo* tls_info(const Conn& conn);
 /// socket). Checked once per process.
 RINGNET_PROTO_EXPORT bool ktls_available();
 
-}  // namespace ringnet
+}  // namespace ringnet::proto
