@@ -140,8 +140,9 @@ ssize_t recv_some(int fd, std::string* out, Millis timeout) {
 class MemTlsClient {
  public:
   explicit MemTlsClient(const TestPki& pki, const TestPki::Pair* cert = nullptr,
-                        const char* host = "localhost") {
+                        const char* host = "localhost", int max_version = 0) {
     ctx_ = SSL_CTX_new(TLS_client_method());
+    if (max_version != 0) SSL_CTX_set_max_proto_version(ctx_, max_version);
     SSL_CTX_load_verify_locations(ctx_, pki.ca_file.c_str(), nullptr);
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
     if (cert != nullptr) {
@@ -240,6 +241,35 @@ class MemTlsClient {
     return cn;
   }
   Client& socket() { return sock_; }
+  // TLS 1.2: asks for a renegotiation (a new ClientHello on the open session).
+  testing::AssertionResult renegotiate() {
+    if (SSL_renegotiate(ssl_) != 1) return testing::AssertionFailure() << "SSL_renegotiate";
+    (void)SSL_do_handshake(ssl_);
+    return flush(1 << 20);
+  }
+  // Writes `chunk` until the socket has taken `limit` bytes or stays full for `stall`;
+  // returns the ciphertext bytes the kernel took.
+  size_t flood(std::string_view chunk, size_t limit, Millis stall) {
+    size_t sent = 0;
+    std::string pending;
+    while (sent < limit) {
+      if (pending.empty()) {
+        SSL_write(ssl_, chunk.data(), static_cast<int>(chunk.size()));
+        char buf[16384];
+        int n;
+        while ((n = BIO_read(wbio_, buf, sizeof(buf))) > 0) pending.append(buf, static_cast<size_t>(n));
+      }
+      pollfd p{sock_.fd(), POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(stall.count())) <= 0) break;  // full: the peer reads nothing
+      const ssize_t n = ::send(sock_.fd(), pending.data(), pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) break;
+      if (n > 0) {
+        pending.erase(0, static_cast<size_t>(n));
+        sent += static_cast<size_t>(n);
+      }
+    }
+    return sent;
+  }
 
  private:
   static Millis remaining(Clock::time_point deadline) {
@@ -488,6 +518,45 @@ TEST_P(TlsTest, MutualTlsAcceptsTheCaSignedClientOnly) {
   dial(1, client);
   ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 1; }, 10000ms));
   EXPECT_TRUE(same_bytes(TlsHandler::payload(1), handler_.dialed(1).echoed));
+}
+
+TEST_P(TlsTest, RenegotiationIsRefusedAndCounted) {
+  start(server_ctx());
+  MemTlsClient old(pki_, nullptr, "localhost", TLS1_2_VERSION);
+  ASSERT_TRUE(old.connect(port_));
+  ASSERT_TRUE(old.handshake());
+  ASSERT_TRUE(old.renegotiate());
+  std::string got;
+  EXPECT_EQ(old.wait_end(&got, 5000ms), -1);  // the server's no_renegotiation alert
+  EXPECT_TRUE(eventually([&] { return server_tls_->stats().renegotiations_refused == 1; }));
+  MemTlsClient next(pki_);  // the server goes on
+  ASSERT_TRUE(next.connect(port_));
+  ASSERT_TRUE(next.handshake());
+  ASSERT_TRUE(next.send("after"));
+  got.clear();
+  ASSERT_TRUE(next.recv_exact(5, &got));
+  EXPECT_EQ(got, "after");
+}
+
+// A client that sends without reading: the echoes fill the connection's output, the
+// engine stops reading it, and TCP holds the client back. The server takes a bounded
+// share of what the client wanted to send, whatever the TLS layer buffers.
+TEST_P(TlsTest, BackpressureHoldsAcrossTheTlsLayer) {
+  start(server_ctx());
+  MemTlsClient c(pki_);
+  ASSERT_TRUE(c.connect(port_));
+  ASSERT_TRUE(c.handshake());
+  const std::string chunk = make_payload(64 * 1024, 5);
+  constexpr size_t kWanted = 256u << 20;
+  const size_t sent = c.flood(chunk, kWanted, 500ms);
+  EXPECT_LT(sent, kWanted / 4) << "the client was never held back";
+  EXPECT_TRUE(eventually([&] { return engine_->stats().read_pauses >= 1; }));
+  const EngineStats st = engine_->stats();
+  EXPECT_LT(st.bytes_in, 64u << 20) << describe(st);
+  // Once the client reads, what the server echoed comes back intact.
+  std::string got;
+  ASSERT_TRUE(c.recv_exact(chunk.size(), &got, 20000ms));
+  EXPECT_TRUE(same_bytes(chunk, got));
 }
 
 TEST_P(TlsTest, AGracefulCloseSendsCloseNotify) {
