@@ -18,7 +18,9 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ringnet/proto/rpc_client.h"
@@ -416,6 +418,49 @@ TEST_P(TlsTest, DialedConnectionsEchoNegotiateAlpnAndResume) {
   EXPECT_TRUE(eventually([&] { return server_tls_->stats().resumed >= 1; }));
   EXPECT_EQ(client->stats().handshakes_ok, kFirst + 1);
   EXPECT_TRUE(eventually([&] { return engine_->stats().dialed == kFirst + 1; }));
+}
+
+// The server's ALPN callback picks from the client's offer (how a server chooses the
+// codec by protocol); a client offering nothing the server speaks is refused.
+TEST_P(TlsTest, AlpnCallbackPicksAndNoCommonProtocolIsRefused) {
+  TlsConfig cfg;
+  cfg.alpn = {"x-first", "x-second"};
+  cfg.alpn_select = [](std::span<const std::string_view> offered) {
+    for (size_t i = 0; i < offered.size(); ++i) {
+      if (offered[i] == "x-second") return static_cast<int>(i);
+    }
+    return -1;
+  };
+  start(server_ctx(cfg));
+  dial(1, client_ctx({.alpn = {"x-first", "x-second"}}));
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 1; }, 10000ms));
+  EXPECT_EQ(handler_.dialed(1).alpn, "x-second");  // the callback's choice, not the first
+  EXPECT_TRUE(same_bytes(TlsHandler::payload(1), handler_.dialed(1).echoed));
+  auto other = client_ctx({.alpn = {"x-first"}});
+  dial(2, other);
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 2; }, 10000ms));
+  EXPECT_FALSE(handler_.dialed(2).opened);
+  EXPECT_EQ(handler_.dialed(2).close.reason, CloseReason::kHandshakeFailed);
+  EXPECT_TRUE(eventually([&] { return server_tls_->stats().failed_alpn == 1; }));
+  EXPECT_EQ(other->stats().failed_alpn, 1u);
+}
+
+// Ticket keys rotate: a ticket sealed more than two periods ago is not taken (a full
+// handshake instead). The passage of time is what is tested, so this one waits.
+TEST_P(TlsTest, TicketsOlderThanTwoRotationsAreNotResumed) {
+  start(server_ctx({.ticket_rotation = std::chrono::seconds(1)}));
+  auto client = client_ctx();
+  dial(1, client);
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 1; }, 10000ms));
+  dial(2, client);  // at once: resumed
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 2; }, 10000ms));
+  EXPECT_TRUE(handler_.dialed(2).resumed);
+  std::this_thread::sleep_for(2300ms);  // the ticket's key is now over two periods old
+  dial(3, client);
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 3; }, 10000ms));
+  EXPECT_TRUE(handler_.dialed(3).opened);
+  EXPECT_FALSE(handler_.dialed(3).resumed);
+  EXPECT_TRUE(same_bytes(TlsHandler::payload(3), handler_.dialed(3).echoed));
 }
 
 TEST_P(TlsTest, AServerWithTheWrongNameIsRefusedByTheDial) {
