@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
                      &http.max_body, 0, SIZE_MAX, "byte count");
       },
       sample::server_notes() + " On exit it prints \"http_server: requests=N "
-                               "protocol_errors=N\".");
+                               "protocol_errors=N\".",
+      "http/1.1");
   HelloHandler handler(http);
   return sample::run("http_server", handler, flags,
                      [&handler](ringnet::MetricsWriter& w) { handler.write_metrics(w, "http"); });

@@ -457,7 +457,8 @@ int main(int argc, char** argv) {
       argc, argv,
       "An in-memory key-value server speaking RESP2 (redis 7 replies), enough for redis-cli, "
       "redis-benchmark and redis-cli --pipe. Strings, counters, MGET/MSET and expiry; one "
-      "store shared by every loop.");
+      "store shared by every loop.",
+      {}, sample::server_notes(), "redis");
   flags.options.ticker = true;  // drives the active expiry sweep
   RespServer server;
   return sample::run("resp_server", server, flags,

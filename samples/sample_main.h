@@ -25,6 +25,8 @@
 #include <ringnet/engine.h>
 #include <ringnet/signals.h>
 
+#include "sample_tls.h"
+
 #include <malloc.h>
 
 #include <charconv>
@@ -273,6 +275,7 @@ struct Flags {
   std::chrono::milliseconds drain_timeout{5000};
   int admin_port = -1;  // -1: no admin listener
   ringnet::Options options;
+  TlsFlags tls;
 };
 
 // The flags every sample server takes, as rows of `table`, stored into `f`.
@@ -337,6 +340,23 @@ inline void add_server_flags(FlagTable& table, Flags& f) {
   table.add_millis("--write-timeout", "close a connection whose queued output did not drain "
                    "in this long",
                    &o.write_timeout, 0, 1'000'000, "0, off");
+  table.add_string("--tls-cert", "FILE",
+                   "serve TLS with this PEM certificate chain (with --tls-key); SIGHUP "
+                   "re-reads the files",
+                   "off, plain TCP", &f.tls.cert);
+  table.add_string("--tls-key", "FILE", "the PEM private key of --tls-cert", "none", &f.tls.key);
+  table.add_string("--tls-ca", "FILE",
+                   "require client certificates signed by a CA in this PEM file (mTLS)",
+                   "none, no client certificates", &f.tls.ca);
+  table.add_string("--tls-alpn", "LIST",
+                   "ALPN protocols served, comma-separated, preferred first; a client that "
+                   "offers only others is refused",
+                   f.tls.alpn.empty() ? "none" : f.tls.alpn, &f.tls.alpn);
+  table.add_choice("--tls-min", "oldest TLS version accepted", "1.2",
+                   {{"1.2", [&f] { f.tls.min = "1.2"; }}, {"1.3", [&f] { f.tls.min = "1.3"; }}});
+  table.add_millis("--tls-handshake-timeout",
+                   "close a connection whose TLS handshake has not finished in this long",
+                   &f.tls.handshake_timeout, 1, 1'000'000);
 }
 
 // What a server prints and how it stops, for the end of its --help.
@@ -350,8 +370,9 @@ inline std::string server_notes() {
 // Exits on --help (0) or a bad flag (2).
 inline Flags parse_flags(int argc, char** argv, std::string about,
                          const std::function<void(FlagTable&)>& add_own = {},
-                         std::string notes = server_notes()) {
+                         std::string notes = server_notes(), std::string default_alpn = {}) {
   Flags f;
+  f.tls.alpn = std::move(default_alpn);
   f.options.backend = ringnet::Backend::kEpoll;
   FlagTable table(argv[0], std::move(about), std::move(notes));
   add_server_flags(table, f);
@@ -378,13 +399,15 @@ inline void heap_metrics(ringnet::MetricsWriter& w) {
 // Listens, starts, prints the listening lines, waits for a signal. Returns the exit code.
 inline int run(const char* name, ringnet::EventHandler& handler, const Flags& flags,
                Collector collector = {}) {
+  std::shared_ptr<ringnet::TlsContext> tls = make_server_tls(name, flags.tls);
+  ReloadOnSighup reload(tls);  // first: SIGHUP is blocked before any thread exists
   ringnet::Engine engine(handler, flags.options);
   std::string host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]"
                                                                 : flags.host;
   std::string addr = flags.unix_path.empty()
                          ? "tcp://" + host + ":" + std::to_string(flags.port)
                          : "unix:" + flags.unix_path;
-  if (ringnet::Status s = engine.listen(addr); !s) {
+  if (ringnet::Status s = engine.listen(addr, {.transport = tls}); !s) {
     std::fprintf(stderr, "%s: listen %s: %s\n", name, addr.c_str(), s.message().c_str());
     return 1;
   }
@@ -396,6 +419,7 @@ inline int run(const char* name, ringnet::EventHandler& handler, const Flags& fl
       return 1;
     }
     engine.add_metrics(heap_metrics);
+    if (tls != nullptr) engine.add_metrics([tls](ringnet::MetricsWriter& w) { tls->write_metrics(w); });
     if (collector) engine.add_metrics(std::move(collector));
   }
   ringnet::ShutdownOnSignals signals(engine, flags.drain_timeout);

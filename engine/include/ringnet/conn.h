@@ -47,6 +47,7 @@
 #include "ringnet/detail/wheel_timer.h"
 #include "ringnet/handler.h"
 #include "ringnet/status.h"
+#include "ringnet/transport.h"
 
 namespace ringnet {
 
@@ -218,6 +219,9 @@ class RINGNET_EXPORT Conn {
   ConnState* protocol_state() const { return protocol_state_.get(); }
   /// Sets protocol_state(), destroying the previous one.
   void set_protocol_state(std::unique_ptr<ConnState> state) { protocol_state_ = std::move(state); }
+  /// The transport under this connection (TLS: see `<ringnet/proto/tls.h>`'s tls_info),
+  /// or nullptr for plain bytes. Loop thread.
+  Transport* transport() const { return transport_.get(); }
 
   // ---- timeouts (loop thread only) ----
   /// This connection's idle timeout, replacing Options::idle_timeout (zero: none), counted
@@ -241,6 +245,7 @@ class RINGNET_EXPORT Conn {
   ConnId id_;
   void* context_ = nullptr;
   std::unique_ptr<ConnState> protocol_state_;  // see protocol_state()
+  std::unique_ptr<Transport> transport_;       // see transport(); reset when it closes
   // Timeouts: one wheel node serves them all (see Options::idle_timeout); it is armed at
   // the earliest deadline and re-checks the others when it fires.
   detail::WheelTimer timer_;
@@ -270,7 +275,9 @@ class RINGNET_EXPORT Conn {
   bool input_refused_ : 1 = false;  // input came while closing: the peer may still send
   bool lingering_ : 1 = false;      // close_lingering: FIN sent, dropping input until EOF
   bool dialed_ : 1 = false;         // opened by Engine::dial
+  bool handshaking_ : 1 = false;    // kOpen, the transport's handshake running: no on_open yet
 
+  Status seal(std::span<const std::string_view> parts);  // write() through the transport
   // Why a deferred (kClosing) close closes, kept in a byte.
   CloseReason close_reason() const { return static_cast<CloseReason>(close_reason_); }
   void set_close_reason(CloseReason r) { close_reason_ = static_cast<uint8_t>(r); }

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -28,6 +29,7 @@
 #include "ringnet/metrics.h"
 #include "ringnet/options.h"
 #include "ringnet/status.h"
+#include "ringnet/transport.h"
 
 namespace ringnet {
 
@@ -96,6 +98,20 @@ struct DialOptions {
                                             ///< ETIMEDOUT
   int loop = -1;             ///< the loop that owns the connection; -1 = the next in turn
   void* context = nullptr;   ///< Conn::context() from the first callback on, to tell dials apart
+  /// A transport over the socket (a TLS client context, `<ringnet/proto/tls.h>`): on_open
+  /// comes once its handshake is done; a failed one ends in on_close with
+  /// kHandshakeFailed or kHandshakeTimeout. nullptr: plain bytes.
+  std::shared_ptr<TransportFactory> transport{};
+  /// The name the transport verifies and sends (TLS SNI); empty: the dialed host.
+  std::string server_name{};
+};
+
+/// How Engine::listen serves an address.
+struct ListenOptions {
+  /// A transport under every connection accepted there (a TLS server context): the
+  /// handler hears on_open once its handshake is done, and of a failed one not at all
+  /// (it is counted by the transport). nullptr: plain bytes.
+  std::shared_ptr<TransportFactory> transport{};
 };
 
 /// N event loops, each on its own thread, plus the listeners that feed them.
@@ -114,6 +130,8 @@ class RINGNET_EXPORT Engine {
   /// IPv6 one; tcp4:// or tcp6:// pick the family). Binds now, so errors (address in
   /// use, a name that does not resolve...) come back here. Before start() only.
   Status listen(std::string_view address);
+  /// listen() with options: a transport (TLS) under the connections accepted there.
+  Status listen(std::string_view address, ListenOptions options);
   /// An admin listener, served by the engine on its own thread (not the loops'), with
   ///   GET /metrics   every metric in Prometheus text format (write_metrics)
   ///   GET /healthz   200 "ok" while serving, 503 "draining" once stop/shutdown began

@@ -39,9 +39,13 @@ enum class CloseReason {
                   ///< ETIMEDOUT (DialOptions::timeout), ENETUNREACH... No on_open came first.
   kResolveFailed, ///< Engine::dial's host name did not resolve: CloseInfo::error is
                   ///< getaddrinfo's EAI_* code (gai_strerror). No on_open came first.
+  kHandshakeFailed,  ///< the transport's handshake (TLS) failed: CloseInfo::error is its
+                     ///< reason code. Reported for dials only (no on_open came first);
+                     ///< an accepted socket that fails is closed and counted, unseen.
+  kHandshakeTimeout, ///< the handshake took longer than the transport allows (as above)
 };
 /// Number of CloseReason values (the size of EngineStats::closed_by_reason).
-inline constexpr int kCloseReasonCount = 10;
+inline constexpr int kCloseReasonCount = 12;
 
 /// A short name for `reason`, for logs and metrics.
 RINGNET_EXPORT const char* close_reason_name(CloseReason reason);

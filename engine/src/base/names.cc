@@ -17,6 +17,8 @@ const char* close_reason_name(CloseReason reason) {
     case CloseReason::kWriteTimeout: return "write_timeout";
     case CloseReason::kConnectFailed: return "connect_failed";
     case CloseReason::kResolveFailed: return "resolve_failed";
+    case CloseReason::kHandshakeFailed: return "handshake_failed";
+    case CloseReason::kHandshakeTimeout: return "handshake_timeout";
   }
   return "unknown";
 }

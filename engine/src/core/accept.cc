@@ -39,7 +39,7 @@ void EventLoop::accept_ready(Listener& l) {
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       exhausted_logged_ = false;
-      group_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
+      group_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len), l.spec);
       continue;
     }
     int err = errno;
@@ -50,7 +50,6 @@ void EventLoop::accept_ready(Listener& l) {
 
 // A socket accepted by a completion backend, which gives no peer address.
 void EventLoop::on_accepted(Listener& l, int fd) {
-  (void)l;
   exhausted_logged_ = false;
   if (stopping_ || draining_) {
     bump(counters_.refused_stopping);  // before the close the client sees
@@ -60,7 +59,7 @@ void EventLoop::on_accepted(Listener& l, int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) len = 0;
-  group_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len));
+  group_.dispatch_accepted(*this, fd, SockAddr(reinterpret_cast<sockaddr*>(&ss), len), l.spec);
 }
 
 // Returns true when accepting may go on at once; otherwise a retry has been scheduled.

@@ -2,6 +2,7 @@
 #include "ringnet/conn.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <string>
 
 #include "core/event_loop.h"
@@ -43,6 +44,7 @@ Status Conn::writev(std::span<const std::string_view> parts) {
   for (std::string_view part : parts) total += part.size();
   if (total == 0) return Status::ok();
   bump(loop_->counters_mut().conn_writes);
+  if (transport_ != nullptr) return seal(parts);
   size_t skip = 0;  // bytes the kernel took directly
   if (out_.empty() && total >= kDirectWriteMin) skip = loop_->write_direct(*this, parts);
   for (std::string_view part : parts) {
@@ -53,6 +55,17 @@ Status Conn::writev(std::span<const std::string_view> parts) {
   }
   if (!out_.empty()) loop_->mark_dirty(*this);
   return Status::ok();
+}
+
+// The handler's plaintext becomes records at once, one per write call (a writev is one).
+Status Conn::seal(std::span<const std::string_view> parts) {
+  if (handshaking_) return Status::invalid("write before the transport's handshake completed");
+  TransportResult r = transport_->seal(parts, out_);
+  if (r.event == TransportEvent::kFailed && send_error_ == 0) {
+    send_error_ = EPROTO;  // closed by the flush at the end of the iteration
+  }
+  if (!out_.empty() || send_error_ != 0) loop_->mark_dirty(*this);
+  return send_error_ != 0 ? Status::from_errno(send_error_, "write") : Status::ok();
 }
 
 Status Conn::flush() {

@@ -3,6 +3,9 @@
 //
 //   accept -> adopt() ------------------------------------------+
 //   dial() -> kConnecting --on_connect_result(0)--> on_open --> kOpen
+//                  with a transport (TLS), either way: kOpen + handshaking, no on_open
+//                  until the transport reports kEstablished (on_transport_result);
+//                  a failure or handshake_timeout closes it, seen by a dial's handler only
 //               |                                                |
 //               | failed / timed out / stop                      | settle(): the peer's EOF
 //               |                                                | (on_peer_eof) or the drain's
@@ -64,6 +67,7 @@ Conn& EventLoop::new_slot(int fd, const SockAddr& peer, Conn::State state) {
   c.holds_ = 0;
   c.lingering_ = false;
   c.dialed_ = false;
+  c.handshaking_ = false;
   c.linger_ticks_ = 0;
   c.remote_.assign(peer.raw(), peer.length());
   c.timer_.owner = &c;
@@ -76,7 +80,7 @@ void EventLoop::release_source(const SockAddr& peer) {
   if (group_.sources != nullptr && peer.is_ip()) group_.sources->remove(peer);
 }
 
-void EventLoop::adopt(int fd, const SockAddr& peer) {
+void EventLoop::adopt(int fd, const SockAddr& peer, int spec) {
   if (stopping_ || draining_) {  // accepted just as the engine stopped: refuse, counted
     bump(counters_.refused_stopping);  // before the close the client sees
     ::close(fd);
@@ -106,7 +110,50 @@ void EventLoop::adopt(int fd, const SockAddr& peer) {
   bump(counters_.open);
   ++served_open_;
   group_.served.fetch_add(1, std::memory_order_relaxed);
+  const auto& transports = group_.listen_transports;
+  if (spec >= 0 && static_cast<size_t>(spec) < transports.size() && transports[spec] != nullptr) {
+    c.transport_ = transports[spec]->create(TransportPeer{false, {}, spec});
+    if (c.transport_ == nullptr) return close_conn(c, CloseInfo{CloseReason::kHandshakeFailed, 0});
+    start_transport(c);  // on_open once the handshake is done
+    return;
+  }
   apply_action(c, handler_.on_open(c));
+}
+
+// The handshake runs under its own deadline (deadline_, as a dial's connect does); the
+// usual timeouts run too.
+bool EventLoop::start_transport(Conn& c) {
+  c.handshaking_ = true;
+  c.deadline_ = stamp(now_tick() + capped_ticks(c.transport_->handshake_timeout()) + 1);
+  update_timer(c);
+  TransportResult r = c.transport_->start(c.out_);
+  if (!c.out_.empty()) mark_dirty(c);
+  return on_transport_result(c, r);
+}
+
+bool EventLoop::on_transport_result(Conn& c, TransportResult r) {
+  switch (r.event) {
+    case TransportEvent::kNone:
+      return c.state_ == Conn::State::kOpen;
+    case TransportEvent::kFailed:
+      // The alert the transport queued goes out if the socket takes it now; no linger.
+      if (!c.out_.empty()) poller_->send_final(c);
+      close_conn(c, CloseInfo{c.handshaking_ ? CloseReason::kHandshakeFailed : CloseReason::kError,
+                              r.error});
+      return false;
+    case TransportEvent::kEstablished:
+      break;
+  }
+  if (!c.handshaking_) return c.state_ == Conn::State::kOpen;
+  c.handshaking_ = false;
+  wheel_.cancel(c.timer_);  // the handshake deadline is over
+  if (timeouts_on_) {
+    c.last_active_ = stamp(now_tick());
+    update_timer(c);
+  }
+  if (c.dialed_) bump(counters_.dialed);
+  apply_action(c, handler_.on_open(c));
+  return c.state_ == Conn::State::kOpen;
 }
 
 // Dialing.
@@ -129,6 +176,11 @@ void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
   c.dialed_ = true;
   c.context_ = options.context;
   bump(counters_.open);  // closing it (connected or not) counts it out again
+  if (options.transport != nullptr) {
+    const std::string host = options.server_name.empty() ? peer.ip_string() : options.server_name;
+    c.transport_ = options.transport->create(TransportPeer{true, host, -1});
+    if (c.transport_ == nullptr) return close_conn(c, CloseInfo{CloseReason::kHandshakeFailed, 0});
+  }
   if (peer.is_ip()) sockets::tune_accepted(fd, peer.family(), group_.opts);
   c.deadline_ = stamp(now_tick() + capped_ticks(options.timeout) + 1);
   update_timer(c);
@@ -149,6 +201,11 @@ void EventLoop::dial_name(const NamedAddress& name, const DialOptions& options) 
   c.dialed_ = true;
   c.context_ = options.context;
   bump(counters_.open);
+  if (options.transport != nullptr) {
+    const std::string& host = options.server_name.empty() ? name.host : options.server_name;
+    c.transport_ = options.transport->create(TransportPeer{true, host, -1});
+    if (c.transport_ == nullptr) return close_conn(c, CloseInfo{CloseReason::kHandshakeFailed, 0});
+  }
   c.deadline_ = stamp(now_tick() + capped_ticks(options.timeout) + 1);
   update_timer(c);
   const auto deadline = std::chrono::steady_clock::now() + std::max(options.timeout,
@@ -194,6 +251,10 @@ void EventLoop::on_connect_result(Conn& c, int err) {
     c.last_active_ = stamp(now_tick());
     update_timer(c);
   }
+  if (c.transport_ != nullptr) {
+    start_transport(c);  // on_open (and the dialed count) once the handshake is done
+    return;
+  }
   bump(counters_.dialed);
   apply_action(c, handler_.on_open(c));
 }
@@ -206,13 +267,40 @@ void EventLoop::on_input(Conn& c, std::string_view bytes) {
     return;
   }
   note_activity(c);
+  if (c.transport_ != nullptr) return on_transport_input(c, bytes);
+  on_plain_input(c, bytes);
+}
+
+void EventLoop::on_plain_input(Conn& c, std::string_view bytes) {
   if (c.in_ == nullptr) return run_traffic(c, bytes);  // zero-copy: the handler reads `bytes`
   c.in_->append(bytes);
   add_inbound_held(static_cast<ptrdiff_t>(bytes.size()));
   run_traffic(c);
 }
 
+// The plaintext of one arrival is shown like plain bytes from a transient area (the
+// handler's leftovers are copied into c's buffer), so the scratch buffer is reused at once.
+void EventLoop::on_transport_input(Conn& c, std::string_view bytes) {
+  Buffer& plain = transport_plain_;
+  TransportResult r = c.transport_->on_input(bytes, plain, c.out_);
+  if (!c.out_.empty()) mark_dirty(c);
+  bool open = true;
+  if (r.event == TransportEvent::kEstablished) open = on_transport_result(c, r);
+  // Plaintext decoded before an error or the end of the session reaches the handler.
+  if (open && !plain.empty() && !c.handshaking_) on_plain_input(c, plain.view());
+  plain.clear();
+  plain.release_if_empty();
+  const bool live = c.state_ == Conn::State::kOpen || c.state_ == Conn::State::kClosing;
+  if (!live) return;
+  if (r.event == TransportEvent::kFailed) {
+    on_transport_result(c, r);
+  } else if (r.peer_closed) {
+    on_peer_eof(c);  // the session ended in order: as a TCP EOF
+  }
+}
+
 void EventLoop::on_peer_eof(Conn& c) {
+  if (c.eof_) return;  // a transport's end of session came first
   c.eof_ = true;
   if (c.state_ == Conn::State::kClosing) {
     if (c.lingering_) close_conn(c, CloseInfo{c.close_reason(), 0});  // what we waited for
@@ -279,6 +367,7 @@ void EventLoop::begin_close(Conn& c, CloseReason reason) {
   if (c.state_ != Conn::State::kOpen) return;
   c.state_ = Conn::State::kClosing;
   c.set_close_reason(reason);
+  if (c.transport_ != nullptr && !c.handshaking_) c.transport_->shutdown(c.out_);  // goodbye
   mark_dirty(c);  // flush_dirty sends what is queued and closes once it drained
 }
 
@@ -352,12 +441,27 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   if (info.reason == CloseReason::kConnectFailed || info.reason == CloseReason::kResolveFailed) {
     bump(counters_.dial_failures);
   }
+  // A handshake that did not finish: a dial's handler hears why (as a connect failure);
+  // an accepted socket the handler never saw closes unseen (the transport counts it).
+  const bool unfinished = c.handshaking_;
+  if (unfinished) {
+    c.handshaking_ = false;
+    if (c.dialed_) bump(counters_.dial_failures);
+  }
+  if (c.transport_ != nullptr) {
+    c.transport_->on_close(info, !unfinished && c.state_ != Conn::State::kConnecting);
+  }
+  if (unfinished && info.reason != CloseReason::kHandshakeFailed &&
+      info.reason != CloseReason::kHandshakeTimeout && info.reason != CloseReason::kShutdown &&
+      info.reason != CloseReason::kLocalClose) {
+    info = CloseInfo{CloseReason::kHandshakeFailed, info.error};  // closed or reset mid-way
+  }
   c.state_ = Conn::State::kClosed;
   c.dirty_ = false;
   wheel_.cancel(c.timer_);
   if (!c.out_.empty()) bump(counters_.outbound_dropped, c.out_.size());
   bool reusable = poller_ == nullptr || poller_->detach(c);
-  handler_.on_close(c, info);
+  if (!unfinished || c.dialed_) handler_.on_close(c, info);
   // The fd itself is closed in free_slot: with a completion backend an operation may be
   // prepared but not yet submitted under this fd number, which must not be reused by then.
   c.in_view_ = {};
@@ -369,6 +473,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   c.context_ = nullptr;
   c.codec_word_ = 0;
   c.protocol_state_.reset();
+  c.transport_.reset();
   bump(counters_.closed);
   bump(counters_.closed_by_reason[static_cast<int>(info.reason)]);
   counters_.open.store(counters_.open.load(std::memory_order_relaxed) - 1,

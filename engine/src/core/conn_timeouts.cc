@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Connection timeouts on the loop's timer wheel: idle, read (a partial request), write
-// (output that does not drain), and the connect and linger deadlines.
+// (output that does not drain), and the connect, handshake and linger deadlines.
 #include <algorithm>
 
 #include "core/event_loop.h"
@@ -54,7 +54,7 @@ void EventLoop::update_timer(Conn& c) {
     if (c.write_since_ != 0 && write_ticks_ != 0) {
       due = std::min(due, at(c.write_since_, now) + write_ticks_ + 1);
     }
-    if (c.lingering_) due = std::min(due, at(c.deadline_, now));
+    if (c.lingering_ || c.handshaking_) due = std::min(due, at(c.deadline_, now));
   }
   if (due == UINT64_MAX) return;
   if (c.timer_.armed() && c.timer_.expires <= due) return;  // fires first, then re-checks
@@ -73,6 +73,9 @@ void EventLoop::on_conn_timer(Conn& c) {
   if (c.lingering_) {  // the reply is out; only the peer's EOF is still awaited
     if (now >= at(c.deadline_, now)) return close_conn(c, CloseInfo{c.close_reason(), 0});
     return update_timer(c);
+  }
+  if (c.handshaking_ && now >= at(c.deadline_, now)) {
+    return close_conn(c, CloseInfo{CloseReason::kHandshakeTimeout, ETIMEDOUT});
   }
   if (c.write_since_ != 0 && write_ticks_ != 0 && now > at(c.write_since_, now) + write_ticks_) {
     // The output cannot drain: flushing first would wait for ever.

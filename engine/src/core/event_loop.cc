@@ -167,7 +167,7 @@ Conn* EventLoop::lookup(ConnId id) {
 void EventLoop::wake_conn(ConnId id) {
   post([this, id] {
     Conn* c = lookup(id);
-    if (c != nullptr && c->state_ == Conn::State::kOpen) run_traffic(*c);
+    if (c != nullptr && c->state_ == Conn::State::kOpen && !c->handshaking_) run_traffic(*c);
   });
 }
 

@@ -89,7 +89,8 @@ class EventLoop {
   void close_listeners();
 
   // ---- loop thread ----
-  void adopt(int fd, const SockAddr& peer);
+  // An accepted socket from Engine::listen() call `spec` (its transport, if any).
+  void adopt(int fd, const SockAddr& peer, int spec);
   // Engine::dial, on this loop (load and open_conns already counted by the caller).
   void dial(const SockAddr& peer, const DialOptions& options);
   // ... to a host name: the connection waits in kConnecting, without a socket and under
@@ -134,6 +135,9 @@ class EventLoop {
   void on_input(Conn& c, std::string_view bytes);
   // The peer's orderly EOF (the one entry point, both backends).
   void on_peer_eof(Conn& c);
+  // A transport's report (see transport.h): failures close c; kEstablished ends the
+  // handshake and runs on_open. False when c is no longer open for traffic.
+  bool on_transport_result(Conn& c, TransportResult r);
   // Whether the poller should read from `c` now (false: paused, stopped, or EOF seen).
   // A closing connection is still read, to drop its input and notice EOF or a reset.
   static bool wants_input(const Conn& c) {
@@ -182,6 +186,14 @@ class EventLoop {
   void release_source(const SockAddr& peer);
   void iterate();
   void flush_dirty();
+  // What on_input does with plain bytes (after the transport, if any).
+  void on_plain_input(Conn& c, std::string_view bytes);
+  // Bytes from the socket of a connection with a transport: its plaintext goes on as
+  // plain input, its handshake progress to on_transport_result.
+  void on_transport_input(Conn& c, std::string_view bytes);
+  // Gives c the transport `t` and starts its handshake (under its timeout). False when
+  // the transport failed at once (c is closed then).
+  bool start_transport(Conn& c);
   // Shows c's unread input to on_traffic: `fresh` (bytes from a transient area, only when
   // c's buffer is empty) or the buffer. Then keeps exactly what the handler left.
   void run_traffic(Conn& c, std::string_view fresh = {});
@@ -298,6 +310,7 @@ class EventLoop {
   uint32_t idle_ticks_ = 0, read_ticks_ = 0, write_ticks_ = 0;  // from Options
   BufferPool pool_;
   std::unique_ptr<char[]> spill_;
+  Buffer transport_plain_{&pool_};      // a transport's plaintext of one arrival
   Slab<Conn> slots_;                    // stable addresses; never shrinks while running
   static constexpr size_t kSpareInputs = 256;
   std::vector<std::unique_ptr<Buffer>> spare_inputs_;  // see attach_input()

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <vector>
 
 #include "core/poller.h"
 #include "net/resolver.h"
@@ -16,6 +17,7 @@
 #include "ringnet/handler.h"
 #include "ringnet/options.h"
 #include "ringnet/status.h"
+#include "ringnet/transport.h"
 
 namespace ringnet {
 
@@ -29,7 +31,8 @@ class LoopGroup {
   LoopGroup& operator=(const LoopGroup&) = delete;
 
   // Acceptor side: spread an accepted socket over the loops (or keep it, with reuse_port).
-  virtual void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer) = 0;
+  // `spec`: the Engine::listen() call whose listener accepted it.
+  virtual void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer, int spec) = 0;
   // Any thread: begin stopping (idempotent); drain < 0: stop() (flush only).
   virtual void request_stop(std::chrono::milliseconds drain) = 0;
   // Any thread: every loop runs an iteration soon.
@@ -52,6 +55,8 @@ class LoopGroup {
   // shutdown(deadline) was asked for (set before any loop hears of it): the close of the
   // last accepted connection wakes every loop, even one that has not begun its drain.
   std::atomic<bool> graceful_stop{false};
+  // ListenOptions::transport per Engine::listen() call (null: plain), fixed before start.
+  std::vector<std::shared_ptr<TransportFactory>> listen_transports;
   std::unique_ptr<SourceLimiter> sources;  // Options::max_connections_per_source
   // Host-name lookups for Engine::dial, off the loops. Owned by the engine, which joins
   // it before the loops go away.

@@ -126,13 +126,13 @@ bool Engine::Impl::over_limit(EventLoop& from, EventLoop& target, const SockAddr
   return true;
 }
 
-void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer) {
+void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer, int spec) {
   if (acceptor == nullptr) {  // reuse_port: the accepting loop keeps it
     if (over_limit(from, from, peer, fd)) return;
     sockets::tune_accepted(fd, peer.family(), opts);
     from.load().fetch_add(1, std::memory_order_relaxed);
     open_conns.fetch_add(1, std::memory_order_relaxed);
-    from.adopt(fd, peer);
+    from.adopt(fd, peer, spec);
     return;
   }
   EventLoop& target = pick_loop(peer);
@@ -141,7 +141,7 @@ void Engine::Impl::dispatch_accepted(EventLoop& from, int fd, const SockAddr& pe
   open_conns.fetch_add(1, std::memory_order_relaxed);
   // Counted now, not at adoption, so a burst of accepts sees its own assignments.
   target.load().fetch_add(1, std::memory_order_relaxed);
-  target.post([&target, fd, peer] { target.adopt(fd, peer); });
+  target.post([&target, fd, peer, spec] { target.adopt(fd, peer, spec); });
 }
 
 Status Engine::Impl::make_poller(EventLoop& loop, std::unique_ptr<Poller>* out) {
@@ -198,7 +198,9 @@ Engine::~Engine() {
   }
 }
 
-Status Engine::listen(std::string_view address) {
+Status Engine::listen(std::string_view address) { return listen(address, ListenOptions{}); }
+
+Status Engine::listen(std::string_view address, ListenOptions options) {
   if (impl_->started) return Status::invalid("listen() after start()");
   Impl::ListenSpec spec;
   spec.text = std::string(address);
@@ -228,6 +230,7 @@ Status Engine::listen(std::string_view address) {
     }
   }
   impl_->specs.push_back(std::move(spec));
+  impl_->listen_transports.push_back(std::move(options.transport));
   return Status::ok();
 }
 

@@ -21,7 +21,7 @@ struct Engine::Impl final : LoopGroup {
     resolver = &names;
   }
 
-  void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer) override;
+  void dispatch_accepted(EventLoop& from, int fd, const SockAddr& peer, int spec) override;
   EventLoop& pick_loop(const SockAddr& peer);
   // Any thread: begin stopping (idempotent). Before the loops run it is latched and
   // carried out as soon as they do.
