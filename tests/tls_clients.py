@@ -9,8 +9,10 @@ usage: tls_clients.py --echo-server PATH --http-server PATH --resp-server PATH
                       --certs-script PATH [--backend epoll|io_uring]
 
 Cases (one server each, or a few sharing one; each ends with SIGTERM and must exit 0):
-  a. echo: 1 MiB echoed intact; 200 one-byte records; 20 connections at once x 64 KiB; a
-     ClientHello and records trickled one byte per TCP segment
+  a. echo: 1 MiB echoed intact; 200 one-byte records; 20 connections at once x 64 KiB and
+     100 x 1 B..256 KiB (handshakes at once too); a ClientHello and records trickled one
+     byte per TCP segment; data in the same segment as the client's Finished; the client's
+     close_notify answered with the server's
   b. openssl s_client -tls1_2 / -tls1_3 (verified, echoed); with --tls-min 1.3 a TLS 1.2
      client is refused (result="protocol")
   c. ALPN: http_server picks http/1.1 from "h2,http/1.1" and refuses "h2" alone
@@ -19,7 +21,7 @@ Cases (one server each, or a few sharing one; each ends with SIGTERM and must ex
   d. resumption, TLS 1.2 and 1.3: s_client -sess_out then -sess_in says "Reused"
      (ringnet_tls_resumed_total)
   e. curl: GET, keep-alive reuse, a 200 KiB POST echoed, TLS 1.2 and 1.3; three requests
-     pipelined in one write
+     pipelined in one write; Connection: close ends with close_notify
   f. mTLS (--tls-ca): a client certificate from the CA works; none, an expired one and
      one from another CA are refused (result="certificate"); good clients go on working
   g. a certificate for another name fails Python's hostname check (client side)
@@ -31,8 +33,10 @@ Cases (one server each, or a few sharing one; each ends with SIGTERM and must ex
   j. backpressure: a client sending up to 96 MiB without reading; the server's VmRSS
      stays within +64 MiB, then every byte comes back intact
   k. SIGHUP reload: a new certificate from the same CA is served to new connections,
-     open ones go on; a broken or mismatched key is refused ("tls: reload failed") and
-     the previous certificate stays
+     open ones go on, a session from before resumes; a broken or mismatched key is
+     refused ("tls: reload failed") and the previous certificate stays
+  m. no leak: after 225 more connections (good and bad) the heap
+     (process_heap_in_use_bytes) and the descriptors come back to where they were
 
 Counters are read from /metrics (--admin-port 0) and polled with a deadline: the server
 may count a connection's end after the client saw it. Exits 77 (skipped) when the io_uring
@@ -226,11 +230,14 @@ def client_ctx(certs, cert=None, cafile=None, maximum=None, alpn=None):
     return ctx
 
 
-def tls_connect(port, ctx, hostname="localhost", timeout=IO_TIMEOUT):
+def tls_connect(port, ctx, hostname="localhost", timeout=IO_TIMEOUT, strict_eof=False):
+    """A blocking TLS connection; with strict_eof, a TCP EOF without close_notify raises
+    ssl.SSLEOFError instead of reading as b""."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        return ctx.wrap_socket(raw, server_hostname=hostname)
+        return ctx.wrap_socket(raw, server_hostname=hostname,
+                               suppress_ragged_eofs=not strict_eof)
     except BaseException:
         raw.close()
         raise
@@ -397,13 +404,17 @@ class BioClient:
         self.incoming.write(chunk)
         return True
 
-    def handshake(self, trickle=False, timeout=IO_TIMEOUT):
+    def handshake(self, trickle=False, timeout=IO_TIMEOUT, hold_last=False):
+        """Runs the handshake; with hold_last, the client's last flight (its Finished) is
+        returned instead of sent."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self.tls.do_handshake()
+                if hold_last:
+                    return self.outgoing.read()
                 self.send_raw(self.outgoing.read(), trickle)
-                return
+                return None
             except ssl.SSLWantReadError:
                 self.send_raw(self.outgoing.read(), trickle)
                 require(self.feed(deadline), "EOF during the handshake")
@@ -524,6 +535,37 @@ def s_client_refused(certs, port, *extra):
 
 # ---- a/b/d/g/i: echo_server ------------------------------------------------------------
 
+def concurrent_echo(port, ctx, payloads, pieces):
+    """len(payloads) connections, their handshakes at once (a thread each), then every
+    payload sent in pieces[i]-byte writes and echoed, all at once."""
+    socks = [None] * len(payloads)
+
+    def connect_one(i):
+        try:
+            socks[i] = tls_connect(port, ctx)
+        except OSError as e:
+            socks[i] = e
+    threads = [threading.Thread(target=connect_one, args=(i,)) for i in range(len(socks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    errors = [s for s in socks if not isinstance(s, ssl.SSLSocket)]
+    if errors:
+        for s in socks:
+            if isinstance(s, ssl.SSLSocket):
+                s.close()
+        raise CaseFailed(f"{len(socks)} concurrent handshakes: {len(errors)} failed, "
+                         f"e.g. {errors[0]!r}")
+    jobs = [EchoJob(s, p, n) for s, p, n in zip(socks, payloads, pieces)]
+    left = pump(jobs, 30)
+    bad = [i for i, j in enumerate(jobs) if j.error or bytes(j.got) != payloads[i]]
+    for j in jobs:
+        j.sock.close()
+    require(not left and not bad, f"{len(jobs)} connections at once: {len(left)} unfinished, "
+                                  f"wrong: {[(i, jobs[i].error) for i in bad][:3]}")
+
+
 def check_echo(certs, srv):
     ctx = client_ctx(certs)
     rng = random.Random(11)
@@ -545,15 +587,12 @@ def check_echo(certs, srv):
                 time.sleep(0.002)
         got = recv_exact(s, len(small))
     require(got == small, "200 one-byte writes: bytes differ")
-    # 20 connections at once, 64 KiB each in 4 KiB writes.
-    payloads = [rng.randbytes(65536) for _ in range(20)]
-    jobs = [EchoJob(tls_connect(srv.port, ctx), p, 4096) for p in payloads]
-    left = pump(jobs, 30)
-    bad = [i for i, j in enumerate(jobs) if j.error or bytes(j.got) != payloads[i]]
-    for j in jobs:
-        j.sock.close()
-    require(not left and not bad, f"20 x 64 KiB: {len(left)} unfinished, wrong: "
-                                  f"{[(i, jobs[i].error) for i in bad][:3]}")
+    # 20 connections at once (their handshakes too), 64 KiB each in 4 KiB writes.
+    concurrent_echo(srv.port, ctx, [rng.randbytes(65536) for _ in range(20)], [4096] * 20)
+    # 100 at once: sizes around the 16 KiB record limit and up to 256 KiB, random writes.
+    sizes = [rng.choice([1, 100, 4096, 16383, 16384, 16385, 65536, 262144]) for _ in range(100)]
+    concurrent_echo(srv.port, ctx, [rng.randbytes(n) for n in sizes],
+                    [rng.randint(1, 70000) for _ in sizes])
     # A ClientHello and then records trickled one byte per TCP segment.
     b = BioClient(srv.port, ctx)
     b.handshake(trickle=True)
@@ -565,13 +604,25 @@ def check_echo(certs, srv):
     want = b"".join(many)
     require(b.read_n(len(want)) == want, "50 records in one write: echo differs")
     b.close()
+    # TLS 1.3: application data in the same TCP segment as the client's Finished.
+    b = BioClient(srv.port, ctx)
+    finished = b.handshake(hold_last=True)
+    msg = rng.randbytes(3000)
+    b.send_raw(finished + b.records(msg))
+    require(b.read_n(len(msg)) == msg, "data sent with the client's Finished: echo differs")
+    b.close()
+    # The client's close_notify is answered with the server's.
+    s = tls_connect(srv.port, ctx, strict_eof=True)
+    echo_once(s, "before close_notify")
+    s.unwrap().close()
     # A client that trusts another CA refuses the server (client side).
     try:
         tls_connect(srv.port, client_ctx(certs, cafile=certs.path("rogue-ca.pem"))).close()
         failure("a client trusting only rogue-ca.pem accepted the server")
     except ssl.SSLCertVerificationError:
         pass
-    print(f"  1 MiB, 200 one-byte records, 20 x 64 KiB, trickled handshake ({ver})")
+    print(f"  1 MiB, 200 one-byte records, 20 x 64 KiB, 100 x 1 B..256 KiB, trickled "
+          f"handshake, data with the Finished, close_notify ({ver})")
 
 
 def check_s_client_versions(certs, srv):
@@ -693,6 +744,52 @@ def check_bad_input(certs, srv):
     srv.expect_metric("corrupted record: connections closed", closed, closed_before + 1)
     echo_once(good, "good client after the corrupted record")
     good.close()
+
+
+LEAK_SLACK = 1 << 20
+
+
+def check_no_leak(certs, srv):
+    """225 more connections (echoing, plain text, truncated ClientHellos, a refused
+    certificate): afterwards the heap and the descriptors come back to where they were."""
+    ctx = client_ctx(certs)
+    hello = client_hello(ctx)
+    untrusting = client_ctx(certs, cafile=certs.path("rogue-ca.pem"))
+
+    def round_of(n):
+        for i in range(n):
+            with tls_connect(srv.port, ctx) as s:
+                echo_once(s, f"leak round {i}")
+            if i % 2 == 0:
+                with sample_server.connect(srv.port) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                    read_until_close(s, IO_TIMEOUT)
+                with sample_server.connect(srv.port) as s:
+                    s.sendall(hello[:len(hello) // 2])
+            if i % 4 == 0:
+                try:
+                    tls_connect(srv.port, untrusting).close()
+                except ssl.SSLCertVerificationError:
+                    pass
+
+    def settled():
+        text = srv.metrics()
+        if metric(text, "ringnet_connections_open") != 0:
+            return None
+        return metric(text, "process_heap_in_use_bytes"), srv.probe.fds()
+
+    round_of(40)
+    base = sample_server.wait_for(settled, COUNT_TIMEOUT)
+    require(base, "connections still open after the warm-up round")
+    round_of(100)
+    after = sample_server.wait_for(
+        lambda: (v := settled()) and v[0] <= base[0] + LEAK_SLACK and v[1] <= base[1] and v,
+        COUNT_TIMEOUT)
+    if not after:
+        failure(f"after 225 more connections: heap/fds {settled()} vs {base} before "
+                f"(slack {LEAK_SLACK} bytes)")
+    else:
+        print(f"  heap {base[0] >> 10} KiB -> {after[0] >> 10} KiB, fds {base[1]} -> {after[1]}")
 
 
 def check_min13(certs, srv):
@@ -851,6 +948,15 @@ def check_curl(certs, srv, tmp):
         for i, want in enumerate((PLAINTEXT, JSON, PLAINTEXT)):
             status, body, buf = read_response(s, buf)
             check(f"pipelined response {i}", (status, body), (200, want))
+    # Connection: close -> the response, then close_notify (not a bare TCP FIN).
+    with tls_connect(srv.port, client_ctx(certs), strict_eof=True) as s:
+        s.sendall(b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        status, body, rest = read_response(s, b"")
+        check("Connection: close response", (status, body), (200, JSON))
+        try:
+            check("after Connection: close", rest + s.recv(4096), b"")
+        except ssl.SSLEOFError:
+            failure("Connection: close: the server closed without close_notify")
 
 
 # ---- h: resp_server --------------------------------------------------------------------
@@ -1083,6 +1189,7 @@ def main():
         run_case("b. s_client TLS 1.2 and 1.3, SNI", check_s_client_versions, certs, srv)
         run_case("d. resumption TLS 1.2 and 1.3", check_resumption, certs, srv, tmp)
         run_case("i. bad input closes only its connection", check_bad_input, certs, srv)
+        run_case("m. heap and fds back after 225 connections", check_no_leak, certs, srv)
         srv.stop()
 
         srv = Server(args.echo_server, backend, *certs.tls_args(), "--tls-min", "1.3",
