@@ -8,7 +8,8 @@ scripts/tls_test_certs.sh into a temporary directory.
 usage: tls_clients.py --echo-server PATH --http-server PATH --resp-server PATH
                       --certs-script PATH [--backend epoll|io_uring]
 
-Cases (one server each, or a few sharing one; each ends with SIGTERM and must exit 0):
+Cases (one server each, or a few sharing one; each server ends with SIGTERM (l): an idle
+TLS connection then sees close_notify, and the server exits 0):
   a. echo: 1 MiB echoed intact; 200 one-byte records; 20 connections at once x 64 KiB and
      100 x 1 B..256 KiB (handshakes at once too); a ClientHello and records trickled one
      byte per TCP segment; data in the same segment as the client's Finished; the client's
@@ -28,7 +29,8 @@ Cases (one server each, or a few sharing one; each ends with SIGTERM and must ex
   h. redis-cli --tls: PING, SET/GET, a 100 KiB value, --pipe
   i. bad input, each closing only its own connection while another one keeps working:
      plain text, a truncated ClientHello, a bogus record before the handshake, a
-     corrupted record after it; a client stalling mid-handshake with
+     corrupted record after it, a TLS 1.2 renegotiation request (refused, counted in
+     ringnet_tls_renegotiations_refused_total); a client stalling mid-handshake with
      --tls-handshake-timeout 300 (result="timeout", reason="handshake_timeout")
   j. backpressure: a client sending up to 96 MiB without reading; the server's VmRSS
      stays within +64 MiB, then every byte comes back intact
@@ -170,10 +172,36 @@ class Server:
     def expect_metric(self, what, value_of, want, timeout=COUNT_TIMEOUT):
         return check(what, self.wait_metric(value_of, want, timeout), want)
 
-    def stop(self):
-        """SIGTERM; the server must exit 0 (case l)."""
+    def stop(self, certs=None, hostname="localhost"):
+        """SIGTERM; the server must exit 0 (case l). With `certs`, a TLS connection is open
+        and idle at the signal: the drain must end it with close_notify."""
+        idle = None
+        if certs is not None and self.proc.poll() is None:
+            try:
+                idle = tls_connect(self.port, client_ctx(certs, cert="client"), hostname,
+                                   strict_eof=True)
+            except OSError as e:
+                failure(f"{self.name}: the idle connection for the drain: {e!r}")
         alive = self.proc.poll() is None
-        code, _, _ = sample_server.stop(self.proc)
+        if alive:
+            self.proc.send_signal(signal.SIGTERM)
+        if idle is not None:
+            try:
+                got = idle.recv(64)
+                if got:
+                    failure(f"{self.name}: the idle connection got {got!r} at SIGTERM")
+            except ssl.SSLEOFError:
+                failure(f"{self.name}: SIGTERM closed an idle connection without close_notify")
+            except OSError as e:
+                failure(f"{self.name}: the idle connection at SIGTERM: {e!r}")
+            idle.close()
+        try:  # not sample_server.stop(): a second SIGTERM may mean "now"
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            failure(f"{self.name} did not exit within 10 s of SIGTERM")
+        code = self.proc.returncode
         RUNNING.remove(self.proc)
         if not alive:
             failure(f"{self.name} had died before SIGTERM: exit {code}; stderr: "
@@ -743,6 +771,21 @@ def check_bad_input(certs, srv):
                       ok_before + 1)
     srv.expect_metric("corrupted record: connections closed", closed, closed_before + 1)
     echo_once(good, "good client after the corrupted record")
+    # TLS 1.2 renegotiation (s_client's "R" command) is refused and counted.
+    text = srv.metrics()
+    reneg = lambda t: metric(t, "ringnet_tls_renegotiations_refused_total", tls="default")
+    reneg_before, closed_before = reneg(text) or 0, closed(text) or 0
+    c = SClient(certs, srv.port, "-tls1_2")
+    c.send(b"before renegotiation\n")
+    echoed = c.wait_text("^before renegotiation$")
+    c.send(b"R\n")
+    asked = c.wait_text("RENEGOTIATING")
+    code, out = c.finish()
+    require(echoed and asked, f"s_client -tls1_2 then R: {out[-2000:]}")
+    srv.expect_metric("renegotiation: ringnet_tls_renegotiations_refused_total", reneg,
+                      reneg_before + 1)
+    srv.expect_metric("renegotiation: connections closed", closed, closed_before + 1)
+    echo_once(good, "good client after a renegotiation request")
     good.close()
 
 
@@ -1045,6 +1088,8 @@ def check_mtls(certs, srv):
         good_works(f"after {what}")
     text = srv.metrics()
     check("mTLS: result=ok", handshakes(text, "ok"), goods)
+    check("mTLS: ringnet_tls_handshake_seconds_count",
+          metric(text, "ringnet_tls_handshake_seconds_count", tls="default"), goods)
     if not ktls_module_loaded():
         check("mTLS: ktls path=unavailable (no tls module)",
               metric(text, "ringnet_tls_ktls_total", tls="default", path="unavailable"), goods)
@@ -1190,30 +1235,30 @@ def main():
         run_case("d. resumption TLS 1.2 and 1.3", check_resumption, certs, srv, tmp)
         run_case("i. bad input closes only its connection", check_bad_input, certs, srv)
         run_case("m. heap and fds back after 225 connections", check_no_leak, certs, srv)
-        srv.stop()
+        srv.stop(certs)
 
         srv = Server(args.echo_server, backend, *certs.tls_args(), "--tls-min", "1.3",
                      "--tls-handshake-timeout", "300")
         run_case("b. --tls-min 1.3 refuses TLS 1.2", check_min13, certs, srv)
         run_case("i. handshake timeout 300 ms", check_handshake_timeout, certs, srv)
-        srv.stop()
+        srv.stop(certs)
 
         srv = Server(args.echo_server, backend, *certs.tls_args(), "--tls-ca", certs.ca)
         run_case("f. mTLS", check_mtls, certs, srv)
-        srv.stop()
+        srv.stop(certs)
 
         srv = Server(args.echo_server, backend, *certs.tls_args("other-name"))
         run_case("g. hostname check (client side)", check_other_name, certs, srv)
-        srv.stop()
+        srv.stop(certs, hostname="wrong.example")
 
         srv = Server(args.echo_server, backend, *certs.tls_args(), "--tls-alpn",
                      "x-first,x-second")
         run_case("c. --tls-alpn preference order (echo_server)", check_alpn_flag, certs, srv)
-        srv.stop()
+        srv.stop(certs)
 
         srv = Server(args.echo_server, backend, *certs.tls_args())
         run_case("j. backpressure across TLS", check_backpressure, certs, srv)
-        srv.stop()
+        srv.stop(certs)
 
         live_dir = os.path.join(tmp, "live")
         os.mkdir(live_dir)
@@ -1223,17 +1268,17 @@ def main():
                      os.path.join(live_dir, "server.pem"), "--tls-key",
                      os.path.join(live_dir, "server.key"))
         run_case("k. SIGHUP reload", check_reload, certs, srv, live_dir, tmp)
-        srv.stop()
+        srv.stop(certs)
 
         srv = Server(args.http_server, backend, *certs.tls_args("server-chain"))
         run_case("c. ALPN and SNI (http_server)", check_alpn_http, certs, srv)
         run_case("e. curl and pipelining (http_server)", check_curl, certs, srv, tmp)
-        srv.stop()
+        srv.stop(certs)
 
         if shutil.which("redis-cli"):
             srv = Server(args.resp_server, backend, *certs.tls_args())
             run_case("h. redis-cli --tls (resp_server)", check_redis_cli, certs, srv, tmp)
-            srv.stop()
+            srv.stop(certs)
         else:
             print("note: redis-cli not found; case h skipped")
     took = time.monotonic() - started
