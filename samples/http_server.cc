@@ -5,6 +5,7 @@
 //   GET  /json       -> 200 application/json  {"message":"Hello, World!"}
 //   POST /echo       -> 200 application/octet-stream, the request body (Content-Length or
 //                       chunked; Expect: 100-continue is answered)
+//   GET  /bytes/N    -> 200 application/octet-stream, N bytes (N <= 1 MiB; bulk benchmarks)
 //   HEAD of a GET route -> its headers only; a known path with another method -> 405 with
 //   Allow; anything else -> 404. Keep-alive and pipelining as the client asks.
 //   On SIGTERM/SIGINT it drains (--drain-timeout), prints one line of totals and exits 0:
@@ -17,6 +18,7 @@
 //   wrk -t2 -c64 -d10s http://127.0.0.1:8080/plaintext
 #include <ringnet/proto/http_server.h>
 
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -46,6 +48,8 @@ class HelloHandler final : public ringnet::proto::HttpServerHandler {
     } else if (req.path == "/json") {
       s = get ? respond(c, req, 200, "application/json", kJson)
               : respond(c, req, 405, "", "", {{"Allow", "GET, HEAD"}});
+    } else if (req.path.starts_with("/bytes/")) {
+      s = get ? bytes(c, req) : respond(c, req, 405, "", "", {{"Allow", "GET, HEAD"}});
     } else if (req.path == "/echo") {
       s = req.method == "POST" ? respond(c, req, 200, "application/octet-stream", req.body)
                                : respond(c, req, 405, "", "", {{"Allow", "POST"}});
@@ -54,6 +58,19 @@ class HelloHandler final : public ringnet::proto::HttpServerHandler {
     }
     return s.is_ok() ? Action::kNone : Action::kClose;
   }
+
+  // GET /bytes/N: N bytes of 'x', N from 0 to 1 MiB; 404 for anything else.
+  ringnet::Status bytes(Conn& c, const HttpRequest& req) {
+    static const std::string kBulk(kMaxBytes, 'x');
+    std::string_view n_text = req.path.substr(7);
+    size_t n = 0;
+    auto [end, ec] = std::from_chars(n_text.data(), n_text.data() + n_text.size(), n);
+    if (ec != std::errc() || end != n_text.data() + n_text.size() || n > kMaxBytes) {
+      return respond(c, req, 404, "text/plain", "Not Found");
+    }
+    return respond(c, req, 200, "application/octet-stream", std::string_view(kBulk).substr(0, n));
+  }
+  static constexpr size_t kMaxBytes = 1 << 20;
 
   // After the drain: one line of totals, so a test can match what the server took with
   // what its clients got.
@@ -70,7 +87,8 @@ int main(int argc, char** argv) {
   ringnet::proto::Http1Options http;
   sample::Flags flags = sample::parse_flags(
       argc, argv,
-      "A small HTTP/1.1 server: GET /plaintext, GET /json, POST /echo (the request body "
+      "A small HTTP/1.1 server: GET /plaintext, GET /json, GET /bytes/N (N bytes, up to 1 "
+      "MiB), POST /echo (the request body "
       "back), HEAD; 404 and 405 otherwise. Keep-alive and pipelining as the client asks.",
       [&](sample::FlagTable& t) {
         t.add_number("--max-body", "BYTES", "largest request body; a larger one gets 413",

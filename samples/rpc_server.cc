@@ -181,6 +181,8 @@ int main(int argc, char** argv) {
                                                                        : flags.host;
   if (flags.admin_port >= 0) options.admin = "tcp://" + host + ":" + std::to_string(flags.admin_port);
   Parking parking;  // outlives the server: its calls are answered by then
+  std::shared_ptr<ringnet::proto::TlsContext> tls = sample::make_server_tls("rpc_server", flags.tls);
+  sample::ReloadOnSighup reload(tls);  // before any thread: SIGHUP is blocked in all of them
   ringnet::proto::RpcServer server(options);
   ringnet::proto::RpcServiceOptions common;
   common.timeout = std::chrono::milliseconds(timeout_ms);
@@ -188,6 +190,7 @@ int main(int argc, char** argv) {
   common.frame.max_body = max_body;
   common.max_decompressed = max_body;
   common.compression.codec = compress;
+  common.transport = tls;  // both services (null: plain TCP)
   ringnet::proto::RpcServiceOptions kv_options = common;
   kv_options.name = "kv";
   kv_options.listen = {flags.unix_path.empty() ? "tcp://" + host + ":" + std::to_string(flags.port)
@@ -205,7 +208,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   server.add_filter(std::make_shared<ringnet::proto::RpcLogFilter>(5));
-  if (flags.admin_port >= 0) server.engine().add_metrics(sample::heap_metrics);
+  if (flags.admin_port >= 0) {
+    server.engine().add_metrics(sample::heap_metrics);
+    if (tls != nullptr) {
+      server.engine().add_metrics([tls](ringnet::MetricsWriter& w) { tls->write_metrics(w); });
+    }
+  }
 
   // The signal thread must exist before the loops and the pool (see ShutdownOnSignals).
   ringnet::ShutdownOnSignals signals([&server, &flags](int) { server.shutdown(flags.drain_timeout); });

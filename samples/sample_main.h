@@ -399,7 +399,7 @@ inline void heap_metrics(ringnet::MetricsWriter& w) {
 // Listens, starts, prints the listening lines, waits for a signal. Returns the exit code.
 inline int run(const char* name, ringnet::EventHandler& handler, const Flags& flags,
                Collector collector = {}) {
-  std::shared_ptr<ringnet::TlsContext> tls = make_server_tls(name, flags.tls);
+  std::shared_ptr<ringnet::proto::TlsContext> tls = make_server_tls(name, flags.tls);
   ReloadOnSighup reload(tls);  // first: SIGHUP is blocked before any thread exists
   ringnet::Engine engine(handler, flags.options);
   std::string host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]"

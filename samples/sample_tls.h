@@ -35,7 +35,7 @@ inline std::vector<std::string> split_commas(const std::string& text) {
 
 // A server context from the flags; exits 2 with the reason on a bad combination, 1 when
 // OpenSSL refuses the files.
-inline std::shared_ptr<ringnet::TlsContext> make_server_tls(const char* name, const TlsFlags& f) {
+inline std::shared_ptr<ringnet::proto::TlsContext> make_server_tls(const char* name, const TlsFlags& f) {
   if (f.cert.empty() != f.key.empty()) {
     std::fprintf(stderr, "%s: --tls-cert and --tls-key go together\n", name);
     std::exit(2);
@@ -47,15 +47,15 @@ inline std::shared_ptr<ringnet::TlsContext> make_server_tls(const char* name, co
     }
     return nullptr;
   }
-  ringnet::TlsConfig cfg;
+  ringnet::proto::TlsConfig cfg;
   cfg.cert_file = f.cert;
   cfg.key_file = f.key;
   cfg.ca_file = f.ca;
   cfg.alpn = split_commas(f.alpn);
-  cfg.min_version = f.min == "1.3" ? ringnet::TlsVersion::kTls13 : ringnet::TlsVersion::kTls12;
+  cfg.min_version = f.min == "1.3" ? ringnet::proto::TlsVersion::kTls13 : ringnet::proto::TlsVersion::kTls12;
   cfg.handshake_timeout = f.handshake_timeout;
-  std::shared_ptr<ringnet::TlsContext> tls;
-  if (ringnet::Status s = ringnet::TlsContext::server(cfg, &tls); !s) {
+  std::shared_ptr<ringnet::proto::TlsContext> tls;
+  if (ringnet::Status s = ringnet::proto::TlsContext::server(cfg, &tls); !s) {
     std::fprintf(stderr, "%s: %s\n", name, s.message().c_str());
     std::exit(1);
   }
@@ -66,7 +66,7 @@ inline std::shared_ptr<ringnet::TlsContext> make_server_tls(const char* name, co
 // signal before any other thread exists and takes it with sigtimedwait on its own thread.
 class ReloadOnSighup {
  public:
-  explicit ReloadOnSighup(std::shared_ptr<ringnet::TlsContext> tls) : tls_(std::move(tls)) {
+  explicit ReloadOnSighup(std::shared_ptr<ringnet::proto::TlsContext> tls) : tls_(std::move(tls)) {
     if (tls_ == nullptr) return;
     sigset_t set;
     sigemptyset(&set);
@@ -92,7 +92,7 @@ class ReloadOnSighup {
   ReloadOnSighup& operator=(const ReloadOnSighup&) = delete;
 
  private:
-  std::shared_ptr<ringnet::TlsContext> tls_;
+  std::shared_ptr<ringnet::proto::TlsContext> tls_;
   std::atomic<bool> leaving_{false};
   std::thread thread_;
 };

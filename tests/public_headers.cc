@@ -34,8 +34,10 @@
 #include <ringnet/proto/rpc_status.h>
 #include <ringnet/proto/rpc_typed.h>
 #include <ringnet/proto/source_registry.h>
+#include <ringnet/proto/tls.h>
 #include <ringnet/signals.h>
 #include <ringnet/status.h>
+#include <ringnet/transport.h>
 #include <ringnet/version.h>
 #include <ringnet/worker_pool.h>
 #include <sys/uio.h>

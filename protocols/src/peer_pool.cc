@@ -151,7 +151,10 @@ void PeerPool::State::get(std::string_view address, Ready ready) {
     }
   }
   if (start != nullptr) {
-    Status s = engine.dial(key, {.timeout = options.dial_timeout, .context = start});
+    Status s = engine.dial(key, {.timeout = options.dial_timeout,
+                                 .context = start,
+                                 .transport = options.transport,
+                                 .server_name = options.server_name});
     if (!s) {
       std::vector<Ready> to_fail;
       std::unique_lock lock(mu);
@@ -224,7 +227,9 @@ void PeerPool::State::on_close(Conn& c, CloseInfo info) {
   Status why;
   std::unique_lock lock(mu);
   const bool never_connected = info.reason == CloseReason::kConnectFailed ||
-                               info.reason == CloseReason::kResolveFailed;
+                               info.reason == CloseReason::kResolveFailed ||
+                               info.reason == CloseReason::kHandshakeFailed ||
+                               info.reason == CloseReason::kHandshakeTimeout;
   if (never_connected && c.context() != nullptr) {
     Dial* d = static_cast<Dial*>(c.context());
     auto it = dialing_entry(d);
@@ -232,6 +237,11 @@ void PeerPool::State::on_close(Conn& c, CloseInfo info) {
     if (info.reason == CloseReason::kResolveFailed) {  // not a socket error: no errno
       why = Status::invalid("dial " + it->first + ": cannot resolve host: " +
                             ::gai_strerror(info.error));
+    } else if (info.reason == CloseReason::kHandshakeFailed) {  // no errno: not retried
+      why = Status::invalid("dial " + it->first + ": TLS handshake failed (reason " +
+                            std::to_string(info.error) + ")");
+    } else if (info.reason == CloseReason::kHandshakeTimeout) {
+      why = Status::from_errno(ETIMEDOUT, "dial " + it->first + ": TLS handshake");
     } else {
       why = Status::from_errno(info.error != 0 ? info.error : ECONNABORTED, "dial " + it->first);
     }

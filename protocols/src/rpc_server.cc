@@ -512,7 +512,9 @@ Status RpcServer::start() {
     }
     for (const auto& m : svc->methods_) needs_pool |= m->options.exec == RpcExec::kPool;
     for (const std::string& address : svc->options_.listen) {
-      if (Status s = impl.engine.listen(address); !s) return failed(s);
+      if (Status s = impl.engine.listen(address, {.transport = svc->options_.transport}); !s) {
+        return failed(s);
+      }
     }
   }
   const std::vector<SockAddr> bound = impl.engine.listen_addrs();

@@ -19,7 +19,7 @@
 #include "ringnet/log.h"
 #include "tls_internal.h"
 
-namespace ringnet {
+namespace ringnet::proto {
 
 namespace {
 
@@ -418,4 +418,4 @@ bool ktls_available() {
   return available;
 }
 
-}  // namespace ringnet
+}  // namespace ringnet::proto

@@ -16,7 +16,7 @@
 
 #include "ringnet/proto/tls.h"
 
-namespace ringnet {
+namespace ringnet::proto {
 
 // Why a handshake did not finish (TlsStats' failed_* and the metrics' result label).
 enum class TlsFailure { kProtocol, kCertificate, kAlpn, kTimeout, kClosed };
@@ -104,4 +104,4 @@ std::string ssl_errors(std::string_view what);
 // the session's verify result.
 TlsFailure classify_failure(SSL* ssl, unsigned long err);
 
-}  // namespace ringnet
+}  // namespace ringnet::proto

@@ -17,7 +17,7 @@
 #include "ringnet/log.h"
 #include "tls_internal.h"
 
-namespace ringnet {
+namespace ringnet::proto {
 
 namespace {
 
@@ -352,4 +352,4 @@ const TlsInfo* tls_info(const Conn& conn) {
   return s != nullptr && s->established ? &s->info() : nullptr;
 }
 
-}  // namespace ringnet
+}  // namespace ringnet::proto

@@ -63,6 +63,13 @@ namespace ringnet::proto {
 struct PeerPoolOptions {
   size_t max_per_address = 1;                    ///< live + dialing connections per address
   std::chrono::milliseconds dial_timeout{5000};  ///< DialOptions::timeout of its dials
+  /// DialOptions::transport of its dials: a TLS client context (`<ringnet/proto/tls.h>`)
+  /// makes every pooled connection TLS, verified against each address's host. A failed
+  /// handshake fails the get() (a certificate refusal without an errno: RpcClient does
+  /// not retry it; a handshake timeout with ETIMEDOUT).
+  std::shared_ptr<TransportFactory> transport{};
+  /// DialOptions::server_name of its dials (empty: each address's own host).
+  std::string server_name{};
 };
 
 /// Counters and gauges of one PeerPool, a snapshot from PeerPool::stats().

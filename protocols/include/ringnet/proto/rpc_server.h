@@ -270,6 +270,9 @@ struct RpcServiceOptions {
   /// (above the threshold) and others raw; a codec here compresses every response above
   /// the threshold.
   RpcCompressionOptions compression{.codec = RpcCompression::kNone};
+  /// A transport under every connection of this service's listeners: a TLS server
+  /// context (`<ringnet/proto/tls.h>`). nullptr: plain TCP.
+  std::shared_ptr<TransportFactory> transport{};
 };
 
 /// A service: a name, listeners, timeouts and a method table (see the file comment).

@@ -2,10 +2,10 @@
 /// @file
 /// TLS under every codec: OpenSSL 3 as a ringnet Transport (see `<ringnet/transport.h>`).
 ///
-///   ringnet::TlsConfig cfg;
+///   ringnet::proto::TlsConfig cfg;
 ///   cfg.cert_file = "server.pem";  cfg.key_file = "server.key";
-///   std::shared_ptr<ringnet::TlsContext> tls;
-///   if (ringnet::Status s = ringnet::TlsContext::server(cfg, &tls); !s) { ...s.message()... }
+///   std::shared_ptr<ringnet::proto::TlsContext> tls;
+///   if (ringnet::Status s = ringnet::proto::TlsContext::server(cfg, &tls); !s) { ... }
 ///   engine.listen("tcp://0.0.0.0:8443", {.transport = tls});
 ///
 /// The handler sees plaintext; on_open comes after the handshake. Dials take a client
@@ -33,7 +33,7 @@
 #include "ringnet/status.h"
 #include "ringnet/transport.h"
 
-namespace ringnet {
+namespace ringnet::proto {
 
 /// The oldest protocol version a context accepts.
 enum class TlsVersion { kTls12, kTls13 };
@@ -47,29 +47,29 @@ enum class KtlsMode {
 /// How a TlsContext is made. Paths are PEM files.
 struct TlsConfig {
   /// Certificate chain (leaf first). Required for a server; a client's for mTLS.
-  std::string cert_file;
+  std::string cert_file{};
   /// The private key of cert_file.
-  std::string key_file;
+  std::string key_file{};
   /// Server: when set, clients must present a certificate signed by one of these CAs
   /// (mTLS; see require_client_cert). Client: the CAs that sign servers (empty: the
   /// system's default store).
-  std::string ca_file;
+  std::string ca_file{};
   /// Server with ca_file: refuse a client without a certificate (false: ask, verify if
   /// given).
   bool require_client_cert = true;
   /// Oldest version accepted.
   TlsVersion min_version = TlsVersion::kTls12;
   /// TLS 1.2 cipher list (OpenSSL syntax; empty: OpenSSL's default).
-  std::string ciphers;
+  std::string ciphers{};
   /// TLS 1.3 cipher suites (OpenSSL syntax; empty: OpenSSL's default).
-  std::string ciphersuites;
+  std::string ciphersuites{};
   /// ALPN protocols ("http/1.1", "redis", ...). Server: the ones it speaks, in order of
   /// preference (the first the client also offers wins, unless alpn_select decides);
   /// a client offering only others is refused (no_application_protocol). Client: offered.
-  std::vector<std::string> alpn;
+  std::vector<std::string> alpn{};
   /// Server, optional: picks the protocol from the client's offer (returns its index, or
   /// -1 to refuse the handshake). Runs on the loop thread, during the handshake.
-  std::function<int(std::span<const std::string_view> offered)> alpn_select;
+  std::function<int(std::span<const std::string_view> offered)> alpn_select{};
   /// Server: issue session tickets (stateless resumption), keys rotated every
   /// ticket_rotation (a ticket stays valid for two periods).
   bool session_tickets = true;
@@ -161,4 +161,4 @@ RINGNET_PROTO_EXPORT const TlsInfo* tls_info(const Conn& conn);
 /// socket). Checked once per process.
 RINGNET_PROTO_EXPORT bool ktls_available();
 
-}  // namespace ringnet
+}  // namespace ringnet::proto
