@@ -21,8 +21,8 @@ TLS connection then sees close_notify, and the server exits 0):
      client's; a client offering no ALPN is served; SNI with -servername
   d. resumption, TLS 1.2 and 1.3: s_client -sess_out then -sess_in says "Reused"
      (ringnet_tls_resumed_total)
-  e. curl: GET, keep-alive reuse, a 200 KiB POST echoed, TLS 1.2 and 1.3; three requests
-     pipelined in one write; Connection: close ends with close_notify
+  e. curl: GET (13 B and 1 MiB), keep-alive reuse, a 200 KiB POST echoed, TLS 1.2 and 1.3;
+     three requests pipelined in one write; Connection: close ends with close_notify
   f. mTLS (--tls-ca): a client certificate from the CA works; none, an expired one and
      one from another CA are refused (result="certificate"); good clients go on working
   g. a certificate for another name fails Python's hostname check (client side)
@@ -964,6 +964,9 @@ def check_curl(certs, srv, tmp):
     require(code == 0 and out == PLAINTEXT, f"curl /plaintext: exit {code} {out!r} {err}")
     code, out, err = curl(*common, base + "/json")
     check("curl /json", (code, out), (0, JSON))
+    code, out, err = curl(*common, base + "/bytes/1048576")
+    if code != 0 or out != b"x" * (1 << 20):
+        failure(f"curl /bytes/1048576: exit {code}, {len(out)} bytes: {err}")
     code, out, err = curl(*common, "-v", "-o", "/dev/null", "-o", "/dev/null",
                           "-w", "%{num_connects}\n", base + "/plaintext", base + "/json")
     if code != 0 or out.split() != [b"1", b"0"] or "Re-using existing connection" not in err:
@@ -982,13 +985,14 @@ def check_curl(certs, srv, tmp):
         code, out, err = curl(*common, "-v", *flags, base + "/plaintext")
         if code != 0 or out != PLAINTEXT or f"SSL connection using {version}" not in err:
             failure(f"curl {' '.join(flags)}: exit {code} {out!r}\n{err[-2000:]}")
-    # Three requests in one write over one TLS connection, answered in order.
+    # Three requests in one write over one TLS connection, answered in order (the middle
+    # one 1 MiB long).
     with tls_connect(srv.port, client_ctx(certs)) as s:
         s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                  b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                  b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                  b"GET /bytes/1048576 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\n")
         buf = b""
-        for i, want in enumerate((PLAINTEXT, JSON, PLAINTEXT)):
+        for i, want in enumerate((PLAINTEXT, b"x" * (1 << 20), JSON)):
             status, body, buf = read_response(s, buf)
             check(f"pipelined response {i}", (status, body), (200, want))
     # Connection: close -> the response, then close_notify (not a bare TCP FIN).
@@ -1172,8 +1176,8 @@ def check_reload(certs, srv, live_dir, tmp):
 
     def hup_and_wait(marker, count):
         srv.proc.send_signal(signal.SIGHUP)
-        seen = sample_server.wait_for(lambda: srv.stderr().count(marker) >= count,
-                                      COUNT_TIMEOUT)
+        lines = lambda: len(re.findall("^" + re.escape(marker), srv.stderr(), re.M))
+        seen = sample_server.wait_for(lambda: lines() >= count, COUNT_TIMEOUT)
         require(seen, f"no {marker!r} (#{count}) on stderr after SIGHUP: "
                       f"{srv.stderr()[-2000:]}")
 
