@@ -71,7 +71,13 @@ class ReloadOnSighup {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    // The thread must not be the one the kernel hands SIGINT/SIGTERM to (their default
+    // action kills the process before ShutdownOnSignals can drain): it starts with them
+    // blocked too; the caller keeps its mask, plus SIGHUP.
+    sigset_t quiet = set, old;
+    sigaddset(&quiet, SIGINT);
+    sigaddset(&quiet, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &quiet, &old);
     thread_ = std::thread([this, set] {
       const timespec tick{0, 200'000'000};
       while (!leaving_.load()) {
@@ -83,6 +89,8 @@ class ReloadOnSighup {
         }
       }
     });
+    sigaddset(&old, SIGHUP);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
   ~ReloadOnSighup() {
     leaving_.store(true);

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <filesystem>
@@ -174,12 +175,24 @@ class MemTlsClient {
     return testing::AssertionSuccess();
   }
 
-  // Runs the handshake, sending the ciphertext `piece` bytes per send.
-  testing::AssertionResult handshake(size_t piece = 1 << 20, Millis timeout = kIoTimeout) {
+  // Sends the ClientHello and waits for the server's first flight, leaving the
+  // handshake unfinished.
+  testing::AssertionResult hello() {
+    (void)SSL_do_handshake(ssl_);
+    if (auto r = flush(1 << 20); !r) return r;
+    if (!pump_in(Clock::now() + kIoTimeout)) return testing::AssertionFailure() << "no answer";
+    return testing::AssertionSuccess();
+  }
+  // Runs the handshake, sending the ciphertext `piece` bytes per send; `first`, if any,
+  // is sealed as soon as the client's side is done and leaves in the same send as its
+  // Finished (as many clients send their first request).
+  testing::AssertionResult handshake(size_t piece = 1 << 20, Millis timeout = kIoTimeout,
+                                     std::string_view first = {}) {
     const auto deadline = Clock::now() + timeout;
     while (true) {
       ERR_clear_error();
       const int rc = SSL_do_handshake(ssl_);
+      if (rc == 1 && !first.empty()) SSL_write(ssl_, first.data(), static_cast<int>(first.size()));
       if (auto r = flush(piece); !r) return r;
       if (rc == 1) return testing::AssertionSuccess();
       if (SSL_get_error(ssl_, rc) != SSL_ERROR_WANT_READ) {
@@ -602,6 +615,110 @@ TEST_P(TlsTest, BackpressureHoldsAcrossTheTlsLayer) {
   std::string got;
   ASSERT_TRUE(c.recv_exact(chunk.size(), &got, 20000ms));
   EXPECT_TRUE(same_bytes(chunk, got));
+}
+
+// A graceful drain lets a handshake in progress finish and serves the request that
+// comes with it, then closes at the frame boundary (close_notify); it does not cut the
+// connection for holding no plaintext yet.
+TEST_P(TlsTest, AGracefulDrainLetsAHandshakeInProgressFinish) {
+  start(server_ctx());
+  MemTlsClient c(pki_);
+  ASSERT_TRUE(c.connect(port_));
+  ASSERT_TRUE(c.hello());  // the server has answered; our Finished is still to come
+  engine_->shutdown(5000ms);
+  ASSERT_TRUE(eventually([&] { return !engine_->running() || engine_->stopping(); }));
+  ASSERT_TRUE(c.handshake(1 << 20, kIoTimeout, "request"));
+  std::string got;
+  ASSERT_TRUE(c.recv_exact(7, &got));
+  EXPECT_EQ(got, "request");
+  EXPECT_EQ(c.wait_end(&got, 5000ms), 1);  // then closed in order, at the frame boundary
+  EXPECT_TRUE(eventually([&] { return closed_by(CloseReason::kShutdown) == 1; }));
+  EXPECT_EQ(engine_->stats().drain_deadline_closed, 0u);
+}
+
+// A peer that resets in the middle of the handshake: the dial fails as a connect would
+// (kConnectFailed with the errno, which a pool may retry), not as a refused handshake.
+TEST_P(TlsTest, AResetMidHandshakeFailsTheDialAsAConnect) {
+  start(server_ctx());
+  uint16_t raw_port = 0;
+  const int lfd = raw_listener(16, &raw_port);
+  ASSERT_GE(lfd, 0);
+  std::thread rude([lfd] {
+    const int fd = ::accept(lfd, nullptr, nullptr);
+    if (fd < 0) return;
+    std::string hello;
+    (void)recv_some(fd, &hello, 5000ms);  // the ClientHello
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    ::close(fd);
+  });
+  auto client = client_ctx();
+  ASSERT_TRUE(engine_->dial("tcp://127.0.0.1:" + std::to_string(raw_port),
+                            {.context = TlsHandler::ctx(1), .transport = client,
+                             .server_name = "localhost"}).is_ok());
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 1; }, 10000ms));
+  rude.join();
+  ::close(lfd);
+  const TlsHandler::Dialed d = handler_.dialed(1);
+  EXPECT_FALSE(d.opened);
+  EXPECT_EQ(d.close.reason, CloseReason::kConnectFailed);
+  EXPECT_EQ(d.close.error, ECONNRESET);
+  EXPECT_EQ(client->stats().failed_closed, 1u);
+  EXPECT_TRUE(eventually([&] { return engine_->stats().dial_failures == 1; }));
+  // A dial that never connects is no TLS handshake at all: not counted by the context.
+  ASSERT_TRUE(engine_->dial("tcp://127.0.0.1:" + std::to_string(unused_port()),
+                            {.context = TlsHandler::ctx(2), .transport = client}).is_ok());
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 2; }, 10000ms));
+  EXPECT_EQ(handler_.dialed(2).close.reason, CloseReason::kConnectFailed);
+  EXPECT_EQ(client->stats().failed_closed, 1u);
+}
+
+// A context of the wrong role: the listener's connections close unseen (no on_close
+// without on_open), a dial fails at once with kHandshakeFailed and no socket.
+TEST_P(TlsTest, AContextOfTheWrongRoleRefusesItsConnections) {
+  start(client_ctx());  // a client context on a listener
+  Client plain;
+  ASSERT_TRUE(plain.connect_tcp(port_));
+  const End end = plain.wait_end(5000ms);
+  EXPECT_TRUE(end == End::kEof || end == End::kReset) << end_name(end);
+  EXPECT_TRUE(eventually([&] { return closed_by(CloseReason::kHandshakeFailed) == 1; }));
+  EXPECT_EQ(handler_.server_opens(), 0);
+  EXPECT_EQ(handler_.server_closes(), 0);
+  dial(1, server_ctx());  // a server context on a dial
+  ASSERT_TRUE(wait_until([&] { return handler_.dial_closes() == 1; }, 10000ms));
+  EXPECT_EQ(handler_.dialed(1).close.reason, CloseReason::kHandshakeFailed);
+  EXPECT_TRUE(eventually([&] { return engine_->stats().dial_failures == 1; }));
+}
+
+// The client keeps its session across connections that ended without close_notify (an
+// engine stopped under them): the next engine with the same context resumes.
+TEST_P(TlsTest, AKeptSessionSurvivesAnUncleanEnd) {
+  start(server_ctx());
+  auto client = client_ctx();
+  class Idle : public EventHandler {
+   public:
+    Action on_traffic(Conn& c) override {
+      c.discard();
+      echoed = true;  // the echo of "x" came after the server's tickets
+      return Action::kNone;
+    }
+    Action on_open(Conn& c) override {
+      opened = true;
+      return c.write("x").is_ok() ? Action::kNone : Action::kClose;
+    }
+    std::atomic<bool> opened{false}, echoed{false};
+  };
+  for (int round = 0; round < 2; ++round) {
+    Idle idle;
+    Engine other(idle, test_options(GetParam(), 1));
+    ASSERT_TRUE(other.start().is_ok());
+    ASSERT_TRUE(other.dial("tcp://localhost:" + std::to_string(port_), {.transport = client}).is_ok());
+    ASSERT_TRUE(wait_until([&] { return idle.echoed.load(); }, 10000ms));
+    other.stop();  // closes the idle connection: no close_notify was exchanged first
+    other.wait();
+  }
+  EXPECT_TRUE(eventually([&] { return server_tls_->stats().resumed == 1; }))
+      << server_tls_->stats().resumed;
 }
 
 TEST_P(TlsTest, AGracefulCloseSendsCloseNotify) {

@@ -61,7 +61,7 @@ Status Conn::writev(std::span<const std::string_view> parts) {
 Status Conn::seal(std::span<const std::string_view> parts) {
   if (handshaking_) return Status::invalid("write before the transport's handshake completed");
   TransportResult r = transport_->seal(parts, out_);
-  if (r.event == TransportEvent::kFailed && send_error_ == 0) {
+  if (r.failed && send_error_ == 0) {
     send_error_ = EPROTO;  // closed by the flush at the end of the iteration
   }
   if (!out_.empty() || send_error_ != 0) loop_->mark_dirty(*this);

@@ -112,7 +112,8 @@ void EventLoop::adopt(int fd, const SockAddr& peer, int spec) {
   group_.served.fetch_add(1, std::memory_order_relaxed);
   const auto& transports = group_.listen_transports;
   if (spec >= 0 && static_cast<size_t>(spec) < transports.size() && transports[spec] != nullptr) {
-    c.transport_ = transports[spec]->create(TransportPeer{false, {}, spec});
+    c.handshaking_ = true;  // from here on the handler never hears of it unless it opens
+    c.transport_ = transports[spec]->create(TransportPeer{false, {}, 0, spec});
     if (c.transport_ == nullptr) return close_conn(c, CloseInfo{CloseReason::kHandshakeFailed, 0});
     start_transport(c);  // on_open once the handshake is done
     return;
@@ -132,19 +133,22 @@ bool EventLoop::start_transport(Conn& c) {
 }
 
 bool EventLoop::on_transport_result(Conn& c, TransportResult r) {
-  switch (r.event) {
-    case TransportEvent::kNone:
-      return c.state_ == Conn::State::kOpen;
-    case TransportEvent::kFailed:
-      // The alert the transport queued goes out if the socket takes it now; no linger.
-      if (!c.out_.empty()) poller_->send_final(c);
-      close_conn(c, CloseInfo{c.handshaking_ ? CloseReason::kHandshakeFailed : CloseReason::kError,
-                              r.error});
-      return false;
-    case TransportEvent::kEstablished:
-      break;
-  }
-  if (!c.handshaking_) return c.state_ == Conn::State::kOpen;
+  if (r.established) established(c);
+  if (r.failed) transport_failed(c, r.error);
+  return c.state_ == Conn::State::kOpen;
+}
+
+// The alert the transport queued goes out if the socket takes it now (best effort: on
+// io_uring not while a send is in flight); no linger.
+void EventLoop::transport_failed(Conn& c, int error) {
+  if (c.state_ != Conn::State::kOpen && c.state_ != Conn::State::kClosing) return;
+  if (!c.out_.empty()) poller_->send_final(c);
+  close_conn(c, CloseInfo{c.handshaking_ ? CloseReason::kHandshakeFailed : CloseReason::kError,
+                          error});
+}
+
+void EventLoop::established(Conn& c) {
+  if (!c.handshaking_ || c.state_ != Conn::State::kOpen) return;
   c.handshaking_ = false;
   wheel_.cancel(c.timer_);  // the handshake deadline is over
   if (timeouts_on_) {
@@ -153,7 +157,9 @@ bool EventLoop::on_transport_result(Conn& c, TransportResult r) {
   }
   if (c.dialed_) bump(counters_.dialed);
   apply_action(c, handler_.on_open(c));
-  return c.state_ == Conn::State::kOpen;
+  // During a graceful drain the connection gets what one arriving before the drain got:
+  // one more poll for its first request, then the sweep stops it at a frame boundary.
+  if (drain_swept_ && !c.dialed_) sweep_armed_ = true;
 }
 
 // Dialing.
@@ -168,19 +174,21 @@ void EventLoop::dial(const SockAddr& peer, const DialOptions& options) {
   // graceful drain still dials; stop() does not.
   if (stopping_ || poller_ == nullptr || (draining_ && !graceful_)) {
     RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "loop {}: dial refused: engine stopping", index_);
-    return fail_dial(peer, options, ECANCELED);
+    return fail_dial(peer, options, CloseReason::kConnectFailed, ECANCELED);
+  }
+  std::unique_ptr<Transport> transport;
+  if (options.transport != nullptr) {
+    const std::string host = options.server_name.empty() ? peer.ip_string() : options.server_name;
+    transport = options.transport->create(TransportPeer{true, host, peer.port(), -1});
+    if (transport == nullptr) return fail_dial(peer, options, CloseReason::kHandshakeFailed, 0);
   }
   int fd = ::socket(peer.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail_dial(peer, options, errno);
+  if (fd < 0) return fail_dial(peer, options, CloseReason::kConnectFailed, errno);
   Conn& c = new_slot(fd, peer, Conn::State::kConnecting);
   c.dialed_ = true;
   c.context_ = options.context;
+  c.transport_ = std::move(transport);
   bump(counters_.open);  // closing it (connected or not) counts it out again
-  if (options.transport != nullptr) {
-    const std::string host = options.server_name.empty() ? peer.ip_string() : options.server_name;
-    c.transport_ = options.transport->create(TransportPeer{true, host, -1});
-    if (c.transport_ == nullptr) return close_conn(c, CloseInfo{CloseReason::kHandshakeFailed, 0});
-  }
   if (peer.is_ip()) sockets::tune_accepted(fd, peer.family(), group_.opts);
   c.deadline_ = stamp(now_tick() + capped_ticks(options.timeout) + 1);
   update_timer(c);
@@ -195,17 +203,19 @@ void EventLoop::dial_name(const NamedAddress& name, const DialOptions& options) 
   bump(counters_.dials);
   if (stopping_ || poller_ == nullptr || (draining_ && !graceful_) || group_.resolver == nullptr) {
     RINGNET_LOG_LIMITED(LogLevel::kWarn, 1, "loop {}: dial refused: engine stopping", index_);
-    return fail_dial(SockAddr(), options, ECANCELED);
+    return fail_dial(SockAddr(), options, CloseReason::kConnectFailed, ECANCELED);
+  }
+  std::unique_ptr<Transport> transport;
+  if (options.transport != nullptr) {
+    const std::string& host = options.server_name.empty() ? name.host : options.server_name;
+    transport = options.transport->create(TransportPeer{true, host, name.port, -1});
+    if (transport == nullptr) return fail_dial(SockAddr(), options, CloseReason::kHandshakeFailed, 0);
   }
   Conn& c = new_slot(-1, SockAddr(), Conn::State::kConnecting);
   c.dialed_ = true;
   c.context_ = options.context;
+  c.transport_ = std::move(transport);
   bump(counters_.open);
-  if (options.transport != nullptr) {
-    const std::string& host = options.server_name.empty() ? name.host : options.server_name;
-    c.transport_ = options.transport->create(TransportPeer{true, host, -1});
-    if (c.transport_ == nullptr) return close_conn(c, CloseInfo{CloseReason::kHandshakeFailed, 0});
-  }
   c.deadline_ = stamp(now_tick() + capped_ticks(options.timeout) + 1);
   update_timer(c);
   const auto deadline = std::chrono::steady_clock::now() + std::max(options.timeout,
@@ -234,12 +244,13 @@ void EventLoop::on_resolved(ConnId id, const SockAddr& peer, int gai_error) {
 
 // A slot with no socket, closed at once: the handler hears on_close (kConnectFailed) with
 // the dial's context, like any dial that failed, and the counts given at dial are returned.
-void EventLoop::fail_dial(const SockAddr& peer, const DialOptions& options, int err) {
+void EventLoop::fail_dial(const SockAddr& peer, const DialOptions& options, CloseReason reason,
+                          int err) {
   Conn& c = new_slot(-1, peer, Conn::State::kConnecting);
   c.dialed_ = true;
   c.context_ = options.context;
   bump(counters_.open);
-  close_conn(c, CloseInfo{CloseReason::kConnectFailed, err});
+  close_conn(c, CloseInfo{reason, err});
 }
 
 void EventLoop::on_connect_result(Conn& c, int err) {
@@ -284,16 +295,19 @@ void EventLoop::on_transport_input(Conn& c, std::string_view bytes) {
   Buffer& plain = transport_plain_;
   TransportResult r = c.transport_->on_input(bytes, plain, c.out_);
   if (!c.out_.empty()) mark_dirty(c);
-  bool open = true;
-  if (r.event == TransportEvent::kEstablished) open = on_transport_result(c, r);
+  if (r.established) established(c);
   // Plaintext decoded before an error or the end of the session reaches the handler.
-  if (open && !plain.empty() && !c.handshaking_) on_plain_input(c, plain.view());
+  if (c.state_ == Conn::State::kOpen && !plain.empty() && !c.handshaking_) {
+    on_plain_input(c, plain.view());
+  } else if (c.state_ == Conn::State::kOpen && read_ticks_ != 0 && !c.handshaking_) {
+    track_partial_input(c);  // an unfinished record is a partial request too
+  }
   plain.clear();
   plain.release_if_empty();
   const bool live = c.state_ == Conn::State::kOpen || c.state_ == Conn::State::kClosing;
   if (!live) return;
-  if (r.event == TransportEvent::kFailed) {
-    on_transport_result(c, r);
+  if (r.failed) {
+    transport_failed(c, r.error);
   } else if (r.peer_closed) {
     on_peer_eof(c);  // the session ended in order: as a TCP EOF
   }
@@ -352,7 +366,7 @@ void EventLoop::run_traffic(Conn& c, std::string_view fresh) {
   if (c.eof_ && left != 0 && left < shown && c.holds_ == 0) {
     return schedule_traffic(c);  // it took some: it may take more, and nothing else will come
   }
-  if (drain_swept_ && !c.dialed_ && left == 0) stop_input(c);  // a frame boundary
+  if (drain_swept_ && !c.dialed_ && !holds_input(c)) stop_input(c);  // a frame boundary
   settle(c);
 }
 
@@ -369,6 +383,27 @@ void EventLoop::begin_close(Conn& c, CloseReason reason) {
   c.set_close_reason(reason);
   if (c.transport_ != nullptr && !c.handshaking_) c.transport_->shutdown(c.out_);  // goodbye
   mark_dirty(c);  // flush_dirty sends what is queued and closes once it drained
+}
+
+// Why a connection whose handshake did not finish closed. A timeout is the handshake's;
+// for a dial, the peer going away mid-handshake (or our stop) is a failed connect with
+// its errno, so a pool may retry it, as it would a refused connect.
+CloseInfo EventLoop::unfinished_close_info(CloseInfo info, bool dialed) {
+  switch (info.reason) {
+    case CloseReason::kHandshakeFailed:
+    case CloseReason::kHandshakeTimeout:
+      return info;
+    case CloseReason::kIdleTimeout:
+    case CloseReason::kReadTimeout:
+    case CloseReason::kWriteTimeout:
+      return CloseInfo{CloseReason::kHandshakeTimeout, ETIMEDOUT};
+    case CloseReason::kShutdown:
+    case CloseReason::kLocalClose:
+      return dialed ? CloseInfo{CloseReason::kConnectFailed, ECANCELED} : info;
+    default:
+      return dialed ? CloseInfo{CloseReason::kConnectFailed, info.error != 0 ? info.error : ECONNRESET}
+                    : info;
+  }
 }
 
 CloseInfo EventLoop::error_close_info(int err) {
@@ -438,24 +473,15 @@ void EventLoop::start_linger(Conn& c) {
 
 void EventLoop::close_conn(Conn& c, CloseInfo info) {
   if (c.state_ == Conn::State::kFree || c.state_ == Conn::State::kClosed) return;
-  if (info.reason == CloseReason::kConnectFailed || info.reason == CloseReason::kResolveFailed) {
-    bump(counters_.dial_failures);
-  }
-  // A handshake that did not finish: a dial's handler hears why (as a connect failure);
-  // an accepted socket the handler never saw closes unseen (the transport counts it).
+  // A handshake that did not finish: an accepted socket the handler never saw closes
+  // unseen (the transport counts it); a dial's handler hears why, as for a connect.
   const bool unfinished = c.handshaking_;
-  if (unfinished) {
-    c.handshaking_ = false;
-    if (c.dialed_) bump(counters_.dial_failures);
-  }
+  c.handshaking_ = false;
   if (c.transport_ != nullptr) {
     c.transport_->on_close(info, !unfinished && c.state_ != Conn::State::kConnecting);
   }
-  if (unfinished && info.reason != CloseReason::kHandshakeFailed &&
-      info.reason != CloseReason::kHandshakeTimeout && info.reason != CloseReason::kShutdown &&
-      info.reason != CloseReason::kLocalClose) {
-    info = CloseInfo{CloseReason::kHandshakeFailed, info.error};  // closed or reset mid-way
-  }
+  if (unfinished) info = unfinished_close_info(info, c.dialed_);
+  if (c.dialed_ && never_connected(info.reason)) bump(counters_.dial_failures);
   c.state_ = Conn::State::kClosed;
   c.dirty_ = false;
   wheel_.cancel(c.timer_);

@@ -12,7 +12,7 @@ namespace ringnet {
 // a busy connection touches the wheel about once per timeout period, not per message.
 
 void EventLoop::track_partial_input(Conn& c) {
-  if (c.in_ == nullptr) {
+  if (c.in_ == nullptr && (c.transport_ == nullptr || !c.transport_->has_pending_input())) {
     c.read_since_ = 0;
   } else if (c.read_since_ == 0 && c.state_ == Conn::State::kOpen) {
     c.read_since_ = stamp(now_tick());

@@ -61,7 +61,9 @@ void EventLoop::drain_sweep() {
     if (c.state_ != Conn::State::kOpen || c.dialed_ || c.eof_) continue;
     // Input known to wait in the kernel is still read: epoll's budget left some
     // (readable_), or backpressure paused reading; the next frame boundary stops them.
-    if (c.in_ == nullptr && !c.readable_ && !c.read_paused_) stop_input(c);
+    // A handshake still running finishes first (under its deadline); its first request
+    // then gets the same look (established() arms another sweep).
+    if (!holds_input(c) && !c.readable_ && !c.read_paused_) stop_input(c);
     settle(c);
   }
 }

@@ -135,8 +135,8 @@ class EventLoop {
   void on_input(Conn& c, std::string_view bytes);
   // The peer's orderly EOF (the one entry point, both backends).
   void on_peer_eof(Conn& c);
-  // A transport's report (see transport.h): failures close c; kEstablished ends the
-  // handshake and runs on_open. False when c is no longer open for traffic.
+  // A transport's report (see transport.h): `established` ends the handshake and runs
+  // on_open; `failed` closes c. False when c is no longer open for traffic.
   bool on_transport_result(Conn& c, TransportResult r);
   // Whether the poller should read from `c` now (false: paused, stopped, or EOF seen).
   // A closing connection is still read, to drop its input and notice EOF or a reset.
@@ -194,6 +194,24 @@ class EventLoop {
   // Gives c the transport `t` and starts its handshake (under its timeout). False when
   // the transport failed at once (c is closed then).
   bool start_transport(Conn& c);
+  // The handshake is done: the usual timeouts start, the handler hears on_open.
+  void established(Conn& c);
+  // The transport failed: its alert is sent if it can be at once, c closes.
+  void transport_failed(Conn& c, int error);
+  // Why a connection whose handshake did not finish closed, as its handler (a dial's)
+  // hears it.
+  static CloseInfo unfinished_close_info(CloseInfo info, bool dialed);
+  static bool never_connected(CloseReason r) {
+    return r == CloseReason::kConnectFailed || r == CloseReason::kResolveFailed ||
+           r == CloseReason::kHandshakeFailed || r == CloseReason::kHandshakeTimeout;
+  }
+  // Input c holds that the handler has not taken: unread bytes, a handshake still
+  // running, or an unfinished record inside the transport. Without any, c is at a frame
+  // boundary (where a graceful drain stops reading).
+  static bool holds_input(const Conn& c) {
+    return c.in_ != nullptr || c.handshaking_ ||
+           (c.transport_ != nullptr && c.transport_->has_pending_input());
+  }
   // Shows c's unread input to on_traffic: `fresh` (bytes from a transient area, only when
   // c's buffer is empty) or the buffer. Then keeps exactly what the handler left.
   void run_traffic(Conn& c, std::string_view fresh = {});
@@ -217,7 +235,7 @@ class EventLoop {
   bool served_all() const;
   void close_dialed();
   // The dial cannot be made (the loop is stopping): it still ends in on_close.
-  void fail_dial(const SockAddr& peer, const DialOptions& options, int err);
+  void fail_dial(const SockAddr& peer, const DialOptions& options, CloseReason reason, int err);
   // The resolver's answer for dial_name's connection `id` (if it is still waiting).
   void on_resolved(ConnId id, const SockAddr& peer, int gai_error);
   // The wheel tick of "now", read from the clock at most once per iteration.

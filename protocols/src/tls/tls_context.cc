@@ -197,12 +197,23 @@ TlsContext::Impl::~Impl() {
   for (auto& [host, s] : sessions) SSL_SESSION_free(s);
 }
 
-SSL_SESSION* TlsContext::Impl::take_client_session(const std::string& host) {
+// A copy: the session a connection resumes belongs to that connection alone, so what
+// becomes of it (OpenSSL flags one whose connection ended badly) never spoils the kept one.
+SSL_SESSION* TlsContext::Impl::take_client_session(const std::string& key) {
   std::lock_guard lock(sessions_mu);
-  auto it = sessions.find(host);
-  if (it == sessions.end()) return nullptr;
-  SSL_SESSION_up_ref(it->second);
-  return it->second;
+  auto it = sessions.find(key);
+  return it == sessions.end() ? nullptr : SSL_SESSION_dup(it->second);
+}
+
+void TlsContext::Impl::forget_client_sessions() {
+  std::lock_guard lock(sessions_mu);
+  for (auto& [key, s] : sessions) SSL_SESSION_free(s);
+  sessions.clear();
+}
+
+void TlsContext::Impl::forget_ticket_keys() {
+  std::lock_guard lock(ticket_mu);
+  have_now = have_before = false;
 }
 
 void TlsContext::Impl::keep_client_session(const std::string& host, SSL_SESSION* session) {
@@ -300,6 +311,7 @@ Status make_context(TlsConfig config, bool server, std::shared_ptr<TlsContext>* 
   auto impl = std::make_unique<TlsContext::Impl>();
   impl->config = std::move(config);
   impl->server = server;
+  impl->ktls_module = ktls_available();  // probed here, never on a loop
   for (const std::string& p : impl->config.alpn) {
     if (p.empty() || p.size() > 255) return Status::invalid("tls: bad ALPN name '" + p + "'");
     impl->alpn_wire += static_cast<char>(p.size());
@@ -335,6 +347,10 @@ Status TlsContext::reload() {
     return s;
   }
   impl_->set_current(std::move(next));
+  // Resuming skips the certificate checks: what was trusted under the old files must not
+  // come back that way. Clients forget their sessions; an mTLS server its ticket keys.
+  impl_->forget_client_sessions();
+  if (impl_->server && !impl_->config.ca_file.empty()) impl_->forget_ticket_keys();
   impl_->counters.reloads.fetch_add(1, std::memory_order_relaxed);
   return Status::ok();
 }

@@ -81,6 +81,10 @@ struct TlsContext::Impl {
   // take_client_session returns a reference the caller frees (or nullptr).
   SSL_SESSION* take_client_session(const std::string& host);
   void keep_client_session(const std::string& host, SSL_SESSION* session);  // takes it
+  void forget_client_sessions();
+  // The next ticket is sealed under a new key, and none sealed before is opened.
+  void forget_ticket_keys();
+  bool ktls_module = false;  // ktls_available() when the context was made
 
  private:
   mutable std::mutex mu;

@@ -36,7 +36,7 @@ bool is_ip_literal(const std::string& host) {
 class TlsSession final : public Transport, public TlsSessionFlags {
  public:
   TlsSession(std::shared_ptr<TlsContext> owner, TlsContext::Impl& impl)
-      : owner_(std::move(owner)), impl_(impl), started_(std::chrono::steady_clock::now()) {}
+      : owner_(std::move(owner)), impl_(impl) {}
   ~TlsSession() override {
     if (ssl_ != nullptr) SSL_free(ssl_);
   }
@@ -50,6 +50,7 @@ class TlsSession final : public Transport, public TlsSessionFlags {
   std::chrono::milliseconds handshake_timeout() const override {
     return impl_.config.handshake_timeout;
   }
+  bool has_pending_input() const override { return SSL_has_pending(ssl_) == 1; }
   const TlsInfo& info() const { return info_; }
 
   // The BIO's two directions.
@@ -67,8 +68,10 @@ class TlsSession final : public Transport, public TlsSessionFlags {
   SSL* ssl_ = nullptr;
   std::string_view in_;            // ciphertext of the arrival being read
   OutboundQueue* out_ = nullptr;   // where records go during a call
-  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point started_;  // start(): the handshake's latency
   TlsInfo info_;
+  std::string cache_key_;          // a client's "host:port": its session is kept by it
+  bool started_run_ = false;       // start() ran (a dial that never connected: never)
   bool counted_ = false;           // this session's handshake outcome is counted
   bool goodbye_sent_ = false;
 };
@@ -147,6 +150,7 @@ Status TlsSession::init(const TransportPeer& peer) {
   }
   SSL_set_connect_state(ssl_);
   host = std::string(peer.host);
+  cache_key_ = host + ":" + std::to_string(peer.port);
   const bool ip = is_ip_literal(host);
   if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl_, host.c_str());  // SNI: names only
   if (impl_.config.verify_peer && !host.empty()) {
@@ -161,7 +165,7 @@ Status TlsSession::init(const TransportPeer& peer) {
                           static_cast<unsigned int>(impl_.alpn_wire.size())) != 0) {
     return Status::invalid(ssl_errors("tls: ALPN"));
   }
-  if (SSL_SESSION* kept = impl_.take_client_session(host)) {  // resume with the last one
+  if (SSL_SESSION* kept = impl_.take_client_session(cache_key_)) {  // resume the last one
     SSL_set_session(ssl_, kept);
     SSL_SESSION_free(kept);
   }
@@ -169,6 +173,8 @@ Status TlsSession::init(const TransportPeer& peer) {
 }
 
 TransportResult TlsSession::start(OutboundQueue& wire) {
+  started_run_ = true;
+  started_ = std::chrono::steady_clock::now();
   out_ = &wire;
   TransportResult r = handshake();  // a client's ClientHello; a server waits for one
   out_ = nullptr;
@@ -208,13 +214,15 @@ TransportResult TlsSession::established_now() {
       BIO_free(mem);
     }
   }
-  // Kernel TLS: detected, not yet handed the keys (see the closing note); the
+  // Kernel TLS: detected (once, when the context was made), not handed the keys yet; the
   // records stay in user space and each connection is counted by why.
   if (impl_.config.ktls == KtlsMode::kAuto) {
-    (ktls_available() ? c.ktls_unsupported : c.ktls_unavailable)
+    (impl_.ktls_module ? c.ktls_unsupported : c.ktls_unavailable)
         .fetch_add(1, std::memory_order_relaxed);
   }
-  return {TransportEvent::kEstablished, 0, false};
+  TransportResult r;
+  r.established = true;
+  return r;
 }
 
 TransportResult TlsSession::failed(int ssl_error) {
@@ -228,7 +236,10 @@ TransportResult TlsSession::failed(int ssl_error) {
                         err != 0 ? ERR_reason_error_string(err) : "protocol error");
   }
   ERR_clear_error();
-  return {TransportEvent::kFailed, reason != 0 ? reason : EPROTO, false};
+  TransportResult r;
+  r.failed = true;
+  r.error = reason != 0 ? reason : EPROTO;
+  return r;
 }
 
 TransportResult TlsSession::on_input(std::string_view in, Buffer& app, OutboundQueue& wire) {
@@ -237,7 +248,7 @@ TransportResult TlsSession::on_input(std::string_view in, Buffer& app, OutboundQ
   TransportResult r;
   if (!established) {
     r = handshake();
-    if (r.event == TransportEvent::kFailed || !established) {
+    if (r.failed || !established) {
       in_ = {};
       out_ = nullptr;
       return r;
@@ -258,7 +269,9 @@ TransportResult TlsSession::on_input(std::string_view in, Buffer& app, OutboundQ
       r.peer_closed = true;
       break;
     }
-    r = failed(e);
+    const TransportResult f = failed(e);  // after `established`, if this step made it
+    r.failed = true;
+    r.error = f.error;
     break;
   }
   in_ = {};
@@ -299,7 +312,10 @@ TransportResult TlsSession::seal(std::span<const std::string_view> parts, Outbou
   if (ok) return {};
   const unsigned long err = ERR_peek_last_error();
   ERR_clear_error();
-  return {TransportEvent::kFailed, err != 0 ? ERR_GET_REASON(err) : EPROTO, false};
+  TransportResult r;
+  r.failed = true;
+  r.error = err != 0 ? ERR_GET_REASON(err) : EPROTO;
+  return r;
 }
 
 void TlsSession::shutdown(OutboundQueue& wire) {
@@ -313,16 +329,23 @@ void TlsSession::shutdown(OutboundQueue& wire) {
 }
 
 void TlsSession::on_close(CloseInfo info, bool /*established*/) {
-  if (!counted_) {  // the handshake never finished and never failed on its own
+  if (!counted_ && started_run_) {  // the handshake never finished nor failed on its own
     counted_ = true;
-    impl_.counters.failure(info.reason == CloseReason::kHandshakeTimeout ? TlsFailure::kTimeout
-                                                                         : TlsFailure::kClosed);
+    const bool timed_out = info.reason == CloseReason::kHandshakeTimeout ||
+                           info.reason == CloseReason::kIdleTimeout ||
+                           info.reason == CloseReason::kReadTimeout;
+    impl_.counters.failure(timed_out ? TlsFailure::kTimeout : TlsFailure::kClosed);
   }
-  // A client keeps its session (ticket) for the next connection to this host.
-  if (!host.empty() && established) {
+  // A client keeps its session (ticket) for the next connection to this host and port,
+  // after a clean end only. Marked shut down, so SSL_free does not flag the session
+  // unresumable (OpenSSL does that to sessions of connections that ended uncleanly).
+  const bool clean = info.reason != CloseReason::kReset && info.reason != CloseReason::kError &&
+                     info.reason != CloseReason::kHandshakeFailed;
+  if (!host.empty() && established && clean) {
     if (SSL_SESSION* s = SSL_get1_session(ssl_)) {
       if (SSL_SESSION_is_resumable(s) == 1) {
-        impl_.keep_client_session(host, s);
+        impl_.keep_client_session(cache_key_, s);
+        SSL_set_shutdown(ssl_, SSL_get_shutdown(ssl_) | SSL_SENT_SHUTDOWN);
       } else {
         SSL_SESSION_free(s);
       }

@@ -131,7 +131,10 @@ class RINGNET_PROTO_EXPORT TlsContext : public TransportFactory,
 
   /// Any thread: reads the certificate, key and CA files again; connections made from
   /// now on use them, open ones keep theirs. On an error the old ones stay in use.
-  /// Session tickets issued before stay valid (the ticket keys are kept).
+  /// Resumption skips certificate checks, so nothing trusted under the old files comes
+  /// back that way: a client context forgets its kept sessions, and a server that
+  /// verifies clients (ca_file) its ticket keys (those clients do a full handshake
+  /// once). A server without ca_file keeps its ticket keys: its tickets stay valid.
   Status reload();
   /// Any thread.
   TlsStats stats() const;
