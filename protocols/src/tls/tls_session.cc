@@ -122,6 +122,7 @@ BIO_METHOD* bio_method() {
 
 int TlsSession::bio_read(char* buf, int len) {
   const size_t n = std::min<size_t>(in_.size(), static_cast<size_t>(std::max(len, 0)));
+  if (n == 0) return 0;  // (in_ may be empty with a null data())
   std::memcpy(buf, in_.data(), n);
   in_.remove_prefix(n);
   return static_cast<int>(n);
