@@ -9,7 +9,8 @@ against nginx with TLS (one worker, the same certificate), in one run.
                       TLS 1.2 abbreviated)
   bulk                wrk -c 10 over keep-alive TLS, GET of a 64 KiB body
 
-Every server runs with one loop/worker pinned to SERVER_CPU (default 0), the load tool on
+Every server runs with one loop/worker pinned to SERVER_CPU (default 0; ringnet with
+--reuseport, so that its loop accepts for itself as nginx's worker does), the load tool on
 LOAD_CPU (default 1). Rounds are interleaved (ringnet-epoll, ringnet-io_uring, nginx, ...)
 and each cell is the median of the rounds. Reported: handshakes (or requests) per second,
 and the server's CPU time per handshake (or per MiB of body), utime+stime of its processes
@@ -83,8 +84,11 @@ def start_servers(args, workdir, cert, key):
     for backend in ("epoll", "io_uring"):
         port = free_port()
         servers.append(Server(f"ringnet-{backend}",
-                              [http, "--port", str(port), "--loops", "1", "--backend", backend,
-                               "--tls-cert", cert, "--tls-key", key], port, args.server_cpu,
+                              # --reuseport: the one loop accepts for itself, as nginx's
+                              # one worker does (no acceptor thread handing sockets over).
+                              [http, "--port", str(port), "--loops", "1", "--reuseport",
+                               "--backend", backend, "--tls-cert", cert, "--tls-key", key],
+                              port, args.server_cpu,
                               workdir))
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
@@ -112,7 +116,7 @@ def run_load(args, server, scenario):
         if scenario.get("resumed") and resumed < n - 1:
             raise RuntimeError(f"{server.name}: only {resumed} of {n} handshakes resumed")
         return n / secs, (after - before) / n * 1e6  # µs per handshake
-    argv = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", "-c10", f"-d{args.seconds}s",
+    argv = ["taskset", "-c", str(args.load_cpu), "wrk", "-t1", "-c10", f"-d{args.seconds:g}s",
             f"https://127.0.0.1:{server.port}/bytes/65536"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     after = cpu_seconds(pids)
@@ -154,7 +158,10 @@ def main():
     p.add_argument("--server-cpu", default=os.environ.get("SERVER_CPU", "0"))
     p.add_argument("--load-cpu", default=os.environ.get("LOAD_CPU", "1"))
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest-tls.md"))
+    p.add_argument("--only", default="", help="the scenarios whose name contains this text")
     args = p.parse_args()
+    global SCENARIOS
+    SCENARIOS = [s for s in SCENARIOS if args.only in s["name"]]
     if args.quick:
         args.rounds, args.seconds = 1, 1
     results = {}  # (scenario, server) -> [(rate, cpu)]

@@ -273,6 +273,8 @@ Status make_ssl_ctx(TlsContext::Impl& impl, SslCtxPtr* out) {
     SSL_CTX_set_alpn_select_cb(raw, select_alpn, nullptr);
     if (cfg.session_tickets) {
       SSL_CTX_set_tlsext_ticket_key_evp_cb(raw, ticket_key_cb);
+      // Tickets carry the session: no server-side cache to fill (and lock) per handshake.
+      SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     } else {
       SSL_CTX_set_options(raw, SSL_OP_NO_TICKET);
       SSL_CTX_set_num_tickets(raw, 0);
