@@ -187,9 +187,9 @@ http {{
   uwsgi_temp_path {work}/uwsgi;
   scgi_temp_path {work}/scgi;
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    listen 127.0.0.1:{port}{listen_opts} backlog=4096;
     location = /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
-  }}
+{server_extra}  }}
 }}
 """
 
@@ -209,7 +209,8 @@ def http_servers(args, workdir):
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(work=workdir, port=port, workers=args.loops))
+        f.write(NGINX_CONF.format(work=workdir, port=port, workers=args.loops, listen_opts="",
+                                  server_extra=""))
     servers.append(Server("nginx", ["nginx", "-p", workdir, "-c", conf], port,
                           args.server_cpu, workdir))
     return servers

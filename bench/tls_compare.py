@@ -33,36 +33,15 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_compare import ROOT, Server, cpu_seconds, free_port  # noqa: E402
+from peer_compare import NGINX_CONF, ROOT, Server, cpu_seconds, free_port  # noqa: E402
 
-NGINX_TLS_CONF = """
-worker_processes 1;
-daemon off;
-master_process on;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 4096; use epoll; multi_accept on; }}
-http {{
-  access_log off;
-  server_tokens off;
-  keepalive_requests 10000000;
-  keepalive_timeout 65;
-  client_body_temp_path {work}/body;
-  proxy_temp_path {work}/proxy;
-  fastcgi_temp_path {work}/fastcgi;
-  uwsgi_temp_path {work}/uwsgi;
-  scgi_temp_path {work}/scgi;
-  server {{
-    listen 127.0.0.1:{port} ssl backlog=4096;
-    ssl_certificate {cert};
+# peer_compare.py's nginx, listening with TLS and serving www/bytes/ as files.
+NGINX_TLS_EXTRA = """    ssl_certificate {cert};
     ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets on;
     root {work}/www;
-    location = /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
     location /bytes/ {{ default_type application/octet-stream; }}
-  }}
-}}
 """
 
 
@@ -93,7 +72,9 @@ def start_servers(args, workdir, cert, key):
     port = free_port()
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_TLS_CONF.format(work=workdir, port=port, cert=cert, key=key))
+        f.write(NGINX_CONF.format(work=workdir, port=port, workers=1, listen_opts=" ssl",
+                                  server_extra=NGINX_TLS_EXTRA.format(work=workdir, cert=cert,
+                                                                      key=key)))
     servers.append(Server("nginx", ["nginx", "-p", workdir, "-c", conf], port, args.server_cpu,
                           workdir))
     return servers

@@ -250,3 +250,12 @@ class ServerProbe:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         fail(f"no VmRSS for pid {self.pid}")
+
+
+def content_length(head):
+    """The Content-Length of an HTTP message head (bytes before the blank line); 0 without one."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0

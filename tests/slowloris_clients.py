@@ -51,11 +51,7 @@ def read_response(sock, deadline):
             return None
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
+    length = sample_server.content_length(head)
     while len(rest) < length:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         chunk = sock.recv(4096)

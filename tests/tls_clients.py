@@ -945,11 +945,7 @@ def read_response(sock, buf):
         require(chunk, f"EOF inside a response head: {buf[:200]!r}")
         buf += chunk
     head, _, buf = buf.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
+    length = sample_server.content_length(head)
     while len(buf) < length:
         chunk = sock.recv(65536)
         require(chunk, "EOF inside a response body")
