@@ -128,6 +128,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)drain(wire);
   }
   require(established || app.empty());
-  t->on_close(ringnet::CloseInfo{ringnet::CloseReason::kPeerClosed, 0}, established);
+  t->on_close(ringnet::CloseInfo{ringnet::CloseReason::kPeerClosed, 0});
   return 0;
 }

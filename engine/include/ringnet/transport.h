@@ -67,7 +67,7 @@ class RINGNET_EXPORT Transport {
   virtual void shutdown(OutboundQueue& wire) = 0;
   /// The connection closed (for whatever reason: lets a transport count handshakes that
   /// ended unfinished by their cause). Called once, before the transport is destroyed.
-  virtual void on_close(CloseInfo info, bool established) = 0;
+  virtual void on_close(CloseInfo info) = 0;
   /// How long the handshake may take, from start() to `established`.
   virtual std::chrono::milliseconds handshake_timeout() const { return std::chrono::seconds(10); }
   /// Input is held inside the transport that is not plaintext yet (an unfinished record):

@@ -477,9 +477,7 @@ void EventLoop::close_conn(Conn& c, CloseInfo info) {
   // unseen (the transport counts it); a dial's handler hears why, as for a connect.
   const bool unfinished = c.handshaking_;
   c.handshaking_ = false;
-  if (c.transport_ != nullptr) {
-    c.transport_->on_close(info, !unfinished && c.state_ != Conn::State::kConnecting);
-  }
+  if (c.transport_ != nullptr) c.transport_->on_close(info);
   if (unfinished) info = unfinished_close_info(info, c.dialed_);
   if (c.dialed_ && never_connected(info.reason)) bump(counters_.dial_failures);
   c.state_ = Conn::State::kClosed;

@@ -46,7 +46,7 @@ class TlsSession final : public Transport, public TlsSessionFlags {
   TransportResult on_input(std::string_view in, Buffer& app, OutboundQueue& wire) override;
   TransportResult seal(std::span<const std::string_view> app, OutboundQueue& wire) override;
   void shutdown(OutboundQueue& wire) override;
-  void on_close(CloseInfo info, bool established) override;
+  void on_close(CloseInfo info) override;
   std::chrono::milliseconds handshake_timeout() const override {
     return impl_.config.handshake_timeout;
   }
@@ -329,7 +329,7 @@ void TlsSession::shutdown(OutboundQueue& wire) {
   out_ = nullptr;
 }
 
-void TlsSession::on_close(CloseInfo info, bool /*established*/) {
+void TlsSession::on_close(CloseInfo info) {
   if (!counted_ && started_run_) {  // the handshake never finished nor failed on its own
     counted_ = true;
     const bool timed_out = info.reason == CloseReason::kHandshakeTimeout ||
