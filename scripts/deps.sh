@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(g++ meson ninja-build pkg-config liburing-dev libfmt-dev libgtest-dev
-          libbenchmark-dev python3 doxygen libzstd-dev liblz4-dev libssl-dev openssl
+          libbenchmark-dev python3 doxygen libzstd-dev liblz4-dev libssl-dev openssl libxxhash-dev
           libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc "$@")
 missing=()
 for p in "${packages[@]}"; do

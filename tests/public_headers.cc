@@ -20,6 +20,7 @@
 #include <ringnet/proto/fixed_length_codec.h>
 #include <ringnet/proto/frame_reader.h>
 #include <ringnet/proto/framed_handler.h>
+#include <ringnet/proto/hash_router.h>
 #include <ringnet/proto/http1.h>
 #include <ringnet/proto/http_response.h>
 #include <ringnet/proto/http_server.h>
