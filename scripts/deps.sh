@@ -6,7 +6,9 @@ set -euo pipefail
 
 packages=(g++ meson ninja-build pkg-config liburing-dev libfmt-dev libgtest-dev
           libbenchmark-dev python3 doxygen libzstd-dev liblz4-dev libssl-dev openssl
-          libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc "$@")
+          libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+          nlohmann-json3-dev  # the job dispatcher sample's config (samples/job_dispatcher)
+          "$@")
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
