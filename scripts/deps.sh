@@ -7,7 +7,8 @@ set -euo pipefail
 packages=(g++ meson ninja-build pkg-config liburing-dev libfmt-dev libgtest-dev
           libbenchmark-dev python3 doxygen libzstd-dev liblz4-dev libssl-dev openssl libxxhash-dev
           libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-          libhiredis-dev redis-server "$@")
+          nlohmann-json3-dev libhiredis-dev redis-server  # samples/job_dispatcher
+          "$@")
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
