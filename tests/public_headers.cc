@@ -33,6 +33,7 @@
 #include <ringnet/proto/rpc_frame.h>
 #include <ringnet/proto/rpc_server.h>
 #include <ringnet/proto/rpc_status.h>
+#include <ringnet/proto/routed_rpc.h>
 #include <ringnet/proto/rpc_typed.h>
 #include <ringnet/proto/source_registry.h>
 #include <ringnet/proto/tls.h>
