@@ -271,6 +271,20 @@ TEST_P(RoutedRpc, DestructorEndsCallsInFlightOnce) {
   EXPECT_EQ(none.stats().no_node, 1u);
 }
 
+// A `done` may destroy the client that runs it (on a loop thread): the destructor does not
+// wait for its own caller.
+TEST_P(RoutedRpc, DoneMayDestroyItsClient) {
+  RoutedClient c(GetParam(), {}, {.probe_interval = 20ms});
+  c.router.set_nodes(addresses());
+  std::atomic<int> ends{0};
+  c.routed->call("k", kWho, "", {}, [&](const RpcStatus& s, std::string_view, const std::string&) {
+    EXPECT_EQ(s.code, RpcCode::kOk);
+    c.routed.reset();
+    ends.fetch_add(1);
+  });
+  ASSERT_TRUE(eventually([&] { return ends.load() == 1; }));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RoutedRpc, testing::ValuesIn(test_backends()), backend_param_name);
 
 }  // namespace ringnet::test

@@ -26,7 +26,7 @@ namespace {
 double rendezvous_score(uint64_t key_hash, uint64_t seed, uint32_t weight, bool uniform) {
   uint64_t h = XXH3_64bits_withSeed(&key_hash, sizeof key_hash, seed);
   if (uniform) return static_cast<double>(h >> 11);  // same order, no log
-  double u = (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;
+  double u = (static_cast<double>(h >> 12) + 0.5) * 0x1.0p-52;  // exactly inside (0, 1)
   return -static_cast<double>(weight) / std::log(u);
 }
 
@@ -47,7 +47,8 @@ HashRouter::~HashRouter() = default;
 uint64_t HashRouter::hash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
 
 Status HashRouter::add(std::string_view address, uint32_t weight) {
-  if (address.empty() || weight == 0) return Status::invalid("hash_router: empty address or weight 0");
+  if (address.empty() || weight == 0 || weight > kMaxWeight)
+    return Status::invalid("hash_router: empty address, or weight not in 1..1000");
   std::unique_lock lk(mu_);
   if (by_address_.count(address) != 0) return Status::invalid("hash_router: node already added");
   auto node = std::make_shared<Node>();
@@ -152,7 +153,9 @@ std::string HashRouter::pick(std::string_view key) const {
   std::shared_lock lk(mu_);
   bool any_live = std::any_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return !n->ejected; });
   if (!any_live && !nodes_.empty()) last_resort_.fetch_add(1, std::memory_order_relaxed);
-  int64_t i = walk(hash(key), [&](uint32_t n) { return !any_live || !nodes_[n]->ejected; });
+  uint64_t h = hash(key);
+  int64_t i = walk(h, [&](uint32_t n) { return !any_live || !nodes_[n]->ejected; });
+  if (i < 0) i = walk(h, [](uint32_t) { return true; });  // the last live node just left
   return i < 0 ? std::string() : nodes_[static_cast<size_t>(i)]->address;
 }
 
@@ -185,8 +188,9 @@ HashRouter::Lease HashRouter::acquire(std::string_view key, std::string_view avo
     return static_cast<int64_t>(k) != skip && (!any_live || !nodes_[k]->ejected);
   };
   int64_t first = walk(h, usable);
-  if (first < 0) {  // `avoid` was the only usable node: better it than nothing
+  if (first < 0) {  // `avoid` was the only usable node, or the last live one just left
     skip = -1;
+    any_live = false;
     first = walk(h, usable);
   }
   int64_t i = first;
@@ -194,18 +198,27 @@ HashRouter::Lease HashRouter::acquire(std::string_view key, std::string_view avo
   if (options_.load_epsilon > 0 && first >= 0) {
     load_lk = std::unique_lock(load_mu_);  // the cap check and the count as one step
     uint64_t weight = 0;
-    for (const auto& n : nodes_)
-      if (!any_live || !n->ejected) weight += n->weight;
+    for (uint32_t k = 0; k < nodes_.size(); ++k)
+      if (usable(k)) weight += nodes_[k]->weight;
     double per_weight = (1 + options_.load_epsilon) *
                         static_cast<double>(total_in_flight_.load() + 1) /
                         static_cast<double>(weight);
-    // Some usable node is under its cap: the caps sum to more than the calls in flight.
+    // Some usable node is under its cap (the usable nodes' caps sum to more than the calls
+    // in flight), unless calls on nodes now unusable hold the total up: then the least
+    // loaded for its weight.
     i = walk(h, [&](uint32_t k) {
       const Node& n = *nodes_[k];
       return usable(k) && static_cast<double>(n.in_flight.load()) <
                               std::ceil(per_weight * static_cast<double>(n.weight));
     });
-    if (i < 0) i = first;
+    if (i < 0) {
+      double best = 0;
+      for (uint32_t k = 0; k < nodes_.size(); ++k) {
+        if (!usable(k)) continue;
+        double load = static_cast<double>(nodes_[k]->in_flight.load()) / nodes_[k]->weight;
+        if (i < 0 || load < best) i = k, best = load;
+      }
+    }
     if (i != first) spills_.fetch_add(1, std::memory_order_relaxed);
   }
   if (i < 0) return lease;

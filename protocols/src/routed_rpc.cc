@@ -2,6 +2,8 @@
 // RoutedRpcClient: key → HashRouter node → RpcClient call, outcomes back to the router.
 #include "ringnet/proto/routed_rpc.h"
 
+#include "callbacks_in_flight.h"
+
 #include <condition_variable>
 #include <mutex>
 #include <unordered_map>
@@ -18,13 +20,17 @@ using Clock = std::chrono::steady_clock;
 enum class Health { kGood, kBad, kUnknown };
 Health health_of(const RpcStatus& s) {
   switch (s.code) {
+    case RpcCode::kOk:
+      return Health::kGood;
     case RpcCode::kUnavailable:
     case RpcCode::kDeadlineExceeded:
       return Health::kBad;
     case RpcCode::kCancelled:
       return Health::kUnknown;
     default:
-      return Health::kGood;  // it answered, even if with an application error
+      // An error frame (no errno) is the node answering; an error the client made itself
+      // (a refused filter, a body too large: with an errno) never reached it.
+      return s.error == 0 ? Health::kGood : Health::kUnknown;
   }
 }
 
@@ -57,7 +63,7 @@ struct RoutedRpcClient::State : std::enable_shared_from_this<RoutedRpcClient::St
   std::unordered_map<uint64_t, std::shared_ptr<Call>> calls;
   std::unordered_map<uint64_t, uint64_t> probes;  // probe token -> RpcClient id (0: starting)
   std::unordered_set<std::string> probing;        // nodes with a probe outstanding
-  int running = 0;                                // `done`s running now
+  CallbacksInFlight running;                      // `done`s running now, by thread
   RoutedRpcStats stats;
 
   void start(const std::shared_ptr<State>& self, uint64_t id, const std::shared_ptr<Call>& c,
@@ -109,10 +115,12 @@ void RoutedRpcClient::State::attempt_done(uint64_t id, uint32_t attempt, const R
   if (h != Health::kUnknown) router.report(node, h == Health::kGood);
   router.release(c->lease);
   c->rpc_id = 0;
+  Clock::time_point now = Clock::now();
   if (status.code == RpcCode::kUnavailable && options.next_node_on_unavailable &&
-      c->options.idempotent && !c->rerouted && !c->cancelled && !closing &&
-      Clock::now() < c->deadline) {
+      c->options.idempotent && !c->rerouted && !c->cancelled && !closing && now < c->deadline) {
     c->rerouted = true;
+    if (c->options.timeout.count() > 0)  // the second node gets what is left, not more
+      c->options.timeout = std::chrono::ceil<std::chrono::milliseconds>(c->deadline - now);
     ++stats.rerouted;
     lk.unlock();
     // The callback holds the state strongly only while it runs; so may the new attempt.
@@ -122,18 +130,14 @@ void RoutedRpcClient::State::attempt_done(uint64_t id, uint32_t attempt, const R
   finish(id, c, lk, status, body, node);
 }
 
-// Ends the call: forgets it, then runs `done` outside the lock, counted in `running` so the
-// destructor can wait for it.
+// Ends the call: forgets it, then runs `done` outside the lock (returns with `lk` released),
+// counted in `running` so that the destructor waits for it unless it runs inside it.
 void RoutedRpcClient::State::finish(uint64_t id, const std::shared_ptr<Call>& c,
                                     std::unique_lock<std::mutex>& lk, const RpcStatus& status,
                                     std::string_view body, const std::string& node) {
   calls.erase(id);
-  ++running;
-  lk.unlock();
+  CallbacksInFlight::Scope scope(running, lk);
   if (c->done) c->done(status, body, node);
-  lk.lock();
-  --running;
-  cv.notify_all();
 }
 
 RoutedRpcClient::RoutedRpcClient(RpcClient& rpc, HashRouter& router, RoutedRpcOptions options)
@@ -161,7 +165,7 @@ RoutedRpcClient::~RoutedRpcClient() {
   st.cv.notify_all();
   if (prober_.joinable()) prober_.join();
   std::unique_lock lk(st.mu);
-  while (!st.calls.empty() || !st.probes.empty() || st.running != 0) {
+  while (!st.calls.empty() || !st.probes.empty()) {
     std::vector<uint64_t> ids;
     for (auto& [id, c] : st.calls) {
       c->cancelled = true;
@@ -175,6 +179,7 @@ RoutedRpcClient::~RoutedRpcClient() {
     // Attempts still starting on other threads get their id soon and see `cancelled`.
     st.cv.wait_for(lk, std::chrono::milliseconds(5));
   }
+  st.running.wait_others(lk);  // not for a `done` on this thread: it is destroying us
 }
 
 uint64_t RoutedRpcClient::call(std::string_view key, uint16_t method, std::string body,
@@ -186,16 +191,17 @@ uint64_t RoutedRpcClient::call(std::string_view key, uint16_t method, std::strin
   c->options = options;
   c->done = std::move(done);
   if (options.timeout.count() > 0) c->deadline = Clock::now() + options.timeout;
-  std::unique_lock lk(state_->mu);
-  uint64_t id = state_->next_id++;
-  ++state_->stats.calls;
-  if (state_->closing) {
-    state_->finish(id, c, lk, RpcStatus::make(RpcCode::kCancelled, "client closing"), {}, {});
+  std::shared_ptr<State> st = state_;  // `done` may destroy this object
+  std::unique_lock lk(st->mu);
+  uint64_t id = st->next_id++;
+  ++st->stats.calls;
+  if (st->closing) {
+    st->finish(id, c, lk, RpcStatus::make(RpcCode::kCancelled, "client closing"), {}, {});
     return id;
   }
-  state_->calls.emplace(id, c);
+  st->calls.emplace(id, c);
   lk.unlock();
-  state_->start(state_, id, c, {});
+  st->start(st, id, c, {});
   return id;
 }
 

@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -146,12 +147,26 @@ Settings parse(int argc, char** argv) {
 
 }  // namespace
 
+// What the signal thread wakes: the scheduler while it exists (main clears it first).
+struct Waker {
+  std::mutex mu;
+  jobs::Scheduler* scheduler = nullptr;
+  void set(jobs::Scheduler* s) {
+    std::lock_guard lk(mu);
+    scheduler = s;
+  }
+  void wake() {
+    std::lock_guard lk(mu);
+    if (scheduler != nullptr) scheduler->wake();
+  }
+};
+
 int main(int argc, char** argv) {
   std::atomic<bool> stop{false};
-  std::atomic<jobs::Scheduler*> to_wake{nullptr};
+  Waker waker;  // outlives the signal thread
   ringnet::ShutdownOnSignals signals([&](int) {
     stop = true;
-    if (jobs::Scheduler* s = to_wake.load()) s->wake();
+    waker.wake();
   });  // first: before any thread exists
   Settings settings = parse(argc, argv);
   if (settings.verbose) ringnet::set_log_level(ringnet::LogLevel::kDebug);
@@ -162,8 +177,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto colon = settings.redis.rfind(':');
+  // Each round trip at most a sixth of the lease: a renew that hangs must not outlast it.
   jobs::Coordinator coord({.host = settings.redis.substr(0, colon),
                            .port = std::atoi(settings.redis.c_str() + colon + 1),
+                           .timeout = std::min<std::chrono::milliseconds>(500ms, settings.lease / 6),
                            .prefix = settings.prefix});
 
   // RPC to the workers: one loop is plenty for a dispatcher.
@@ -184,7 +201,11 @@ int main(int argc, char** argv) {
     auto it = services.find(name);
     return it == services.end() ? nullptr : &it->second->routed;
   });
-  to_wake = &scheduler;
+  waker.set(&scheduler);
+  struct Unset {
+    Waker& w;
+    ~Unset() { w.set(nullptr); }  // on every return, before the scheduler goes
+  } unset{waker};
   if (stop) return 0;
 
   Leadership leadership;
@@ -233,9 +254,9 @@ int main(int argc, char** argv) {
                  a.result == jobs::CoordResult::kOk) {
         last_renewed = now;
         token = a.token;
-        auto wall = std::chrono::time_point_cast<std::chrono::milliseconds>(
+        auto now_ms = std::chrono::time_point_cast<std::chrono::milliseconds>(
             std::chrono::system_clock::now());
-        if (scheduler.lead(coord, settings.id, token, wall))
+        if (scheduler.lead(coord, settings.id, token, now_ms))
           set_leader(true, token);
         else
           (void)coord.release(settings.id, token);  // could not read the state: let another try
@@ -249,14 +270,22 @@ int main(int argc, char** argv) {
       }
       next_lease = now + (leadership.leader ? settings.lease / 3 : settings.lease / 10);
     }
-    auto wall = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
-    if (leadership.leader && scheduler.tick(coord, wall) == jobs::CoordResult::kLost) {
+    // Not renewed for half the lease: by now another replica may lead; stop firing.
+    if (leadership.leader && Steady::now() - last_renewed > settings.lease / 2) {
+      scheduler.follow();
+      set_leader(false, 0);
+    }
+    auto wall = [] {
+      return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    };
+    // Every pass, leader or not: it also drops the completions of a term that ended.
+    if (scheduler.tick(coord, wall()) == jobs::CoordResult::kLost) {
       scheduler.follow();
       set_leader(false, 0);
     }
     Steady::time_point wake = next_lease;
     if (jobs::TimeMs due = scheduler.next_due(); due != jobs::Schedule::kNever)
-      wake = std::min(wake, Steady::now() + std::max(due - wall, std::chrono::milliseconds(0)));
+      wake = std::min(wake, Steady::now() + std::max(due - wall(), std::chrono::milliseconds(0)));
     scheduler.wait(wake);
   }
   if (leadership.leader) (void)coord.release(settings.id, token);

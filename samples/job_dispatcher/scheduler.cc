@@ -135,8 +135,11 @@ CoordResult Scheduler::tick(Coordinator& coord, TimeMs now) {
     while (job.next != Schedule::kNever && job.next <= now) {
       TimeMs t = job.next;
       job.next = job.spec.schedule.next_after(t);
+      // Open: running, waiting for a retry or queued (so a queue keeps its order).
+      bool open = std::any_of(job.open.begin(), job.open.end(),
+                              [](const auto& e) { return !e.second.done; });
       Run& run = job.open[t];
-      if (!has_running(job) || job.spec.concurrency == Concurrency::kAllow) {
+      if (!open || job.spec.concurrency == Concurrency::kAllow) {
         fire(j, t, run, now);
       } else if (job.spec.concurrency == Concurrency::kQueue) {
         run.queued = true;
@@ -158,10 +161,11 @@ CoordResult Scheduler::tick(Coordinator& coord, TimeMs now) {
       job.watermark = job.open.begin()->first;
       job.open.erase(job.open.begin());
     }
-    if (job.watermark > job.stored) {
+    if (job.watermark > job.stored && result == CoordResult::kOk) {
       CoordResult r = coord.set_last_fired(owner_, term_, job.spec.name, unix_ms(job.watermark));
+      if (r == CoordResult::kLost) return r;  // fenced out: fire nothing more
       if (r == CoordResult::kOk) job.stored = job.watermark;
-      if (r != CoordResult::kOk && result != CoordResult::kLost) result = r;
+      result = r;  // after an error, no more writes this tick (each may block)
     }
   }
   return result;

@@ -59,9 +59,10 @@ class Scheduler {
   bool lead(Coordinator& coord, const std::string& owner, uint64_t token, TimeMs now);
   // No longer leader: forget open runs; their late completions are ignored.
   void follow();
-  // Fires what is due, retries what waited long enough, ends what completed, stores the
+  // Ends what completed, fires what is due, retries what waited long enough, stores the
   // watermarks. kLost when the coordinator fenced us out (the caller steps down), kError
   // when a write failed (the caller keeps leading and the write is tried again later).
+  // Also when following: it then only drops completions of an old term.
   CoordResult tick(Coordinator& coord, TimeMs now);
   // The earliest time tick() has work (a schedule or a retry); kNever when none.
   TimeMs next_due() const;

@@ -27,9 +27,9 @@
 /// + 1) · its weight / total weight), is passed over and the key spills to its next choice,
 /// so a hot key cannot sink one node. pick() and preference() ignore load.
 ///
-/// Threads: every member from any thread. Lookups share a reader lock with each other;
-/// add/remove/set_nodes take it exclusively; report() is lock-free unless it ejects or
-/// readmits; acquire() with load_epsilon serialises on a mutex of its own, release() is atomic.
+/// Threads: every member from any thread. Lookups and report() share a reader lock;
+/// add/remove/set_nodes take it exclusively; acquire() with load_epsilon also serialises on
+/// a mutex of its own; release() is atomic.
 #pragma once
 
 #include <atomic>
@@ -56,7 +56,7 @@ enum class HashScheme : uint8_t {
 
 /// Options of HashRouter.
 struct HashRouterOptions {
-  HashScheme scheme = HashScheme::kRing;
+  HashScheme scheme = HashScheme::kRing;  ///< how keys map to nodes
   uint32_t vnodes = 512;       ///< ring points per unit of weight (kRing)
   double load_epsilon = 0;     ///< bounded load: 0 = off; else the cap's ε (see above)
   uint32_t eject_after = 3;    ///< consecutive failures that eject a node (0 = never)
@@ -65,9 +65,9 @@ struct HashRouterOptions {
 
 /// One node as HashRouter::nodes() reports it. Threads: a plain value.
 struct HashRouterNode {
-  std::string address{};
-  uint32_t weight = 1;
-  bool ejected = false;
+  std::string address{};  ///< as added
+  uint32_t weight = 1;    ///< its share of keys, relative to the others
+  bool ejected = false;   ///< out of rotation for failures
   uint64_t in_flight = 0;  ///< acquired and not yet released
   uint64_t picks = 0;      ///< acquire() calls that chose it
 };
@@ -93,8 +93,15 @@ class RINGNET_PROTO_EXPORT HashRouter {
   class Lease {
    public:
     Lease() = default;
+    /// Moves the count along (the moved-from lease is empty).
+    Lease(Lease&&) noexcept = default;
+    /// Moves the count along; this lease must be empty (released or never acquired).
+    Lease& operator=(Lease&&) noexcept = default;
+    Lease(const Lease&) = delete;             // one count, one release
+    Lease& operator=(const Lease&) = delete;
     /// The node's address ("" for an empty lease).
     const std::string& address() const;
+    /// True when it holds a node.
     explicit operator bool() const { return node_ != nullptr; }
 
    private:
@@ -102,12 +109,16 @@ class RINGNET_PROTO_EXPORT HashRouter {
     std::shared_ptr<Node> node_;  // keeps the count valid if the node is removed meanwhile
   };
 
+  /// A router with no nodes yet.
   explicit HashRouter(HashRouterOptions options = {});
   ~HashRouter();
   HashRouter(const HashRouter&) = delete;
   HashRouter& operator=(const HashRouter&) = delete;
 
-  /// Adds a node; refused (invalid) for an empty address, weight 0 or a node already there.
+  /// The largest weight add() takes (a node has vnodes × weight points on the ring).
+  static constexpr uint32_t kMaxWeight = 1000;
+  /// Adds a node; refused (invalid) for an empty address, a weight outside 1..kMaxWeight or
+  /// a node already there.
   Status add(std::string_view address, uint32_t weight = 1);
   /// Removes a node; false when unknown. Its leases stay valid.
   bool remove(std::string_view address);
@@ -135,7 +146,9 @@ class RINGNET_PROTO_EXPORT HashRouter {
 
   /// Every node, sorted by address.
   std::vector<HashRouterNode> nodes() const;
+  /// A snapshot of the counters and gauges.
   HashRouterStats stats() const;
+  /// The options it was made with.
   const HashRouterOptions& options() const { return options_; }
 
   /// The 64-bit hash the router uses for keys (XXH3), for tests and benchmarks.

@@ -50,7 +50,7 @@ namespace ringnet::proto {
 /// Options of RoutedRpcClient.
 struct RoutedRpcOptions {
   std::chrono::milliseconds probe_interval{0};  ///< 0 = no probes
-  std::chrono::milliseconds probe_timeout{500};
+  std::chrono::milliseconds probe_timeout{500};  ///< a probe unanswered this long failed
   uint16_t probe_method = 0;                    ///< 0 = rpc.list
   bool next_node_on_unavailable = true;         ///< idempotent calls: one more node (above)
 };
@@ -61,7 +61,7 @@ struct RoutedRpcStats {
   uint64_t no_node = 0;      ///< calls ended at once: the router had no node (kUnavailable)
   uint64_t rerouted = 0;     ///< idempotent calls tried again on their next node
   uint64_t probes = 0;       ///< probe calls made
-  uint64_t probe_failures = 0;
+  uint64_t probe_failures = 0;  ///< probes that failed (UNAVAILABLE, no answer in time)
   uint64_t in_flight = 0;    ///< gauge: calls not yet ended
 };
 
@@ -75,6 +75,8 @@ class RINGNET_PROTO_EXPORT RoutedRpcClient {
   /// empty unless ok) and the node that answered or failed last ("" when none was tried).
   using Done = std::function<void(const RpcStatus&, std::string_view body, const std::string& node)>;
 
+  /// Calls through `rpc` to the nodes of `router`, both of which must outlive it; starts the
+  /// probe thread when options.probe_interval is set.
   RoutedRpcClient(RpcClient& rpc, HashRouter& router, RoutedRpcOptions options = {});
   ~RoutedRpcClient();  ///< cancels calls in flight (see "Lifetime")
   RoutedRpcClient(const RoutedRpcClient&) = delete;
@@ -88,6 +90,7 @@ class RINGNET_PROTO_EXPORT RoutedRpcClient {
   /// One round of probes now (what the probe thread does each interval). Any thread.
   void probe();
 
+  /// A snapshot of the counters and the gauge. Any thread.
   RoutedRpcStats stats() const;
 
  private:
