@@ -171,7 +171,9 @@ def failover(args, workdir):
 
         time.sleep(max(0, began + 31 - time.time()))
         end = time.time()
-        stop(follower.proc)
+        rc, _, _ = stop(follower.proc)
+        if rc != 0:
+            fail(f"dispatcher {follower.name} exited {rc} on SIGTERM\n{follower.stderr()}")
         # Every fired run has ended once the last one's execution (300 ms) is over.
         time.sleep(0.6)
         metrics_note = follower.stderr()
@@ -236,9 +238,11 @@ def slow(args, workdir):
             fail("the doomed job did not fail with DEADLINE_EXCEEDED")
         retried = d.metric("jobs_runs_retried_total", 'job="slow"')
     finally:
-        stop(d.proc)
+        rc, _, _ = stop(d.proc)
         stop(worker["proc"])
         redis.stop()
+    if rc != 0:
+        fail(f"the dispatcher exited {rc} on SIGTERM\n{d.stderr()}")
     arrivals = {}
     for ms, run_id in read_lines(worker["attempts"]):
         arrivals.setdefault(run_id, []).append(int(ms))
