@@ -9,6 +9,7 @@
   slow      a worker slower than the per-run timeout: the run is retried with growing
             backoff and answered by the attempt that finds it finished (one execution);
             a job with fewer attempts fails with DEADLINE_EXCEEDED, counted.
+  policies  skip, queue and allow, on runs longer than the interval.
 
 Usage: job_dispatcher_clients.py JOB_DISPATCHER JOB_WORKER [--backend B] [--only NAME]
 Exits 77 (skip) when redis-server is not installed.
@@ -100,12 +101,13 @@ class Dispatcher:
         return self.log.read().decode(errors="replace")
 
 
-def start_worker(binary, backend, redis, workdir, name, delay_ms, ttl_ms=1500):
+def start_worker(binary, backend, redis, workdir, name, delay_ms, ttl_ms=1500, capacity=16):
     dedupe = os.path.join(workdir, f"dedupe-{name}.log")
     attempts = os.path.join(workdir, f"attempts-{name}.log")
     proc, port = start(binary, backend, "--redis", f"127.0.0.1:{redis.port}", "--service",
                        "worker", "--delay-ms", str(delay_ms), "--ttl-ms", str(ttl_ms),
-                       "--dedupe-log", dedupe, "--attempt-log", attempts)
+                       "--dedupe-log", dedupe, "--attempt-log", attempts,
+                       "--capacity", str(capacity))
     return {"name": name, "proc": proc, "port": port, "dedupe": dedupe, "attempts": attempts}
 
 
@@ -258,6 +260,47 @@ def slow(args, workdir):
         fail(f"{slow_runs[0]} executed {len(executed)} times")
 
 
+def policies(args, workdir):
+    """Three 1 s jobs on a worker taking 2.5 s a run: allow overlaps them, skip drops the
+    times that come due while one runs, queue runs every time one after the other."""
+    redis = Redis(workdir)
+    job = {"every": "1s", "timeout_ms": 5000, "target": {"service": "worker", "method": 1}}
+    config = write_config(workdir, [dict(job, name=n, concurrency=n) for n in ("allow", "skip", "queue")])
+    worker = start_worker(args.job_worker, args.backend, redis, workdir, "w", 2500)
+    d = Dispatcher(args.job_dispatcher, "d", redis, config, workdir)
+    try:
+        if not wait_for(d.leader, 10):
+            fail("no leader")
+        time.sleep(8.5)
+        skipped = d.metric("jobs_runs_skipped_total", 'job="skip"')
+    finally:
+        stop(d.proc)
+        time.sleep(0.1)
+        stop(worker["proc"])
+        redis.stop()
+    done = {}  # job -> [(scheduled, finished ms)]
+    for run_id, _, finished in read_lines(worker["dedupe"]):
+        name, at = run_id.split("@")
+        done.setdefault(name, []).append((int(at), int(finished)))
+    arrivals = {}
+    for ms, run_id in read_lines(worker["attempts"]):
+        arrivals.setdefault(run_id, int(ms))
+    for name in done:
+        done[name].sort()
+    print("policies: executed " + ", ".join(f"{n}={len(v)}" for n, v in sorted(done.items())) +
+          f", skip's skipped={skipped}")
+    allow, skip, queue = done.get("allow", []), done.get("skip", []), done.get("queue", [])
+    if len(allow) < 4 or any(b[0] - a[0] != 1000 for a, b in zip(allow, allow[1:])):
+        fail(f"allow did not run every second: {allow}")
+    if len(skip) < 2 or any(b[0] - a[0] < 3000 for a, b in zip(skip, skip[1:])) or skipped < 2:
+        fail(f"skip ran times that came due while it ran: {skip}, skipped {skipped}")
+    if len(queue) < 2 or any(b[0] - a[0] != 1000 for a, b in zip(queue, queue[1:])):
+        fail(f"queue lost a time: {queue}")
+    for (t1, end1), (t2, _) in zip(queue, queue[1:]):
+        if arrivals[f"queue@{t2}"] < end1 - 5:
+            fail(f"queue@{t2} started before queue@{t1} ended")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("job_dispatcher")
@@ -268,7 +311,7 @@ def main():
     if shutil.which("redis-server") is None:
         print("skip: redis-server is not installed (apt-get install redis-server)")
         sys.exit(77)
-    for name, scenario in (("slow", slow), ("failover", failover)):
+    for name, scenario in (("slow", slow), ("policies", policies), ("failover", failover)):
         if args.only and args.only != name:
             continue
         with tempfile.TemporaryDirectory() as workdir:
