@@ -102,7 +102,12 @@ void HashRouter::rebuild() {
   std::sort(nodes_.begin(), nodes_.end(),
             [](const auto& a, const auto& b) { return a->address < b->address; });
   by_address_.clear();
-  for (uint32_t i = 0; i < nodes_.size(); ++i) by_address_.emplace(nodes_[i]->address, i);
+  uint64_t live_weight = 0;
+  for (uint32_t i = 0; i < nodes_.size(); ++i) {
+    by_address_.emplace(nodes_[i]->address, i);
+    if (!nodes_[i]->ejected) live_weight += nodes_[i]->weight;
+  }
+  live_weight_ = live_weight;
   ring_.clear();
   if (options_.scheme != HashScheme::kRing) return;
   for (uint32_t i = 0; i < nodes_.size(); ++i) {
@@ -197,9 +202,15 @@ HashRouter::Lease HashRouter::acquire(std::string_view key, std::string_view avo
   std::unique_lock<std::mutex> load_lk;
   if (options_.load_epsilon > 0 && first >= 0) {
     load_lk = std::unique_lock(load_mu_);  // the cap check and the count as one step
-    uint64_t weight = 0;
-    for (uint32_t k = 0; k < nodes_.size(); ++k)
-      if (usable(k)) weight += nodes_[k]->weight;
+    // The usable nodes' weight: kept up to date by rebuild() and report(), so O(1).
+    uint64_t weight = any_live ? live_weight_.load() : 0;
+    if (!any_live)
+      for (const auto& n : nodes_) weight += n->weight;
+    if (skip >= 0) {
+      const Node& avoided = *nodes_[static_cast<size_t>(skip)];
+      if (!any_live || !avoided.ejected) weight -= std::min<uint64_t>(weight, avoided.weight);
+    }
+    weight = std::max<uint64_t>(weight, 1);  // a report() racing with us
     double per_weight = (1 + options_.load_epsilon) *
                         static_cast<double>(total_in_flight_.load() + 1) /
                         static_cast<double>(weight);
@@ -246,6 +257,7 @@ void HashRouter::report(std::string_view address, bool ok) {
     if (n->oks.fetch_add(1) + 1 < options_.readmit_after) return;
     bool was = true;
     if (n->ejected.compare_exchange_strong(was, false)) {
+      live_weight_.fetch_add(n->weight);
       n->oks.store(0);
       readmissions_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -256,6 +268,7 @@ void HashRouter::report(std::string_view address, bool ok) {
   if (n->fails.fetch_add(1) + 1 < options_.eject_after) return;
   bool was = false;
   if (n->ejected.compare_exchange_strong(was, true)) {
+    live_weight_.fetch_sub(n->weight);
     n->fails.store(0);
     ejections_.fetch_add(1, std::memory_order_relaxed);
   }

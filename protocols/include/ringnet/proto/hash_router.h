@@ -173,6 +173,7 @@ class RINGNET_PROTO_EXPORT HashRouter {
   std::unordered_map<std::string_view, uint32_t> by_address_;  // views into nodes_
   std::mutex load_mu_;  // makes acquire's cap check and count one step (with load_epsilon)
   std::atomic<uint64_t> total_in_flight_{0};
+  std::atomic<uint64_t> live_weight_{0};  // of the nodes not ejected (rebuild, report)
   std::atomic<uint64_t> spills_{0}, ejections_{0}, readmissions_{0};
   mutable std::atomic<uint64_t> last_resort_{0};
 };
