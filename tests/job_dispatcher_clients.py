@@ -10,6 +10,7 @@
             backoff and answered by the attempt that finds it finished (one execution);
             a job with fewer attempts fails with DEADLINE_EXCEEDED, counted.
   policies  skip, queue and allow, on runs longer than the interval.
+  handover  SIGTERM to the leader hands the lease over at once, nothing missed.
 
 Usage: job_dispatcher_clients.py JOB_DISPATCHER JOB_WORKER [--backend B] [--only NAME]
 Exits 77 (skip) when redis-server is not installed.
@@ -301,6 +302,44 @@ def policies(args, workdir):
             fail(f"queue@{t2} started before queue@{t1} ended")
 
 
+def handover(args, workdir):
+    """SIGTERM to the leader releases the lease: the follower leads at its next try (every
+    lease/10), not at the lease's end, and no scheduled time is missed or run twice."""
+    redis = Redis(workdir)
+    config = write_config(workdir, [{"name": "tick", "every": "500ms", "concurrency": "allow",
+                                     "target": {"service": "worker", "method": 1}}])
+    worker = start_worker(args.job_worker, args.backend, redis, workdir, "w", 50)
+    dispatchers = [Dispatcher(args.job_dispatcher, n, redis, config, workdir) for n in ("d1", "d2")]
+    try:
+        if not wait_for(lambda: any(d.leader() for d in dispatchers), 10):
+            fail("no leader")
+        time.sleep(2)
+        leader = next(d for d in dispatchers if d.leader())
+        follower = next(d for d in dispatchers if d is not leader)
+        rc, _, _ = stop(leader.proc)
+        stopped = time.time()
+        if rc != 0:
+            fail(f"the leader exited {rc} on SIGTERM\n{leader.stderr()}")
+        if not wait_for(follower.leader, 5):
+            fail("the follower did not take over")
+        takeover = time.time() - stopped
+        time.sleep(2)
+        stop(follower.proc)
+        time.sleep(0.2)
+    finally:
+        for d in dispatchers:
+            if d.proc.poll() is None:
+                d.proc.kill()
+        stop(worker["proc"])
+        redis.stop()
+    print(f"handover: follower leads {takeover * 1000:.0f} ms after the leader's SIGTERM")
+    if takeover > LEASE_MS / 1000 / 10 + 0.5:
+        fail(f"take-over after a clean stop took {takeover:.2f} s: the lease was not released")
+    times = sorted(int(l[0].split("@")[1]) for l in read_lines(worker["dedupe"]))
+    if len(times) < 6 or times != list(range(times[0], times[-1] + 1, 500)):
+        fail(f"scheduled times missed or repeated across the handover: {times}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("job_dispatcher")
@@ -311,7 +350,8 @@ def main():
     if shutil.which("redis-server") is None:
         print("skip: redis-server is not installed (apt-get install redis-server)")
         sys.exit(77)
-    for name, scenario in (("slow", slow), ("policies", policies), ("failover", failover)):
+    for name, scenario in (("slow", slow), ("policies", policies), ("handover", handover),
+                           ("failover", failover)):
         if args.only and args.only != name:
             continue
         with tempfile.TemporaryDirectory() as workdir:
