@@ -227,6 +227,25 @@ TEST_P(Schemes, ReplicasAgreeWhateverTheOrder) {
   EXPECT_EQ(a.nodes().size(), 8u);
 }
 
+// set_nodes with weights: new nodes take theirs, known ones change share but keep health.
+TEST_P(Schemes, SetNodesWithWeights) {
+  HashRouter r(opts());
+  r.set_nodes(std::vector<std::pair<std::string, uint32_t>>{{"a", 1}, {"b", 1}});
+  for (int k = 0; k < 3; ++k) r.report("a", false);
+  ASSERT_TRUE(r.ejected("a"));
+  auto [added, removed] = r.set_nodes(std::vector<std::pair<std::string, uint32_t>>{{"a", 3}, {"b", 1}});
+  EXPECT_EQ(added + removed, 0u);
+  EXPECT_TRUE(r.ejected("a"));
+  EXPECT_EQ(r.nodes()[0].weight, 3u);
+  for (int k = 0; k < 2; ++k) r.report("a", true);
+  ASSERT_FALSE(r.ejected("a"));
+  size_t a = 0, keys = 100'000;
+  for (size_t i = 0; i < keys; ++i) a += r.pick(key_name(i)) == "a";
+  EXPECT_NEAR(static_cast<double>(a) / static_cast<double>(keys), 0.75, 0.03);
+  r.set_nodes(std::vector<std::string>{"a", "b"});  // weights kept
+  EXPECT_EQ(r.nodes()[0].weight, 3u);
+}
+
 // Lookups, leases, reports and membership changes from several threads at once (TSan).
 TEST_P(Schemes, ConcurrentUse) {
   HashRouterOptions o = opts();

@@ -70,29 +70,43 @@ bool HashRouter::remove(std::string_view address) {
 }
 
 std::pair<size_t, size_t> HashRouter::set_nodes(const std::vector<std::string>& addresses) {
+  std::vector<std::pair<std::string, uint32_t>> nodes;
+  nodes.reserve(addresses.size());
+  for (const std::string& a : addresses) nodes.emplace_back(a, 0);  // 0: keep, or 1 if new
+  return set_nodes(nodes);
+}
+
+std::pair<size_t, size_t> HashRouter::set_nodes(
+    const std::vector<std::pair<std::string, uint32_t>>& nodes) {
   std::unique_lock lk(mu_);
-  std::unordered_map<std::string_view, bool> wanted;
-  for (const std::string& a : addresses)
-    if (!a.empty()) wanted.emplace(a, false);
+  std::unordered_map<std::string_view, std::pair<uint32_t, bool>> wanted;  // weight, seen
+  for (const auto& [a, w] : nodes)
+    if (!a.empty()) wanted.emplace(a, std::pair{std::min(w, kMaxWeight), false});
   size_t before = nodes_.size();
+  bool reweighted = false;
   std::erase_if(nodes_, [&](const std::shared_ptr<Node>& n) {
     auto it = wanted.find(n->address);
     if (it == wanted.end()) return true;
-    it->second = true;  // already known: keeps its state
+    it->second.second = true;  // already known: keeps its health and counts
+    if (uint32_t w = it->second.first; w != 0 && w != n->weight) {
+      n->weight = w;
+      reweighted = true;
+    }
     return false;
   });
   size_t removed = before - nodes_.size(), added = 0;
-  for (const std::string& a : addresses) {
+  for (const auto& [a, w] : nodes) {
     auto it = wanted.find(a);
-    if (it == wanted.end() || it->second) continue;
-    it->second = true;
+    if (it == wanted.end() || it->second.second) continue;
+    it->second.second = true;
     auto node = std::make_shared<Node>();
     node->address = a;
+    node->weight = std::max<uint32_t>(it->second.first, 1);
     node->seed = hash(a);
     nodes_.push_back(std::move(node));
     ++added;
   }
-  if (added + removed != 0) rebuild();
+  if (added + removed != 0 || reweighted) rebuild();
   return {added, removed};
 }
 

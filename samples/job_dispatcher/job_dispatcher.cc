@@ -264,9 +264,11 @@ int main(int argc, char** argv) {
       for (auto& [name, svc] : services) {
         jobs::Workers w = coord.list_workers(name);
         if (w.result != jobs::CoordResult::kOk) continue;
-        std::vector<std::string> addresses;
-        for (const jobs::Worker& worker : w.workers) addresses.push_back(worker.address);
-        svc->router.set_nodes(addresses);
+        // A worker's capacity is its weight: twice the capacity, twice the jobs.
+        std::vector<std::pair<std::string, uint32_t>> nodes;
+        for (const jobs::Worker& worker : w.workers)
+          nodes.emplace_back(worker.address, std::max<uint32_t>(worker.capacity, 1));
+        svc->router.set_nodes(nodes);
       }
       next_lease = now + (leadership.leader ? settings.lease / 3 : settings.lease / 10);
     }

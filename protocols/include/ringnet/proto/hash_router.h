@@ -125,6 +125,10 @@ class RINGNET_PROTO_EXPORT HashRouter {
   /// Makes the nodes exactly `addresses` (weight 1 for new ones): those already known keep
   /// their weight, health and counts. Returns how many were added and removed.
   std::pair<size_t, size_t> set_nodes(const std::vector<std::string>& addresses);
+  /// The same with weights (0: keep a known node's weight, 1 for a new one; capped at
+  /// kMaxWeight): a known node whose weight changes keeps its health and counts, and its
+  /// share of keys follows the new weight.
+  std::pair<size_t, size_t> set_nodes(const std::vector<std::pair<std::string, uint32_t>>& nodes);
 
   /// The node for `key` ("" when there is none), ignoring load.
   std::string pick(std::string_view key) const;
