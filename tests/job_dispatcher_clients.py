@@ -88,10 +88,11 @@ class Dispatcher:
         except OSError:
             return False
 
-    def metric(self, name, labels=""):
-        """The sum of the samples of `name` whose labels contain `labels`."""
+    def metric(self, name, labels="", text=None):
+        """The sum of the samples of `name` whose labels contain `labels`, in `text` (one
+        scrape) or in a new scrape."""
         total = 0
-        for line in self.get("/metrics").splitlines():
+        for line in (text if text is not None else self.get("/metrics")).splitlines():
             head = "" if line.startswith("#") else line.split(" ", 1)[0]
             if (head == name or head.startswith(name + "{")) and labels in head:
                 total += int(float(line.rsplit(" ", 1)[1]))
@@ -274,6 +275,13 @@ def policies(args, workdir):
             fail("no leader")
         time.sleep(8.5)
         skipped = d.metric("jobs_runs_skipped_total", 'job="skip"')
+        # allow's 2.5 s runs overlap: several in flight on the one worker right now.
+        scrape = d.get("/metrics")
+        in_flight = d.metric("jobs_worker_in_flight", text=scrape)
+        fired = d.metric("jobs_runs_fired_total", text=scrape)
+        lagged = d.metric("jobs_schedule_lag_seconds_count", text=scrape)
+        leader_gauges = (d.metric("jobs_leader", text=scrape),
+                         d.metric("jobs_fencing_token", text=scrape))
     finally:
         stop(d.proc)
         time.sleep(0.1)
@@ -290,6 +298,12 @@ def policies(args, workdir):
         done[name].sort()
     print("policies: executed " + ", ".join(f"{n}={len(v)}" for n, v in sorted(done.items())) +
           f", skip's skipped={skipped}")
+    if in_flight < 2:
+        fail(f"jobs_worker_in_flight {in_flight} while allow's runs overlap")
+    if lagged != fired or fired < 10:
+        fail(f"schedule lag recorded {lagged} times for {fired} runs fired")
+    if leader_gauges[0] != 1 or leader_gauges[1] < 1:
+        fail(f"jobs_leader, jobs_fencing_token = {leader_gauges}")
     allow, skip, queue = done.get("allow", []), done.get("skip", []), done.get("queue", [])
     if len(allow) < 4 or any(b[0] - a[0] != 1000 for a, b in zip(allow, allow[1:])):
         fail(f"allow did not run every second: {allow}")
