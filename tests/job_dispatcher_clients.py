@@ -103,6 +103,13 @@ class Dispatcher:
         return self.log.read().decode(errors="replace")
 
 
+def stop_clean(proc, what, log=None):
+    """SIGTERM, and the process must exit 0 (a sanitizer's report makes it fail)."""
+    rc, _, err = stop(proc)
+    if rc != 0:
+        fail(f"{what} exited {rc} on SIGTERM\n{err if log is None else log()}")
+
+
 def start_worker(binary, backend, redis, workdir, name, delay_ms, ttl_ms=1500, capacity=16):
     dedupe = os.path.join(workdir, f"dedupe-{name}.log")
     attempts = os.path.join(workdir, f"attempts-{name}.log")
@@ -175,9 +182,7 @@ def failover(args, workdir):
 
         time.sleep(max(0, began + 31 - time.time()))
         end = time.time()
-        rc, _, _ = stop(follower.proc)
-        if rc != 0:
-            fail(f"dispatcher {follower.name} exited {rc} on SIGTERM\n{follower.stderr()}")
+        stop_clean(follower.proc, f"dispatcher {follower.name}", follower.stderr)
         # Every fired run has ended once the last one's execution (300 ms) is over.
         time.sleep(0.6)
         metrics_note = follower.stderr()
@@ -187,7 +192,7 @@ def failover(args, workdir):
                 d.proc.kill()
         for w in workers:
             if w["proc"].poll() is None:
-                stop(w["proc"])
+                stop_clean(w["proc"], f"worker {w['name']}")
         redis.stop()
 
     seen = {}
@@ -242,11 +247,9 @@ def slow(args, workdir):
             fail("the doomed job did not fail with DEADLINE_EXCEEDED")
         retried = d.metric("jobs_runs_retried_total", 'job="slow"')
     finally:
-        rc, _, _ = stop(d.proc)
-        stop(worker["proc"])
+        stop_clean(d.proc, "the dispatcher", d.stderr)
+        stop_clean(worker["proc"], "the worker")
         redis.stop()
-    if rc != 0:
-        fail(f"the dispatcher exited {rc} on SIGTERM\n{d.stderr()}")
     arrivals = {}
     for ms, run_id in read_lines(worker["attempts"]):
         arrivals.setdefault(run_id, []).append(int(ms))
@@ -283,9 +286,9 @@ def policies(args, workdir):
         leader_gauges = (d.metric("jobs_leader", text=scrape),
                          d.metric("jobs_fencing_token", text=scrape))
     finally:
-        stop(d.proc)
+        stop_clean(d.proc, "the dispatcher", d.stderr)
         time.sleep(0.1)
-        stop(worker["proc"])
+        stop_clean(worker["proc"], "the worker")
         redis.stop()
     done = {}  # job -> [(scheduled, finished ms)]
     for run_id, _, finished in read_lines(worker["dedupe"]):
@@ -330,21 +333,19 @@ def handover(args, workdir):
         time.sleep(2)
         leader = next(d for d in dispatchers if d.leader())
         follower = next(d for d in dispatchers if d is not leader)
-        rc, _, _ = stop(leader.proc)
+        stop_clean(leader.proc, "the leader", leader.stderr)
         stopped = time.time()
-        if rc != 0:
-            fail(f"the leader exited {rc} on SIGTERM\n{leader.stderr()}")
         if not wait_for(follower.leader, 5):
             fail("the follower did not take over")
         takeover = time.time() - stopped
         time.sleep(2)
-        stop(follower.proc)
+        stop_clean(follower.proc, "the follower", follower.stderr)
         time.sleep(0.2)
     finally:
         for d in dispatchers:
             if d.proc.poll() is None:
                 d.proc.kill()
-        stop(worker["proc"])
+        stop_clean(worker["proc"], "the worker")
         redis.stop()
     print(f"handover: follower leads {takeover * 1000:.0f} ms after the leader's SIGTERM")
     if takeover > LEASE_MS / 1000 / 10 + 0.5:
