@@ -13,6 +13,7 @@
   handover  SIGTERM to the leader hands the lease over at once, nothing missed.
 
 Usage: job_dispatcher_clients.py JOB_DISPATCHER JOB_WORKER [--backend B] [--only NAME]
+                                 [--skip NAME]...
 Exits 77 (skip) when redis-server is not installed.
 """
 import argparse
@@ -361,13 +362,14 @@ def main():
     p.add_argument("job_worker")
     p.add_argument("--backend", default="epoll")
     p.add_argument("--only")
+    p.add_argument("--skip", action="append", default=[])
     args = p.parse_args()
     if shutil.which("redis-server") is None:
         print("skip: redis-server is not installed (apt-get install redis-server)")
         sys.exit(77)
     for name, scenario in (("slow", slow), ("policies", policies), ("handover", handover),
                            ("failover", failover)):
-        if args.only and args.only != name:
+        if (args.only and args.only != name) or name in args.skip:
             continue
         with tempfile.TemporaryDirectory() as workdir:
             scenario(args, workdir)
