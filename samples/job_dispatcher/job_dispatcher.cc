@@ -48,6 +48,8 @@ using ringnet::proto::RoutedRpcClient;
 
 struct Settings {
   std::string config, redis = "127.0.0.1:6379", id, prefix = "ringnet:jobs:", host = "127.0.0.1";
+  std::string redis_host;  // --redis, split
+  int redis_port = 0;
   std::chrono::milliseconds lease{2000}, probe{1000};
   int http_port = -1;
   bool verbose = false;
@@ -133,10 +135,19 @@ Settings parse(int argc, char** argv) {
   t.add_millis("--probe-ms", "how often every worker is probed (rpc.list)", &s.probe, 50, 600000);
   t.add_switch("--verbose", "log every run fired", "off", &s.verbose);
   t.parse(argc, argv);
-  if (s.config.empty()) {
-    std::fprintf(stderr, "%s: --config is required (--help)\n", t.prog().c_str());
+  auto usage_error = [&](const std::string& why) {
+    std::fprintf(stderr, "%s: %s (--help)\n", t.prog().c_str(), why.c_str());
     std::exit(2);
-  }
+  };
+  if (s.config.empty()) usage_error("--config is required");
+  size_t colon = s.redis.rfind(':');
+  uint64_t port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !sample::FlagTable::parse_decimal(std::string_view(s.redis).substr(colon + 1), 1, 65535,
+                                        &port))
+    usage_error("--redis: '" + s.redis + "' is not HOST:PORT");
+  s.redis_host = s.redis.substr(0, colon);
+  s.redis_port = static_cast<int>(port);
   if (s.id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -176,10 +187,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "job_dispatcher: %s\n", error.c_str());
     return 2;
   }
-  auto colon = settings.redis.rfind(':');
   // Each round trip at most a sixth of the lease: a renew that hangs must not outlast it.
-  jobs::Coordinator coord({.host = settings.redis.substr(0, colon),
-                           .port = std::atoi(settings.redis.c_str() + colon + 1),
+  jobs::Coordinator coord({.host = settings.redis_host,
+                           .port = settings.redis_port,
                            .timeout = std::min<std::chrono::milliseconds>(500ms, settings.lease / 6),
                            .prefix = settings.prefix});
 

@@ -195,6 +195,8 @@ Config parse_config(int argc, char** argv) {
                      &redis);
         t.add_string("--service", "NAME", "RPC service name, and the registry it joins",
                      c.service, &c.service);
+        t.add_string("--prefix", "TEXT", "prefix of every redis key (the dispatchers' own)",
+                     c.redis.prefix, &c.redis.prefix);
         t.add_number("--capacity", "N", "runs executing at once; more are refused (busy)",
                      &c.capacity, 1, 1'000'000, "run count");
         t.add_millis("--ttl-ms", "registration lifetime, refreshed every ttl/3", &c.ttl, 30,
