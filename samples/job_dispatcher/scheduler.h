@@ -16,9 +16,10 @@
 //   queue  it waits, and runs when the open one ends, in order
 //   allow  it runs at once
 //
-// Threads: everything but complete() runs on the dispatcher's control thread (the only user
-// of its Coordinator). RPC completions arrive on other threads through complete(), which
-// queues them and wakes the control thread (wait()).
+// Threads: everything runs on the dispatcher's control thread (the only user of its
+// Coordinator) but wake() and write_metrics(). RPC completions arrive on other threads: the
+// `done` that fire() hands to the RoutedRpcClient queues them and wakes the control thread
+// out of wait(); tick() takes them.
 #pragma once
 
 #include <array>
